@@ -1,0 +1,100 @@
+"""The one typed place for configuration.
+
+Every port, password, path and URL comes from the environment (prefix ``GRADWALK_``) or a
+``.env`` file, with safe local defaults: services bind to loopback and use ports of their own
+(17687 for Bolt, 16379 for Redis) so they never collide with a system Neo4j or Redis.
+Settings are built by :func:`get_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_DEV_PASSWORD = "gradwalk-local-dev"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".gradwalk"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRADWALK_", env_file=".env", extra="ignore")
+
+    env: Literal["local", "production"] = "local"
+
+    # Folders: state (service data, logs, pids, artifacts) and a build/model cache shared by runs.
+    state_dir: Path = Field(default_factory=lambda: _default_home() / "state")
+    cache_dir: Path = Field(default_factory=lambda: _default_home() / "cache")
+    artifact_dir: Path | None = None
+
+    # Neo4j (Bolt). The local launcher binds to the host and port of this URI.
+    neo4j_uri: str = "bolt://127.0.0.1:17687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr = SecretStr(LOCAL_DEV_PASSWORD)
+    neo4j_database: str = "neo4j"
+    neo4j_heap_mb: int = 1024
+    neo4j_pagecache_mb: int = 512
+    neo4j_max_retry_s: float = 30.0
+
+    # Redis: Celery broker and result backend.
+    redis_url: str = "redis://127.0.0.1:16379/0"
+
+    # Celery.
+    task_time_limit_s: int = 6 * 3600
+    worker_concurrency: int = 1
+    worker_max_tasks_per_child: int = 20
+
+    # REST API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8790
+
+    # Compute.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Local service tools.
+    java_bin: str = "java"
+    maven_bin: str = "mvn"
+    redis_server_bin: str = "redis-server"
+
+    @field_validator("state_dir", "cache_dir", "artifact_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("neo4j_password", mode="after")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 8:
+            raise ValueError("GRADWALK_NEO4J_PASSWORD must have at least 8 characters (Neo4j's minimum)")
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        if self.env == "production" and self.neo4j_password.get_secret_value() == LOCAL_DEV_PASSWORD:
+            raise ValueError("GRADWALK_NEO4J_PASSWORD must be set outside local development")
+
+    @property
+    def artifacts(self) -> Path:
+        """Root folder of the artifact store (feature shards, manifests)."""
+        return self.artifact_dir or self.state_dir / "artifacts"
+
+    @property
+    def neo4j_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.neo4j_uri)
+        return parts.hostname or "127.0.0.1", parts.port or 7687
+
+    @property
+    def redis_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

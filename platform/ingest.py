@@ -1,0 +1,545 @@
+"""Instruction data in one normal form: chat messages ending with the answer, named by content.
+
+Pools and targets arrive as JSONL/JSON files (optionally gzipped) or Hugging Face datasets (a
+``save_to_disk`` folder or a ``datasets`` object) in the common shapes: Alpaca
+(``instruction``/``input``/``output``), ShareGPT (``conversations`` of ``from``/``value``), OpenAI
+``messages`` and ``prompt``/``completion``. Every record becomes a list of ``{"role", "content"}``
+messages (system?, user first, assistant last) whose id is the sha256 of its canonical JSON, so the
+same example has the same id whatever file or shape it came in, and exact duplicates collapse.
+
+A bad record stops the read with :class:`gradwalk.errors.InvalidInput` naming the file, the line
+(or row) and the field; with ``skip_invalid`` it is counted and skipped instead. Problems with the
+source as a whole (missing file, broken JSON array, unknown split) always stop the read.
+Nothing here touches Neo4j: :mod:`gradwalk.platform.pools` reads a whole source with this module
+before it writes anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gradwalk import errors
+
+Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]
+FORMATS: tuple[str, ...] = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion")
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+MAX_SKIP_REASONS = 20
+
+_SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+}
+_BOM = b"\xef\xbb\xbf"
+_JSON_WS = " \t\r\n"
+
+# (where, parsed record or None, problem or None): one item of a source before normalising.
+_Item = tuple[str, Any, str | None]
+
+
+class _RecordError(Exception):
+    """A problem with one record; the reader adds where it is."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One normalised example: ``messages_json`` is what is stored and what ``id`` hashes."""
+
+    id: str
+    messages: list[dict[str, str]]
+    messages_json: str
+    shape: str
+    where: str
+
+
+@dataclass
+class ReadReport:
+    """What one pass over a source found; ``read == imported + duplicates + skipped``."""
+
+    source: str
+    read: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    skip_reasons: list[str] = field(default_factory=list)
+    shapes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImportBatch:
+    records: list[Record]
+    report: ReadReport
+
+
+def canonical_json(messages: Sequence[Mapping[str, str]]) -> str:
+    """The stored form of a message list; its sha256 is the example's id."""
+    return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages],
+                      ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def read_records(source: Any, *, fmt: Format = "auto", split: str | None = None,
+                 skip_invalid: bool = False,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ImportBatch:
+    """Every unique record of ``source`` in memory, with the report of the read."""
+    reader = RecordReader(source, fmt=fmt, split=split, skip_invalid=skip_invalid,
+                          max_record_bytes=max_record_bytes)
+    report = ReadReport(source=reader.label)
+    return ImportBatch(list(reader.records(report)), report)
+
+
+class RecordReader:
+    """A source opened for reading; each call of :meth:`records` is a fresh pass over it.
+
+    ``source`` is a path (``.jsonl``/``.json``, optionally ``.gz``, or a ``save_to_disk``
+    folder), a ``datasets`` Dataset/DatasetDict/IterableDataset, or a list of record dicts.
+    ``split`` picks the split of a DatasetDict (needed when it has more than one).
+    """
+
+    def __init__(self, source: Any, *, fmt: Format = "auto", split: str | None = None,
+                 skip_invalid: bool = False,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+        if fmt not in FORMATS:
+            raise errors.InvalidInput(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        if max_record_bytes < 1:
+            raise errors.InvalidInput("max_record_bytes must be positive")
+        self.fmt = fmt
+        self.skip_invalid = skip_invalid
+        self.max_record_bytes = max_record_bytes
+        self.label, self.name, self._items = _open(source, split, max_record_bytes)
+
+    def records(self, report: ReadReport) -> Iterator[Record]:
+        """Yield each valid record once, counting into ``report``; raise InvalidInput on the first
+        bad record (unless skipping) and when the source holds no valid record at all."""
+        seen: set[str] = set()
+        named: dict[Any, tuple[str, str]] = {}
+        for where, obj, problem in self._items():
+            report.read += 1
+            try:
+                if problem is not None:
+                    raise _RecordError(problem)
+                record = self._normalise(obj, where)
+                if obj.get("id") is not None:
+                    _check_ref(obj["id"], record, named)
+            except _RecordError as e:
+                message = f"{where}: {e}"
+                if not self.skip_invalid:
+                    raise errors.InvalidInput(message) from None
+                report.skipped += 1
+                if len(report.skip_reasons) < MAX_SKIP_REASONS:
+                    report.skip_reasons.append(message)
+                continue
+            if record.id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(record.id)
+            report.imported += 1
+            report.shapes[record.shape] = report.shapes.get(record.shape, 0) + 1
+            yield record
+        if report.imported == 0:
+            if report.skipped:
+                raise errors.InvalidInput(
+                    f"{self.label}: no valid records ({report.skipped} skipped; first: "
+                    f"{report.skip_reasons[0]})")
+            raise errors.InvalidInput(f"{self.label}: no records found")
+
+    def _normalise(self, obj: Any, where: str) -> Record:
+        if not isinstance(obj, Mapping):
+            raise _RecordError(f"a record must be a JSON object, got {_kind(obj)}")
+        shape = _detect(obj) if self.fmt == "auto" else self.fmt
+        messages, turns_field, offset = _SHAPES[shape](obj)
+        _check_turns(messages, turns_field, offset)
+        text = canonical_json(messages)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _RecordError(_bad_unicode_field(obj, shape)) from None
+        if len(data) > self.max_record_bytes:
+            raise _RecordError(f"huge record: {len(data):,} bytes of messages, over the limit of "
+                               f"{self.max_record_bytes:,} (max_record_bytes)")
+        return Record(hashlib.sha256(data).hexdigest(), messages, text, shape, where)
+
+
+def _check_ref(ref: Any, record: Record, named: dict[Any, tuple[str, str]]) -> None:
+    """A record's own ``id`` names one example: the same id on different content is an error."""
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise _RecordError(f"field 'id' must be a string or an integer, got {_kind(ref)}")
+    first_id, first_where = named.setdefault(ref, (record.id, record.where))
+    if first_id != record.id:
+        raise _RecordError(f"field 'id' repeats {_shown(ref)} of {first_where}, a different record")
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+# A shape turns a record into (messages, the field that lists the turns, how many messages were
+# put before that list's first item) so that errors can point at the input's own indices.
+_Shaped = tuple[list[dict[str, str]], str, int]
+
+
+def _detect(obj: Mapping[str, Any]) -> str:
+    def has(key: str) -> bool:
+        return obj.get(key) is not None
+
+    if has("messages"):
+        return "messages"
+    if has("conversations"):
+        return "sharegpt"
+    if has("instruction"):
+        return "alpaca"
+    if has("prompt") or has("completion"):
+        return "prompt_completion"
+    if has("output"):
+        return "alpaca"
+    keys = ", ".join(_shown(k) for k in list(obj)[:10]) or "none"
+    raise _RecordError("unknown shape: expected field 'messages', 'conversations', "
+                       f"'instruction'+'output' or 'prompt'+'completion' (fields: {keys})")
+
+
+def _required(obj: Mapping[str, Any], key: str, path: str) -> Any:
+    value = obj.get(key)
+    if value is None:
+        raise _RecordError(f"field '{path}' is missing")
+    return value
+
+
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _RecordError(f"field '{path}' must be a non-empty string, got {_kind(value)}")
+    if not value.strip():
+        raise _RecordError(f"field '{path}' must be a non-empty string")
+    return value
+
+
+def _optional_text(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _RecordError(f"field '{key}' must be a string, got {_kind(value)}")
+    return value
+
+
+def _system(obj: Mapping[str, Any]) -> list[dict[str, str]]:
+    system = _optional_text(obj, "system")
+    return [{"role": "system", "content": system}] if system.strip() else []
+
+
+def _turns(obj: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = _required(obj, key, key)
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise _RecordError(f"field '{key}' must be a list, got {_kind(value)}")
+    if not value:
+        raise _RecordError(f"field '{key}' must not be empty")
+    for j, turn in enumerate(value):
+        if not isinstance(turn, Mapping):
+            raise _RecordError(f"field '{key}[{j}]' must be an object, got {_kind(turn)}")
+    return list(value)
+
+
+def _alpaca(obj: Mapping[str, Any]) -> _Shaped:
+    instruction = _text(_required(obj, "instruction", "instruction"), "instruction")
+    extra = _optional_text(obj, "input")
+    output = _text(_required(obj, "output", "output"), "output")
+    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    return [*_system(obj), {"role": "user", "content": user},
+            {"role": "assistant", "content": output}], "output", 0
+
+
+def _sharegpt(obj: Mapping[str, Any]) -> _Shaped:
+    messages = _system(obj)
+    offset = len(messages)
+    for j, turn in enumerate(_turns(obj, "conversations")):
+        speaker = _required(turn, "from", f"conversations[{j}].from")
+        role = _SHAREGPT_ROLES.get(speaker.lower()) if isinstance(speaker, str) else None
+        if role is None:
+            raise _RecordError(f"field 'conversations[{j}].from' must be one of human, gpt, "
+                               f"system (or user, assistant), got {_shown(speaker)}")
+        path = f"conversations[{j}].value"
+        messages.append({"role": role, "content": _text(_required(turn, "value", path), path)})
+    return messages, "conversations", offset
+
+
+def _messages(obj: Mapping[str, Any]) -> _Shaped:
+    messages = []
+    for j, turn in enumerate(_turns(obj, "messages")):
+        role = _required(turn, "role", f"messages[{j}].role")
+        if role not in ROLES:
+            raise _RecordError(f"field 'messages[{j}].role' must be one of {', '.join(ROLES)}, "
+                               f"got {_shown(role)}")
+        path = f"messages[{j}].content"
+        messages.append({"role": role, "content": _text(_required(turn, "content", path), path)})
+    return messages, "messages", 0
+
+
+def _prompt_completion(obj: Mapping[str, Any]) -> _Shaped:
+    prompt = _text(_required(obj, "prompt", "prompt"), "prompt")
+    completion = _text(_required(obj, "completion", "completion"), "completion")
+    return [*_system(obj), {"role": "user", "content": prompt},
+            {"role": "assistant", "content": completion}], "completion", 0
+
+
+_SHAPES: dict[str, Callable[[Mapping[str, Any]], _Shaped]] = {
+    "alpaca": _alpaca,
+    "sharegpt": _sharegpt,
+    "messages": _messages,
+    "prompt_completion": _prompt_completion,
+}
+
+
+def _check_turns(messages: list[dict[str, str]], turns_field: str, offset: int) -> None:
+    """Training masks the prompt and learns the answer: a system message first if at all, then
+    the user, and the assistant last."""
+    roles = [m["role"] for m in messages]
+    for j, role in enumerate(roles[1:], start=1):
+        if role == "system":
+            raise _RecordError(f"field '{turns_field}[{j - offset}]' is a system message; "
+                               "only the first message may be one")
+    first = 1 if roles[0] == "system" else 0
+    if first == len(roles):
+        raise _RecordError(f"field '{turns_field}' holds only a system message")
+    if roles[first] != "user":
+        raise _RecordError(f"field '{turns_field}[{first - offset}]' must be a user message "
+                           f"(a conversation starts with the user), got {roles[first]}")
+    if roles[-1] != "assistant":
+        raise _RecordError(f"field '{turns_field}' must end with an assistant message, "
+                           f"got {roles[-1]} last")
+
+
+def _bad_unicode_field(obj: Mapping[str, Any], shape: str) -> str:
+    """Name the field holding a lone surrogate (JSON allows ``\\ud800``; UTF-8 and Neo4j don't)."""
+    fields: list[tuple[str, Any]] = [("system", obj.get("system"))]
+    if shape == "alpaca":
+        fields += [(k, obj.get(k)) for k in ("instruction", "input", "output")]
+    elif shape == "prompt_completion":
+        fields += [(k, obj.get(k)) for k in ("prompt", "completion")]
+    else:
+        key, text_key = ("conversations", "value") if shape == "sharegpt" else ("messages", "content")
+        fields += [(f"{key}[{j}].{text_key}", turn.get(text_key))
+                   for j, turn in enumerate(obj[key])]
+    for path, value in fields:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return f"field '{path}' is not valid Unicode (unpaired surrogate at character {e.start})"
+    return "a field is not valid Unicode (unpaired surrogate)"
+
+
+def _kind(value: Any) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+             str: "a string", list: "an array", tuple: "an array", dict: "an object"}
+    return names.get(type(value), "an object" if isinstance(value, Mapping)
+                     else type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: short, and printable even if it holds a lone surrogate."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return repr(value)[:80]
+    return _kind(value)
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+def _open(source: Any, split: str | None,
+          cap: int) -> tuple[str, str, Callable[[], Iterator[_Item]]]:
+    """(label for messages, short name for the ``source`` property, fresh item iterator)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = str(source)
+        if path.is_dir():
+            dataset = _load_from_disk(path, label)
+            return label, path.name, _dataset_items(dataset, split, label)
+        if path.is_file():
+            if split is not None:
+                raise errors.InvalidInput(f"{label}: split applies to datasets, not to files")
+            return label, path.name, lambda: _file_items(path, label, cap)
+        raise errors.InvalidInput(f"{label}: no such file or folder")
+    if type(source).__module__.split(".")[0] == "datasets":
+        info = getattr(source, "info", None)
+        if info is None and isinstance(source, Mapping) and source:
+            info = getattr(next(iter(source.values())), "info", None)
+        name = (getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
+                or "dataset")
+        return name, name, _dataset_items(source, split, name)
+    if isinstance(source, (list, tuple)):
+        if split is not None:
+            raise errors.InvalidInput("split applies to datasets, not to a list of records")
+        return "records", "records", lambda: ((f"records[{i}]", r, None) for i, r in enumerate(source))
+    raise errors.InvalidInput(
+        f"cannot read records from a {type(source).__name__}: give a .jsonl/.json file, a datasets "
+        "save_to_disk folder, a datasets object or a list of records")
+
+
+def _load_from_disk(path: Path, label: str) -> Any:
+    if not any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json")):
+        raise errors.InvalidInput(f"{label}: a folder must be a datasets save_to_disk folder "
+                                  "(no dataset_dict.json or state.json in it)")
+    try:
+        import datasets
+    except ImportError as e:
+        raise errors.GradwalkError(f"{label}: reading a datasets folder needs the 'datasets' "
+                                   "package: pip install 'gradwalk[worker]'") from e
+    try:
+        return datasets.load_from_disk(str(path))
+    except (OSError, ValueError, KeyError) as e:
+        raise errors.InvalidInput(f"{label}: not a readable datasets folder: {e}") from e
+
+
+def _dataset_items(dataset: Any, split: str | None, label: str) -> Callable[[], Iterator[_Item]]:
+    if isinstance(dataset, Mapping):  # DatasetDict / IterableDatasetDict
+        names = list(dataset)
+        if split is None and len(names) == 1:
+            split = names[0]
+        if split is None:
+            raise errors.InvalidInput(f"{label}: has splits {', '.join(names)}; choose one "
+                                      "with split=")
+        if split not in dataset:
+            raise errors.InvalidInput(f"{label}: no split {split!r} (splits: {', '.join(names)})")
+        dataset = dataset[split]
+    elif split is not None and str(getattr(dataset, "split", None)) != split:
+        raise errors.InvalidInput(f"{label}: is a single dataset, not split {split!r}; "
+                                  "leave split unset")
+    else:
+        split = getattr(dataset, "split", None)
+    prefix = f"{label} split {str(split)!r}" if split is not None else label
+
+    def items() -> Iterator[_Item]:
+        for i, row in enumerate(dataset):
+            yield f"{prefix} row {i}", row, None
+
+    return items
+
+
+def _file_items(path: Path, label: str, cap: int) -> Iterator[_Item]:
+    """Records of a JSON array file, or of a file with one JSON record per line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4096).removeprefix(_BOM).lstrip(_JSON_WS.encode())
+            fh.seek(0)
+            if not head.startswith(b"["):
+                yield from _line_items(fh, label, cap)
+                return
+            data = fh.read().removeprefix(_BOM)
+    except (OSError, EOFError, zlib.error) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise errors.InvalidInput(f"{label}: cannot read the file: {reason}") from e
+    yield from _array_items(data, label, cap)
+
+
+def _line_items(fh: Any, label: str, cap: int) -> Iterator[_Item]:
+    """JSON Lines, read with a bounded line length so a huge record never fills memory."""
+    lineno = 0
+    while line := fh.readline(cap + 1):
+        lineno += 1
+        where = f"{label} line {lineno}"
+        if len(line) > cap and not line.endswith(b"\n"):
+            while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield where, None, f"huge record: line longer than {cap:,} bytes (max_record_bytes)"
+            continue
+        if lineno == 1:
+            line = line.removeprefix(_BOM)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield where, None, (f"not valid UTF-8 (byte 0x{line[e.start]:02x} at column "
+                                f"{e.start + 1})")
+            continue
+        if not text.strip(_JSON_WS):
+            continue
+        obj, problem = _parse(text.rstrip(_JSON_WS))
+        yield where, obj, problem
+
+
+def _parse(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON: {e.msg} (column {e.colno})"
+    except RecursionError:
+        return None, "not valid JSON: nested too deeply"
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        return None, f"not valid JSON: {e}"
+
+
+def _array_items(data: bytes, label: str, cap: int) -> Iterator[_Item]:
+    """Elements of a JSON array with the line each starts on. A syntax error cannot be skipped
+    (the parser cannot find the next element), a bad element can."""
+    try:
+        text, lossy = data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, lossy = data.decode("utf-8", "surrogateescape"), True
+    decoder = json.JSONDecoder()
+    line, counted = 1, 0
+
+    def line_at(pos: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, pos)
+        counted = pos
+        return line
+
+    def fail(pos: int, problem: str) -> errors.InvalidInput:
+        return errors.InvalidInput(f"{label} line {line_at(pos)}: {problem}")
+
+    pos = _skip_ws(text, 0) + 1  # past "["
+    pos = _skip_ws(text, pos)
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            start = pos
+            try:
+                obj, pos = decoder.raw_decode(text, start)
+            except json.JSONDecodeError as e:
+                raise fail(e.pos, f"not valid JSON: {e.msg}") from None
+            except RecursionError:
+                raise fail(start, "not valid JSON: nested too deeply") from None
+            except ValueError as e:
+                raise fail(start, f"not valid JSON: {e}") from None
+            where = f"{label} line {line_at(start)}"
+            span = text[start:pos]
+            problem = None
+            if len(span) > cap // 4 and len(span.encode("utf-8", "surrogateescape")) > cap:
+                problem = f"huge record: longer than {cap:,} bytes (max_record_bytes)"
+            elif lossy:
+                try:
+                    span.encode("utf-8", "surrogateescape").decode("utf-8")
+                except UnicodeDecodeError as e:
+                    problem = f"not valid UTF-8 (byte 0x{span.encode('utf-8', 'surrogateescape')[e.start]:02x})"
+            yield where, (None if problem else obj), problem
+            pos = _skip_ws(text, pos)
+            if text.startswith(",", pos):
+                pos = _skip_ws(text, pos + 1)
+                continue
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            raise fail(pos, "not valid JSON: expected ',' or ']' after an array element")
+    if _skip_ws(text, pos) != len(text):
+        raise fail(_skip_ws(text, pos), "not valid JSON: extra data after the array")
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _JSON_WS:
+        pos += 1
+    return pos

@@ -1,0 +1,500 @@
+"""Local services without Docker: Neo4j (embedded, Maven-built), Redis and the Celery workers.
+
+``gradwalk services up`` starts what is not already running, waits until each one really answers
+(a Bolt query, a Redis PING, a ping task on each worker's queue) and applies migrations; ``down``
+stops only the processes ``up`` started (pid files record each process and a marker of its
+command line, so a recycled pid is never killed); ``status`` prints each service, its address and
+pid. Logs and pid files live under the state folder; the Neo4j launcher is built once into the
+cache folder, keyed by a hash of its sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gradwalk import errors
+from gradwalk.settings import Settings
+
+LAUNCHER_SOURCE = Path(__file__).resolve().parent.parent / "services" / "neo4j-launcher"
+LAUNCHER_MAIN = "dev.gradwalk.neo4j.Launcher"
+MIN_JAVA = 17
+START_LINE = "gradwalk starts {name}"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process needs to see exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"GRADWALK_{name.upper()}"] = str(value)
+    return env
+
+
+def _port_answers(host: str, port: int) -> bool:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not running.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+class LocalService:
+    """A process started by gradwalk, tracked by a pid file under ``state/run``."""
+
+    name: str
+    ready_timeout_s: float = 120.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.run_dir = settings.state_dir / "run"
+        self.log_dir = settings.state_dir / "logs"
+
+    # -- what each service defines ---------------------------------------------------------
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def marker(self) -> str:
+        """A piece of the command line that only this service's process carries."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Checks and set-up before the process is spawned (tools present, port free)."""
+
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    # -- shared lifecycle --------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """Pid of this service's process if the one we started is still running."""
+        try:
+            record = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        pid = int(record.get("pid", 0))
+        if pid > 0 and _alive(pid) and record.get("marker", "\0") in _cmdline(pid):
+            return pid
+        return None
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(self.name, self.address, self.pid())
+
+    def spawn(self) -> bool:
+        """Start the process unless ours already runs; return True when it was started now."""
+        if self.pid() is not None:
+            return False
+        self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"\n--- {stamp} {START_LINE.format(name=self.name)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=settings_env(self.settings), cwd=self.settings.state_dir, start_new_session=True,
+            )
+        self.pid_file.write_text(json.dumps({"pid": process.pid, "marker": self.marker()}))
+        return True
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            if self.pid() is None:
+                raise errors.ServiceUnavailable(
+                    f"{self.name} exited while starting; last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                )
+            if self.is_ready():
+                return
+            if time.monotonic() > deadline:
+                raise errors.ServiceUnavailable(
+                    f"{self.name} did not become ready in {self.ready_timeout_s:.0f}s; "
+                    f"see {self.log_file}:\n{_tail(self.log_file)}"
+                )
+            time.sleep(0.5)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop our process (SIGTERM, then SIGKILL after ``timeout_s``); True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _refuse_taken_port(self, host: str, port: int, setting: str) -> None:
+        if _port_answers(host, port):
+            raise errors.Conflict(
+                f"{self.name}: port {port} on {host} is already taken by another process; "
+                f"stop that process or choose another port with {setting}"
+            )
+
+
+class Neo4jService(LocalService):
+    name = "neo4j"
+    ready_timeout_s = 180.0
+
+    @property
+    def address(self) -> str:
+        return self.settings.neo4j_uri
+
+    @property
+    def home(self) -> Path:
+        return self.settings.state_dir / "neo4j"
+
+    def marker(self) -> str:
+        return str(self.home)
+
+    def command(self) -> list[str]:
+        build = launcher_build(self.settings)
+        host, port = self.settings.neo4j_address
+        classpath = f"{build / 'neo4j-launcher.jar'}:{build / 'lib'}/*"
+        return [
+            self.settings.java_bin, f"-Xmx{self.settings.neo4j_heap_mb}m", "-XX:+UseG1GC",
+            "-cp", classpath, LAUNCHER_MAIN, str(self.home), host, str(port),
+        ]
+
+    def prepare(self) -> None:
+        check_java(self.settings.java_bin)
+        host, port = self.settings.neo4j_address
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise errors.InvalidInput(
+                f"the local Neo4j binds to loopback only; GRADWALK_NEO4J_URI points at {host}"
+            )
+        self._refuse_taken_port(host, port, "GRADWALK_NEO4J_URI")
+        build_launcher(self.settings)
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def is_ready(self) -> bool:
+        from gradwalk.graph.store import GraphStore
+
+        # Bolt opens before the launcher has set the password: a login attempt then would fail
+        # and count towards Neo4j's lock-out, so wait for the launcher's ready line first.
+        if not self._launcher_ready():
+            return False
+        try:
+            with GraphStore.connect(self.settings) as store:
+                store.ping()
+            return True
+        except errors.ServiceUnavailable:
+            return False
+
+
+    def _launcher_ready(self) -> bool:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return False
+        return "GRADWALK-NEO4J-READY" in text.rsplit(START_LINE.format(name=self.name), 1)[-1]
+
+
+class RedisService(LocalService):
+    name = "redis"
+    ready_timeout_s = 30.0
+
+    @property
+    def address(self) -> str:
+        host, port = self.settings.redis_address
+        return f"redis://{host}:{port}"
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.state_dir / "redis"
+
+    def marker(self) -> str:
+        return str(self.folder / "redis.conf")
+
+    def command(self) -> list[str]:
+        return [self.settings.redis_server_bin, str(self.folder / "redis.conf")]
+
+    def prepare(self) -> None:
+        if shutil.which(self.settings.redis_server_bin) is None:
+            raise errors.ServiceUnavailable(
+                f"{self.settings.redis_server_bin} not found: apt-get install redis-server "
+                "(or set GRADWALK_REDIS_SERVER_BIN)"
+            )
+        host, port = self.settings.redis_address
+        self._refuse_taken_port(host, port, "GRADWALK_REDIS_URL")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        from urllib.parse import urlsplit
+
+        password = urlsplit(self.settings.redis_url).password
+        lines = [
+            f"bind {host}",
+            f"port {port}",
+            "protected-mode yes",
+            "daemonize no",
+            "set-proc-title no",  # keep the command line, which pid checks match against
+            f"dir {self.folder}",
+            # Queued jobs survive a restart: append-only file, fsync every second.
+            "appendonly yes",
+            "appendfsync everysec",
+            "dbfilename dump.rdb",
+            "save 60 1",
+            'logfile ""',
+        ]
+        if password:
+            lines.append(f"requirepass {password}")
+        (self.folder / "redis.conf").write_text("\n".join(lines) + "\n")
+        (self.folder / "redis.conf").chmod(0o600)
+
+    def is_ready(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=1).ping())
+        except redis.exceptions.RedisError:
+            return False
+
+
+class WorkerService(LocalService):
+    """A Celery worker consuming one queue (device auto: CUDA when present)."""
+
+    ready_timeout_s = 180.0
+
+    def __init__(self, settings: Settings, queue: str) -> None:
+        super().__init__(settings)
+        self.queue = queue
+        self.name = f"worker-{queue}"
+
+    @property
+    def address(self) -> str:
+        return f"queue {self.queue}"
+
+    def node_name(self) -> str:
+        return f"{self.queue}@{socket.gethostname()}.{self.settings.redis_address[1]}"
+
+    def marker(self) -> str:
+        return self.node_name()
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "gradwalk.workers.app", "worker",
+            "-Q", self.queue, "-n", self.node_name(), "--concurrency", str(self.settings.worker_concurrency),
+            "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ]
+
+    def is_ready(self) -> bool:
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        try:
+            reply = _ping_app(self.settings).send_task(
+                "gradwalk.system.ping", queue=self.queue
+            ).get(timeout=5)
+        except CeleryTimeout:
+            return False
+        return bool(reply.get("pid"))
+
+
+def _ping_app(settings: Settings):
+    from celery import Celery
+
+    from gradwalk.workers.app import celery_config
+
+    key = settings.redis_url
+    app = _PING_APPS.get(key)
+    if app is None:
+        app = _PING_APPS[key] = Celery("gradwalk-services", set_as_current=False)
+        app.conf.update(celery_config(settings))
+    return app
+
+
+_PING_APPS: dict[str, object] = {}
+
+
+# -- the Neo4j launcher build ---------------------------------------------------------------------
+def check_java(java_bin: str) -> None:
+    try:
+        out = subprocess.run([java_bin, "-version"], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise errors.ServiceUnavailable(
+            f"Java {MIN_JAVA}+ is needed for the local Neo4j but '{java_bin}' was not found: "
+            "apt-get install openjdk-17-jre-headless (or set GRADWALK_JAVA_BIN)"
+        ) from None
+    match = re.search(r'version "(\d+)', out.stderr + out.stdout)
+    if match is None or int(match.group(1)) < MIN_JAVA:
+        raise errors.ServiceUnavailable(
+            f"Java {MIN_JAVA}+ is needed for the local Neo4j; '{java_bin}' is "
+            f"{match.group(1) if match else 'of unknown version'}: install openjdk-17 or set GRADWALK_JAVA_BIN"
+        )
+
+
+def _launcher_fingerprint() -> str:
+    digest = hashlib.sha256()
+    files = [LAUNCHER_SOURCE / "pom.xml", *sorted((LAUNCHER_SOURCE / "src").rglob("*"))]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(LAUNCHER_SOURCE)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def launcher_build(settings: Settings) -> Path:
+    """Folder of the cached launcher build for the current sources (may not exist yet)."""
+    if not (LAUNCHER_SOURCE / "pom.xml").is_file():
+        raise errors.ServiceUnavailable(
+            f"the local Neo4j needs gradwalk's source checkout ({LAUNCHER_SOURCE} is missing); "
+            "point GRADWALK_NEO4J_URI at a running Neo4j 5 server instead"
+        )
+    return settings.cache_dir / "neo4j-launcher" / _launcher_fingerprint()
+
+
+def build_launcher(settings: Settings, *, echo: Callable[[str], None] = lambda _: None) -> Path:
+    """Build the launcher with Maven once; later calls return the cached build."""
+    target = launcher_build(settings)
+    if (target / "neo4j-launcher.jar").is_file():
+        return target
+    if shutil.which(settings.maven_bin) is None:
+        raise errors.ServiceUnavailable(
+            f"Maven ('{settings.maven_bin}') is needed once to build the local Neo4j: apt-get install maven"
+        )
+    check_java(settings.java_bin)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    echo("building the local Neo4j launcher with Maven (once; about a minute)")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+        work = Path(tmp) / "src"
+        shutil.copytree(LAUNCHER_SOURCE, work, ignore=shutil.ignore_patterns("target"))
+        log = target.parent / "build.log"
+        with log.open("w") as out:
+            done = subprocess.run(
+                [settings.maven_bin, "-q", "-B", "package", "-DskipTests"],
+                cwd=work, stdout=out, stderr=subprocess.STDOUT,
+            )
+        if done.returncode != 0:
+            raise errors.ServiceUnavailable(
+                f"the Maven build of the local Neo4j failed (exit {done.returncode}); see {log}:\n{_tail(log)}"
+            )
+        staged = Path(tmp) / "out"
+        staged.mkdir()
+        shutil.move(str(work / "target" / "neo4j-launcher.jar"), staged / "neo4j-launcher.jar")
+        shutil.move(str(work / "target" / "lib"), staged / "lib")
+        with contextlib.suppress(OSError):  # another process may have finished the same build
+            staged.rename(target)
+    return target
+
+
+# -- the set of services --------------------------------------------------------------------------
+def local_services(settings: Settings) -> list[LocalService]:
+    from gradwalk.workers.app import QUEUES
+
+    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in QUEUES)]
+
+
+def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool = True) -> list[ServiceStatus]:
+    """Start every local service not yet running, wait until each answers, apply migrations.
+
+    Neo4j starts first and warms up while Redis and the workers come up."""
+    neo4j, redis_service, *workers = local_services(settings)
+    build_launcher(settings, echo=echo)
+    started = {s.name: s.spawn() for s in (neo4j, redis_service)}
+    redis_service.wait_ready()
+    echo(f"redis   ready at {redis_service.address}")
+    for worker in workers:
+        started[worker.name] = worker.spawn()
+    start = time.monotonic()
+    neo4j.wait_ready()
+    echo(f"neo4j   ready at {neo4j.address}" + (f" ({time.monotonic() - start:.1f}s)" if started["neo4j"] else ""))
+    if migrate:
+        from gradwalk.graph.migrations import migrate as apply_migrations
+        from gradwalk.graph.store import GraphStore
+
+        with GraphStore.connect(settings) as store:
+            newly = apply_migrations(store)
+        echo(f"migrations applied: {', '.join(m.path.name for m in newly) or 'none pending'}")
+    for worker in workers:
+        worker.wait_ready()
+        echo(f"{worker.name:<13} ready on {worker.address}")
+    return [s.status() for s in (neo4j, redis_service, *workers)]
+
+
+def down(settings: Settings, *, echo: Callable[[str], None] = print) -> None:
+    """Stop the processes ``up`` started, workers first."""
+    for service in reversed(local_services(settings)):
+        echo(f"{service.name:<13} {'stopped' if service.stop() else 'was not running'}")
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [s.status() for s in local_services(settings)]
+
+
+@contextlib.contextmanager
+def running(settings: Settings, *, echo: Callable[[str], None] = lambda _: None) -> Iterator[list[ServiceStatus]]:
+    """Services up for the body, and down afterwards (tests, one-shot jobs)."""
+    try:
+        yield up(settings, echo=echo)
+    finally:
+        down(settings, echo=echo)

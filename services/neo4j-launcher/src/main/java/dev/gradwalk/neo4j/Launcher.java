@@ -1,0 +1,86 @@
+package dev.gradwalk.neo4j;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.connectors.HttpsConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.graphdb.GraphDatabaseService;
+import org.neo4j.graphdb.QueryExecutionException;
+import org.neo4j.io.ByteUnit;
+
+/**
+ * Runs an embedded Neo4j DBMS that serves Bolt on one loopback port with authentication on.
+ *
+ * <p>Usage: {@code Launcher HOME HOST PORT}. The password of the {@code neo4j} user is read from
+ * the environment variable {@code GRADWALK_NEO4J_PASSWORD} (never from the command line, which
+ * other users can read) and set on every start, so a changed setting takes effect. Prints
+ * {@code GRADWALK-NEO4J-READY} once Bolt accepts connections and shuts down cleanly on SIGTERM.
+ */
+public final class Launcher {
+    private Launcher() {}
+
+    public static void main(String[] args) throws InterruptedException {
+        if (args.length != 3) {
+            System.err.println("usage: Launcher HOME HOST PORT");
+            System.exit(2);
+        }
+        Path home = Path.of(args[0]).toAbsolutePath();
+        String host = args[1];
+        int port = Integer.parseInt(args[2]);
+        String password = System.getenv("GRADWALK_NEO4J_PASSWORD");
+        if (password == null || password.length() < 8) {
+            System.err.println("GRADWALK_NEO4J_PASSWORD must be set to at least 8 characters");
+            System.exit(2);
+        }
+        long pageCacheMb = Long.parseLong(System.getenv().getOrDefault("GRADWALK_NEO4J_PAGECACHE_MB", "512"));
+        long txTimeoutS = Long.parseLong(System.getenv().getOrDefault("GRADWALK_NEO4J_TX_TIMEOUT_S", "0"));
+
+        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+                .setConfig(BoltConnector.enabled, true)
+                .setConfig(BoltConnector.listen_address, new SocketAddress(host, port))
+                .setConfig(BoltConnector.advertised_address, new SocketAddress(host, port))
+                .setConfig(HttpConnector.enabled, false)
+                .setConfig(HttpsConnector.enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pageCacheMb))
+                .setConfig(GraphDatabaseSettings.transaction_timeout, Duration.ofSeconds(txTimeoutS))
+                .build();
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            dbms.shutdown();
+            stopped.countDown();
+        }, "gradwalk-neo4j-shutdown"));
+
+        try {
+            setPassword(dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME), password);
+            dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+        } catch (RuntimeException e) {
+            e.printStackTrace();
+            System.exit(1); // the shutdown hook stops the DBMS
+        }
+
+        System.out.println("GRADWALK-NEO4J-READY bolt://" + host + ":" + port);
+        System.out.flush();
+        stopped.await();
+    }
+
+    /** Neo4j refuses to "change" a password to the one it already has; that case is fine. */
+    private static void setPassword(GraphDatabaseService system, String password) {
+        try {
+            system.executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED", Map.of("password", password));
+        } catch (QueryExecutionException e) {
+            if (!e.getMessage().contains("Old password and new password cannot be the same")) {
+                throw e;
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+"""Session fixtures: real Neo4j, Redis and Celery workers, started once per test session.
+
+They run on free ports of their own with a state folder of their own (a temporary folder), so
+tests never touch a user's services or data. Only the build cache (the Neo4j launcher, converted
+models) is shared with the user's cache folder. Tests that need no service start none.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_STATE_DIR = Path(tempfile.mkdtemp(prefix="gradwalk-test-"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before anything reads settings: every service of this session is private to it.
+    os.environ["GRADWALK_STATE_DIR"] = str(_STATE_DIR)
+    os.environ["GRADWALK_NEO4J_URI"] = f"bolt://127.0.0.1:{free_port()}"
+    os.environ["GRADWALK_NEO4J_PASSWORD"] = secrets.token_urlsafe(16)
+    os.environ["GRADWALK_NEO4J_HEAP_MB"] = "768"
+    os.environ["GRADWALK_NEO4J_PAGECACHE_MB"] = "256"
+    os.environ["GRADWALK_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    os.environ["GRADWALK_API_PORT"] = str(free_port())
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not os.environ.get("GRADWALK_TEST_KEEP_STATE"):
+        shutil.rmtree(_STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from gradwalk.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings) -> Iterator[list]:
+    """Neo4j, Redis and a worker per queue, up for the whole session."""
+    from gradwalk.platform import services as local
+
+    try:
+        yield local.up(settings, echo=lambda _: None)
+    finally:
+        local.down(settings, echo=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def store(services, settings):
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(settings) as connected:
+        yield connected
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique name prefix, so tests sharing the session's database never collide."""
+    return f"t{uuid.uuid4().hex[:10]}-"

@@ -1,0 +1,97 @@
+"""Packaging and layout (DESIGN.md §1): the rooms import, the stdlib `platform` is never shadowed,
+the CLI helps, docker-compose.yml agrees with the settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_stdlib_platform_is_not_shadowed_under_pytest():
+    import platform
+
+    assert platform.system() == "Linux"
+    assert Path(platform.__file__).parent != ROOT / "platform"
+
+
+def test_stdlib_platform_from_the_repo_root():
+    out = subprocess.run([sys.executable, "-c", "import platform; print(platform.system())"],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "Linux"
+
+
+def test_rooms_import_as_gradwalk_subpackages():
+    code = ("import gradwalk.platform, gradwalk.workers, gradwalk.graph, gradwalk.graph.store, "
+            "gradwalk.workers.app; print('ok')")
+    for cwd in (ROOT, Path("/")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+        assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_package_face_stays_light():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, gradwalk; gradwalk.__version__; "
+                               "print(sorted(m for m in ('torch', 'celery', 'neo4j') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("gradwalk")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", [[], ["services"], ["services", "up"], ["services", "down"],
+                                     ["services", "status"], ["services", "build"], ["migrate"], ["demo"],
+                                     ["pool"], ["pool", "import"], ["target"], ["target", "import"]])
+def test_every_command_has_help(command):
+    out = _cli(*command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage:" in out.stdout and len(out.stdout.splitlines()) > 3
+
+
+def test_cli_errors_are_one_line_with_exit_code(tmp_path):
+    env = {**os.environ, "GRADWALK_NEO4J_URI": "bolt://127.0.0.1:1", "GRADWALK_NEO4J_MAX_RETRY_S": "1"}
+    exe = Path(sys.executable).with_name("gradwalk")
+    out = subprocess.run([str(exe), "migrate"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 6
+    assert out.stderr.startswith("error: Neo4j is not reachable")
+    assert "Traceback" not in out.stderr
+
+
+def test_compose_matches_the_settings():
+    import yaml
+
+    from gradwalk.settings import Settings
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"neo4j", "redis", "api", "gpu-worker", "cpu-worker"} <= set(services)
+    assert services["neo4j"]["image"] == "neo4j:5.26-community"
+    assert services["redis"]["image"] == "redis:7" and "--appendonly" in services["redis"]["command"]
+    assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert "gpu" in services["gpu-worker"]["command"] and "cpu" in services["cpu-worker"]["command"]
+    known = {f"GRADWALK_{name.upper()}" for name in Settings.model_fields}
+    for name in ("api", "gpu-worker", "cpu-worker"):
+        env = services[name]["environment"]
+        assert set(env) <= known, set(env) - known
+        assert env["GRADWALK_NEO4J_PASSWORD"].startswith("${")  # taken from the environment
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"(PASSWORD|AUTH):\s+(?!\S*\$\{)\S", text)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.strip().splitlines()]
+    assert len(commands) == 2
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands[1] in ci_lines

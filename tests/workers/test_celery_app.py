@@ -1,0 +1,27 @@
+"""A task round-trips through the real worker of each queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradwalk.platform.services import WorkerService
+from gradwalk.workers.app import QUEUES, app, celery_config
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_ping_runs_on_the_worker_of_its_queue(services, settings, queue):
+    reply = app.send_task("gradwalk.system.ping", queue=queue).get(timeout=120)
+    assert reply["worker_pid"] == WorkerService(settings, queue).pid()
+    assert reply["device"] in {"cpu", "cuda"}
+
+
+def test_config_is_safe_for_long_ml_tasks(settings):
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]
+    assert conf["task_serializer"] == conf["result_serializer"] == "json"
+    assert conf["accept_content"] == ["json"]
+    assert app.conf.broker_url == settings.redis_url
+    assert app.conf.task_routes["gradwalk.features.*"] == {"queue": "gpu"}
+    assert app.conf.task_routes["gradwalk.select.*"] == {"queue": "cpu"}

@@ -1,0 +1,19 @@
+"""Health tasks: a worker proves it is consuming its queue and says what it computes on."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from gradwalk.workers.app import app
+from gradwalk.workers.device import resolve_device
+
+
+@app.task(name="gradwalk.system.ping")
+def ping() -> dict[str, object]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "worker_pid": os.getppid(),  # the prefork pool's parent: the worker process itself
+        "device": resolve_device(),
+    }
