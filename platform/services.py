@@ -1,11 +1,11 @@
-"""Local services without Docker: Neo4j (embedded, Maven-built), Redis and the Celery workers.
+"""Local services without Docker: Neo4j (embedded, Maven-built), Redis, the Celery workers, the API.
 
 ``gradwalk services up`` starts what is not already running, waits until each one really answers
-(a Bolt query, a Redis PING, a ping task on each worker's queue) and applies migrations; ``down``
-stops only the processes ``up`` started (pid files record each process and a marker of its
-command line, so a recycled pid is never killed); ``status`` prints each service, its address and
-pid. Logs and pid files live under the state folder; the Neo4j launcher is built once into the
-cache folder, keyed by a hash of its sources.
+(a Bolt query, a Redis PING, a ping task on each worker's queue, the API's /health) and applies
+migrations; ``down`` stops only the processes ``up`` started (pid files record each process and a
+marker of its command line, so a recycled pid is never killed); ``status`` prints each service,
+its address and pid. Logs and pid files live under the state folder; the Neo4j launcher is built
+once into the cache folder, keyed by a hash of its sources.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class LocalService:
         self.settings = settings
         self.run_dir = settings.state_dir / "run"
         self.log_dir = settings.state_dir / "logs"
+        self._process: subprocess.Popen | None = None  # set when this object started the process
 
     # -- what each service defines ---------------------------------------------------------
     @property
@@ -159,14 +160,23 @@ class LocalService:
                 env=settings_env(self.settings), cwd=self.settings.state_dir, start_new_session=True,
             )
         self.pid_file.write_text(json.dumps({"pid": process.pid, "marker": self.marker()}))
+        self._process = process
         return True
+
+    def _exit_code(self) -> int | None:
+        """The exit code if the process has ended (known exactly when this object started it)."""
+        if self._process is not None:
+            return self._process.poll()
+        return None if self.pid() is not None else -1
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
-            if self.pid() is None:
+            code = self._exit_code()
+            if code is not None:
                 raise errors.ServiceUnavailable(
-                    f"{self.name} exited while starting; last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                    f"{self.name} exited while starting (exit code {code}); "
+                    f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
                 )
             if self.is_ready():
                 return
@@ -360,6 +370,36 @@ class WorkerService(LocalService):
         return bool(reply.get("pid"))
 
 
+class ApiService(LocalService):
+    """The REST API under uvicorn, on settings.api_host:api_port."""
+
+    name = "api"
+    ready_timeout_s = 90.0
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def marker(self) -> str:
+        s = self.settings
+        return f"gradwalk.platform.api:create_app --factory --host {s.api_host} --port {s.api_port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", *self.marker().split()]
+
+    def prepare(self) -> None:
+        self._refuse_taken_port(self.settings.api_host, self.settings.api_port, "GRADWALK_API_PORT")
+
+    def is_ready(self) -> bool:
+        import httpx
+
+        host = "127.0.0.1" if self.settings.api_host in ("0.0.0.0", "::") else self.settings.api_host
+        try:
+            return httpx.get(f"http://{host}:{self.settings.api_port}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
 def _ping_app(settings: Settings):
     from celery import Celery
 
@@ -451,14 +491,16 @@ def build_launcher(settings: Settings, *, echo: Callable[[str], None] = lambda _
 def local_services(settings: Settings) -> list[LocalService]:
     from gradwalk.workers.app import QUEUES
 
-    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in QUEUES)]
+    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in QUEUES),
+            ApiService(settings)]
 
 
 def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool = True) -> list[ServiceStatus]:
     """Start every local service not yet running, wait until each answers, apply migrations.
 
-    Neo4j starts first and warms up while Redis and the workers come up."""
-    neo4j, redis_service, *workers = local_services(settings)
+    Neo4j starts first and warms up while Redis and the workers come up; the API starts after the
+    migrations."""
+    neo4j, redis_service, *workers, api = local_services(settings)
     build_launcher(settings, echo=echo)
     started = {s.name: s.spawn() for s in (neo4j, redis_service)}
     redis_service.wait_ready()
@@ -475,10 +517,13 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
         with GraphStore.connect(settings) as store:
             newly = apply_migrations(store)
         echo(f"migrations applied: {', '.join(m.path.name for m in newly) or 'none pending'}")
+    api.spawn()
     for worker in workers:
         worker.wait_ready()
         echo(f"{worker.name:<13} ready on {worker.address}")
-    return [s.status() for s in (neo4j, redis_service, *workers)]
+    api.wait_ready()
+    echo(f"api     ready at {api.address}")
+    return [s.status() for s in (neo4j, redis_service, *workers, api)]
 
 
 def down(settings: Settings, *, echo: Callable[[str], None] = print) -> None:

@@ -44,6 +44,16 @@ def test_package_face_stays_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_client_stays_light():
+    heavy = ('torch', 'celery', 'neo4j', 'numpy', 'datasets', 'fastapi')
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from gradwalk import Client; Client; "
+                               f"print(sorted(m for m in {heavy!r} if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("gradwalk")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
@@ -51,7 +61,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command", [[], ["services"], ["services", "up"], ["services", "down"],
                                      ["services", "status"], ["services", "build"], ["migrate"], ["demo"],
-                                     ["pool"], ["pool", "import"], ["target"], ["target", "import"]])
+                                     ["pool"], ["pool", "import"], ["target"], ["target", "import"],
+                                     ["job"], ["job", "submit"], ["job", "status"], ["job", "list"],
+                                     ["job", "cancel"], ["job", "wait"], ["dataset"], ["dataset", "list"],
+                                     ["dataset", "versions"], ["dataset", "rows"], ["dataset", "export"],
+                                     ["dataset", "diff"], ["dataset", "retire"], ["token"], ["token", "create"],
+                                     ["token", "revoke"], ["token", "list"], ["cypher"], ["api"], ["api", "serve"]])
 def test_every_command_has_help(command):
     out = _cli(*command, "--help")
     assert out.returncode == 0, out.stderr

@@ -7,6 +7,8 @@ write the result, return a small JSON-able dict.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
@@ -18,7 +20,12 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
 
-TASK_MODULES = ["gradwalk.workers.tasks.system"]
+TASK_MODULES = [
+    "gradwalk.workers.tasks.system",
+    "gradwalk.workers.tasks.features",
+    "gradwalk.workers.tasks.graph",
+    "gradwalk.workers.tasks.select",
+]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,9 +62,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class _SettingsConfig(Mapping):
+    """Celery's configuration, computed from gradwalk's settings when Celery first reads it."""
+
+    @functools.cached_property
+    def _values(self) -> dict[str, Any]:
+        return celery_config(get_settings())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 app = Celery("gradwalk", include=TASK_MODULES)
-
-
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
-    sender.conf.update(celery_config(get_settings()))
+app.config_from_object(_SettingsConfig())

@@ -148,7 +148,7 @@ def test_missing_java_is_a_one_line_hint():
 
 def test_status_reports_the_session_services(services, settings):
     statuses = {s.name: s for s in local.status(settings)}
-    assert set(statuses) == {"neo4j", "redis", "worker-gpu", "worker-cpu"}
+    assert set(statuses) == {"neo4j", "redis", "worker-gpu", "worker-cpu", "api"}
     assert all(s.running for s in statuses.values())
     assert statuses["neo4j"].address == settings.neo4j_uri
 

@@ -1,0 +1,199 @@
+"""How fast the instruction graph builds: exact kNN against one dense matmul, edges into Neo4j per second.
+
+Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k = 64, τ = 0):
+
+- ``knn``: the build's kNN pass (graph.knn.knn_block over the build's row blocks) against the
+  dense products of the same shapes alone (X_b·Xᵀ for the same blocks, i.e. one [N,D]×[D,N]
+  matmul cut into the rows that fit memory; for N ≤ 20k also one unblocked X·Xᵀ). Large N are
+  timed on the first ``--knn-rows`` rows and extrapolated: every block costs the same.
+- ``write``: edges per second through the build's write path (graph.instruction_graph.write_edges:
+  lock the batch's sources, clear their old edges, create the new ones) into a private Neo4j
+  started for the run (the configured services are never touched), on ``--write-edges`` edges
+  after ``--warmup-edges`` untimed ones (a fresh JVM compiles its hot paths first); then the graph
+  is deleted in batches and that rate reported too. Also edges per CPU-second of the Neo4j
+  process, a figure that holds however busy the machine is.
+
+    python benchmarks/graph.py                     # N = 10k and 100k
+    python benchmarks/graph.py --n 10000           # one size
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and its select.py would shadow the stdlib's.
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gradwalk.graph import instruction_graph as graphs  # noqa: E402
+from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block, resolve_device  # noqa: E402
+
+
+def synthetic_rows(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit rows around n/500 cluster centres that share a common direction, as gradient features do."""
+    rng = np.random.default_rng(seed)
+    clusters = max(1, n // 500)
+    centres = 0.8 * rng.normal(size=dim) + rng.normal(size=(clusters, dim))
+    x = (centres[rng.integers(clusters, size=n)] + 1.5 * rng.normal(size=(n, dim))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_knn(x: torch.Tensor, rows: int, k: int, tau: float, device: torch.device, repeat: int) -> dict:
+    """Best-of-``repeat`` seconds of the kNN pass and of the bare products over the first ``rows`` rows."""
+    n = x.shape[0]
+    blocks = block_ranges(rows, default_block_rows(n, str(device)))
+    knn_s, matmul_s = float("inf"), float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        for lo, hi in blocks:
+            x[lo:hi] @ x.T
+        _sync(device)
+        matmul_s = min(matmul_s, time.perf_counter() - start)
+        start = time.perf_counter()
+        for lo, hi in blocks:
+            knn_block(x, lo, hi, k, tau, str(device))
+        _sync(device)
+        knn_s = min(knn_s, time.perf_counter() - start)
+    scale = n / rows
+    result = {
+        "rows_timed": rows, "block_rows": blocks[0][1] - blocks[0][0], "knn_s": knn_s, "blocked_matmul_s": matmul_s,
+        "ratio_to_matmul": knn_s / matmul_s, "knn_full_s_estimate": knn_s * scale,
+        "knn_us_per_row": 1e6 * knn_s / rows,
+    }
+    if n <= 20_000:  # one unblocked X·Xᵀ still fits in memory
+        dense_s = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            x @ x.T
+            _sync(device)
+            dense_s = min(dense_s, time.perf_counter() - start)
+        result.update(dense_matmul_s=dense_s, ratio_to_dense_matmul=knn_s * scale / dense_s)
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def private_neo4j(state: Path):
+    """Settings and service of a Neo4j of this run's own (the configured one is left alone)."""
+    from gradwalk.platform.services import Neo4jService
+    from gradwalk.settings import Settings
+
+    settings = Settings(state_dir=state, neo4j_uri=f"bolt://127.0.0.1:{_free_port()}",
+                        neo4j_password=secrets.token_urlsafe(16))
+    return settings, Neo4jService(settings)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: int, tau: float, edges: int,
+                warmup_edges: int, tag: str) -> dict:
+    """Create the pool's instructions and feature run, then time write_edges (after a warm-up) and delete_graph.
+
+    Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
+    depend on what else the machine is running."""
+    from gradwalk.workers.artifacts import FeatureStore
+
+    n = x.shape[0]
+    ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
+    start = time.perf_counter()
+    store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
+                     batch_size=10_000)
+    nodes_s = time.perf_counter() - start
+    run = f"bench-{tag}"
+    features = FeatureStore(features_root)
+    features.write_shard(run, graphs.FEATURE_PART, 0, ids, x)
+    store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
+                {"id": run, "dim": x.shape[1], "rows": n})
+    info, _ = graphs.start_build(store, features, run, k, tau)
+
+    device = resolve_device("auto")
+    features_on_device = torch.from_numpy(x).to(device)
+    warm_rows = min(n - 1, warmup_edges // k)
+    timed = block_ranges(min(n - warm_rows, max(1, edges // k)), default_block_rows(n, str(device)))
+    for lo, hi in block_ranges(warm_rows, default_block_rows(n, str(device))):
+        graphs.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, str(device)))
+    computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, str(device)))
+                for lo, hi in timed]
+    written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
+    for lo, neighbor_ids, weights in computed:
+        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights)
+    write_s = time.perf_counter() - start
+    server, client = cpu_seconds(neo4j_pid) - server, time.process_time() - client
+    start = time.perf_counter()
+    deleted = graphs.delete_graph(store, info.id)
+    delete_s = time.perf_counter() - start
+    return {"nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": written,
+            "write_s": write_s, "edges_per_s": written / write_s, "edges_per_neo4j_cpu_s": written / server,
+            "edges_per_client_cpu_s": written / client, "edges_deleted": deleted,
+            "edges_deleted_per_s": deleted / delete_s, "write_full_s_estimate": n * k * write_s / written}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000], help="pool sizes")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--k", type=int, default=64)
+    parser.add_argument("--tau", type=float, default=0.0)
+    parser.add_argument("--knn-rows", type=int, default=2_000, help="rows whose kNN is timed (at most N)")
+    parser.add_argument("--write-edges", type=int, default=320_000, help="edges timed per N (at most N·k)")
+    parser.add_argument("--warmup-edges", type=int, default=192_000, help="edges written untimed first")
+    parser.add_argument("--repeat", type=int, default=2, help="kNN timings; the best counts")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from gradwalk.graph.migrations import migrate
+    from gradwalk.graph.store import GraphStore
+
+    device = resolve_device("auto")
+    with tempfile.TemporaryDirectory(prefix="gradwalk-bench-graph-") as tmp:
+        settings, neo4j = private_neo4j(Path(tmp) / "state")
+        neo4j.spawn()
+        try:
+            neo4j.wait_ready()
+            with GraphStore.connect(settings) as store:
+                migrate(store)
+                for n in args.n:
+                    x = synthetic_rows(n, args.dim, args.seed)
+                    knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau, device,
+                                   args.repeat)
+                    write = time_writes(store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau,
+                                        args.write_edges, args.warmup_edges, f"n{n}")
+                    print(json.dumps({
+                        "n": n, "dim": args.dim, "k": args.k, "tau": args.tau, "device": str(device),
+                        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                        "load_average_1m": round(os.getloadavg()[0], 2), "knn": knn, "write": write,
+                    }), flush=True)
+        finally:
+            neo4j.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""How much faster the in-memory G2IS walk is than a per-candidate transcription of DESIGN §4.4.
+
+Prints one JSON line. Both walks run on the same synthetic pool (clustered unit rows sharing a
+common direction, as gradient features do; neighbour lists exact within each cluster, built with
+graph/knn.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
+tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
+
+    python benchmarks/select.py            # N = 100k, D = 512, k = 64, ratio 5%
+    python benchmarks/select.py --n 20000  # a quick run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the stdlib's `select`; run as a script, its folder would come first on
+# sys.path and shadow it for subprocess and everything else that imports it.
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from gradwalk.graph.knn import knn_graph  # noqa: E402
+from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk  # noqa: E402
+
+
+def _reference_walk():
+    path = _HERE.parent / "tests" / "graph" / "walk_reference.py"
+    spec = importlib.util.spec_from_file_location("gradwalk_tests_walk_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_walk
+
+
+def synthetic_pool(
+    n: int, dim: int, k: int, seed: int, shared: float = 0.8, val_noise: float = 1.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Train rows [n, dim] float32 in clusters of ~500, validation rows near 8 of them, neighbours, build time.
+
+    ``shared`` weighs a direction all rows share (less makes rows of different clusters conflict,
+    so walks fall back and stop short more); ``val_noise`` blurs the target (less gives fewer,
+    larger components).
+    """
+    rng = np.random.default_rng(seed)
+    clusters = max(1, n // 500)
+    centres = shared * rng.normal(size=dim) + rng.normal(size=(clusters, dim))
+    labels = rng.integers(clusters, size=n)
+    train = (centres[labels] + 1.5 * rng.normal(size=(n, dim))).astype(np.float32)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    near = rng.choice(clusters, size=min(8, clusters), replace=False)
+    val = centres[rng.choice(near, size=300)] + val_noise * rng.normal(size=(300, dim))
+    val /= np.linalg.norm(val, axis=1, keepdims=True)
+
+    start = time.perf_counter()
+    neighbors = np.full((n, k), -1, dtype=np.int32)
+    for cluster in range(clusters):
+        members = np.flatnonzero(labels == cluster)
+        if members.size > 1:
+            local, _ = knn_graph(train[members], k=k, tau=0.0)
+            neighbors[members] = np.where(local >= 0, members[np.maximum(local, 0)], -1)
+    return train, val, neighbors, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="pool size")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--k", type=int, default=64, help="neighbours per node")
+    parser.add_argument("--ratio", type=float, default=0.05)
+    parser.add_argument("--delta", type=float, default=0.8)
+    parser.add_argument("--fallback", choices=("strict", "paper"), default="strict")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the fast walk; the best counts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shared", type=float, default=0.8, help="weight of the direction all rows share")
+    parser.add_argument("--val-noise", type=float, default=1.5, help="noise around the target's clusters")
+    args = parser.parse_args()
+
+    train, val, neighbors, knn_s = synthetic_pool(args.n, args.dim, args.k, args.seed, args.shared, args.val_noise)
+    components, weights = core_components(val)
+    budgets = allocate_budgets(args.n, args.ratio, weights)
+
+    # Wall and CPU seconds: on a shared machine the CPU time of this process is the steadier figure.
+    timings = {}
+
+    def timed(name, run):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run()
+        for key, spent in ((f"{name}_s", time.perf_counter() - wall), (f"{name}_cpu_s", time.process_time() - cpu)):
+            timings[key] = min(timings.get(key, np.inf), spent)
+        return result
+
+    for _ in range(args.repeat):
+        fast = timed("fast_walk", lambda: gradient_walk(
+            train, components, weights, neighbors, args.ratio, args.delta, fallback=args.fallback
+        ))
+    reference_walk = _reference_walk()
+    with threadpool_limits(limits=1, user_api="blas"):  # as gradient_walk runs: a fair comparison
+        naive = timed(
+            "naive_walk", lambda: reference_walk(train, components, budgets, neighbors, args.delta, args.fallback)
+        )
+    if list(zip(fast, fast.component.tolist(), fast.step.tolist(), strict=True)) != naive:
+        raise SystemExit("the fast walk and the per-candidate walk picked different rows")
+
+    # The Neo4j-fed walk (neighbour lists read from SIMILAR relationships through the store's
+    # NeighborSource adapter, with prefetch) is timed here on the same pool once that adapter
+    # exists: store the graph, time gradient_walk(train, ..., adapter, ...) as "neo4j_walk_s",
+    # assert the same picks, and report neo4j_walk_s / fast_walk_s beside the speedup below.
+
+    print(json.dumps({
+        "benchmark": "select.gradient_walk",
+        "n": args.n,
+        "dim": args.dim,
+        "k": args.k,
+        "ratio": args.ratio,
+        "delta": args.delta,
+        "fallback": args.fallback,
+        "shared": args.shared,
+        "val_noise": args.val_noise,
+        "components": int(components.shape[0]),
+        "budgets": budgets.tolist(),
+        "selected": len(fast),
+        "shortfall": fast.shortfall,
+        "fallbacks": sum(c.fallbacks for c in fast.components),
+        "neighbors": "exact top-k within each synthetic cluster (graph/knn.py)",
+        "neighbors_build_s": round(knn_s, 3),
+        "blas_threads": 1,
+        **{name: round(seconds, 4) for name, seconds in timings.items()},
+        "speedup": round(timings["naive_walk_s"] / timings["fast_walk_s"], 1),
+        "speedup_cpu": round(timings["naive_walk_cpu_s"] / timings["fast_walk_cpu_s"], 1),
+        "identical": True,  # checked above: a difference ends the run instead
+    }))
+
+
+if __name__ == "__main__":
+    main()

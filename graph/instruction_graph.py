@@ -1,0 +1,638 @@
+"""The instruction graph in Neo4j (DESIGN §3, §4.2): built from a feature run, read back by the walk.
+
+A graph is ``(:InstructionGraph {id, feature_run, k, tau, ...})-[:BUILT_FROM]->(:FeatureRun)`` plus
+its edges ``(:Instruction)-[:SIMILAR {graph, w}]->(:Instruction)``: each row's k most similar other
+rows with cosine ≥ τ. Its id is ``"<run>:k<k>:tau<tau>"`` (:func:`graph_id`), so asking for the
+same graph twice finds the one already there instead of building a copy.
+
+Building is split into row blocks (the unit of fan-out, progress and re-runs):
+:func:`start_build` creates or resumes the graph node and says which blocks are missing,
+:func:`write_block` computes one block's exact top-k (:mod:`graph.knn`, GPU when present) and
+writes its edges, :func:`finish_build` records the edge count and marks the graph ``ready``.
+:func:`build_graph` runs the three in this process; the Celery tasks
+(``workers/tasks/graph.py``) run the same functions on workers.
+
+Edge writes are idempotent per source node: each write transaction deletes its source nodes'
+out-edges of this graph and creates the new ones, so a re-run block or a resumed build never
+leaves duplicates. Block completion is kept per block on the graph node (``block_edges``: edges
+written, -1 while missing), so progress counts each block once.
+
+One build at a time: each (re)start gets a ``build_id`` that its block tasks carry, and writers
+refresh ``heartbeat_at``. Starting a build while another one is alive is refused; one silent for
+``stale_after_s`` is taken over, and writes of a superseded build are refused from then on. (No
+per-node locks: concurrent block writers taking them deadlock each other; measured.)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gradwalk import errors
+from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block, resolve_device
+from gradwalk.graph.store import GraphStore
+
+if TYPE_CHECKING:
+    import igraph
+    import networkx
+    import neo4j
+    import torch
+
+    from gradwalk.workers.artifacts import FeatureStore
+
+DEFAULT_K = 64
+DEFAULT_TAU = 0.0
+FEATURE_PART = "train"  # the pool's rows in a feature run; their row ids are Instruction ids
+
+BUILDING, READY, FAILED, DELETING, DELETED = "building", "ready", "failed", "deleting", "deleted"
+
+TASK_BLOCKS = 64  # blocks a large pool is cut into by default: enough to spread over workers
+MIN_BLOCK_ROWS = 1024  # below this a block's task overhead outweighs its work
+EDGES_PER_WRITE = 20_000  # edges per write transaction (measured: larger is no faster)
+IDS_PER_CHECK = 50_000  # instruction ids per existence check
+NODES_PER_READ = 2_000  # source nodes per neighbour read when exporting a whole graph
+DELETE_BATCH = 50_000  # edges deleted per transaction
+PREFETCH_LIMIT = 16  # neighbour lists a walk prefetch loads at most in one round trip
+STALE_AFTER_S = 600.0  # a build silent this long is taken to be dead; a new one may take over
+HEARTBEAT_S = 30.0  # how often a busy writer refreshes its build's heartbeat
+
+# -- Cypher ------------------------------------------------------------------------------------
+FEATURE_RUN = "MATCH (r:FeatureRun {id: $run}) RETURN r.status AS status, r.rows AS rows"
+
+MISSING_INSTRUCTIONS = """
+UNWIND $ids AS id
+WITH id WHERE NOT EXISTS { MATCH (:Instruction {id: id}) }
+RETURN id LIMIT 5"""
+
+# MERGE serialises racing builders on the id's constraint; setting a property takes the node's
+# lock, so the status read after it is the latest committed one.
+CLAIM_GRAPH = """
+MERGE (g:InstructionGraph {id: $graph})
+SET g._lock = true
+REMOVE g._lock
+RETURN g.status AS status, duration.inSeconds(g.heartbeat_at, datetime()).seconds AS idle_s"""
+
+INIT_GRAPH = """
+MATCH (g:InstructionGraph {id: $graph}), (r:FeatureRun {id: $run})
+MERGE (g)-[:BUILT_FROM]->(r)
+SET g.feature_run = $run, g.k = $k, g.tau = $tau, g.method = 'exact', g.nodes = $nodes,
+    g.block_rows = $block_rows, g.blocks = size($block_edges), g.block_edges = $block_edges,
+    g.blocks_done = 0, g.edges = 0, g.status = 'building', g.build_id = $build, g.error = null,
+    g.built_at = null, g.build_s = null, g.created_at = coalesce(g.created_at, datetime()),
+    g.started_at = datetime(), g.heartbeat_at = datetime(), g.updated_at = datetime()"""
+
+RESUME_GRAPH = """
+MATCH (g:InstructionGraph {id: $graph})
+SET g.status = 'building', g.build_id = $build, g.error = null, g.started_at = datetime(),
+    g.heartbeat_at = datetime(), g.updated_at = datetime()"""
+
+CURRENT = "g.status = 'building' AND g.build_id = $build"  # the build that may write
+
+HEARTBEAT = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g.heartbeat_at = datetime()
+RETURN g.id AS id"""
+
+READ_GRAPH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g {.*} AS graph"
+
+LIST_GRAPHS = """
+MATCH (g:InstructionGraph)
+WHERE $run IS NULL OR g.feature_run = $run
+RETURN g {.*} AS graph ORDER BY g.id"""
+
+# The first statement of each edge batch: remove the batch's source nodes' out-edges of this
+# graph; nothing happens unless this build is still the one building the graph.
+CLEAR_SOURCES = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+UNWIND $sources AS id
+MATCH (a:Instruction {{id: id}})
+OPTIONAL MATCH (a)-[r:SIMILAR {{graph: $graph}}]->()
+DELETE r
+RETURN count(DISTINCT a) AS sources"""
+
+CREATE_EDGES = """
+UNWIND $rows AS row
+MATCH (a:Instruction {id: row.source})
+UNWIND range(0, size(row.targets) - 1) AS j
+MATCH (b:Instruction {id: row.targets[j]})
+CREATE (a)-[:SIMILAR {graph: $graph, w: row.weights[j]}]->(b)
+RETURN count(*) AS edges"""
+
+MARK_BLOCK = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g._lock = true
+REMOVE g._lock
+SET g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
+                     CASE WHEN i = $block THEN $edges ELSE g.block_edges[i] END]
+SET g.blocks_done = size([e IN g.block_edges WHERE e >= 0]), g.heartbeat_at = datetime(),
+    g.updated_at = datetime()
+RETURN g.blocks_done AS done"""
+
+FINISH_GRAPH = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g._lock = true
+REMOVE g._lock
+WITH g WHERE all(e IN g.block_edges WHERE e >= 0)
+SET g.status = 'ready', g.edges = reduce(total = 0, e IN g.block_edges | total + e), g.build_id = null,
+    g.built_at = datetime(), g.updated_at = datetime(),
+    g.build_s = duration.inSeconds(g.started_at, datetime()).milliseconds / 1000.0
+RETURN g.id AS id"""
+
+FAIL_GRAPH = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g.status = 'failed', g.error = $error, g.updated_at = datetime()"""
+
+MARK_DELETING = """
+MATCH (g:InstructionGraph {id: $graph})
+SET g.status = 'deleting', g.updated_at = datetime()
+RETURN g.id AS id"""
+
+DELETE_EDGES = """
+MATCH ()-[r:SIMILAR {graph: $graph}]->()
+WITH r LIMIT $limit
+DELETE r
+RETURN count(*) AS deleted"""
+
+# A graph a selection job used stays as a record (its edges gone) so provenance still resolves.
+DROP_GRAPH = """
+MATCH (g:InstructionGraph {id: $graph})
+WITH g, EXISTS { (g)<-[:USED]-() } AS used
+FOREACH (_ IN CASE WHEN used THEN [] ELSE [1] END | DETACH DELETE g)
+FOREACH (_ IN CASE WHEN used THEN [1] ELSE [] END |
+  SET g.status = 'deleted', g.edges = 0, g.deleted_at = datetime(), g.updated_at = datetime())"""
+
+NEIGHBORS = """
+UNWIND $ids AS id
+MATCH (a:Instruction {id: id})
+RETURN id, COLLECT {
+  MATCH (a)-[r:SIMILAR {graph: $graph}]->(b)
+  RETURN [b.id, r.w] AS edge ORDER BY r.w DESC, b.id
+} AS edges"""
+
+
+# -- records -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GraphInfo:
+    """An ``:InstructionGraph`` node as read back."""
+
+    id: str
+    feature_run: str
+    k: int
+    tau: float
+    status: str
+    nodes: int
+    edges: int
+    blocks: int
+    blocks_done: int
+    block_rows: int
+    created_at: str | None = None
+    started_at: str | None = None
+    built_at: str | None = None
+    build_s: float | None = None
+    error: str | None = None
+    build_id: str | None = None  # the build that may write while the graph is being built
+    heartbeat_at: str | None = None
+
+    @classmethod
+    def from_node(cls, props: dict[str, Any]) -> GraphInfo:
+        def text(value: Any) -> str | None:
+            return None if value is None else str(value.iso_format() if hasattr(value, "iso_format") else value)
+
+        return cls(
+            id=props["id"], feature_run=props["feature_run"], k=int(props["k"]), tau=float(props["tau"]),
+            status=props["status"], nodes=int(props["nodes"]), edges=int(props.get("edges") or 0),
+            blocks=int(props["blocks"]), blocks_done=int(props.get("blocks_done") or 0),
+            block_rows=int(props["block_rows"]), created_at=text(props.get("created_at")),
+            started_at=text(props.get("started_at")), built_at=text(props.get("built_at")),
+            build_s=props.get("build_s"), error=props.get("error"), build_id=props.get("build_id"),
+            heartbeat_at=text(props.get("heartbeat_at")),
+        )
+
+    def block(self, index: int) -> tuple[int, int]:
+        """Row range (start, stop) of block ``index``."""
+        ranges = block_ranges(self.nodes, self.block_rows)
+        if not 0 <= index < len(ranges):
+            raise errors.InvalidInput(f"graph {self.id} has blocks 0..{len(ranges) - 1}, not {index}")
+        return ranges[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def graph_id(run_id: str, k: int, tau: float) -> str:
+    """The id of the graph with these parameters: one graph per (feature run, k, τ)."""
+    return f"{run_id}:k{int(k)}:tau{float(tau) + 0.0!r}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _check_params(k: object, tau: object) -> tuple[int, float]:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise errors.InvalidInput(f"k must be a positive integer, got {k!r}")
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not -1.0 <= float(tau) <= 1.0:
+        raise errors.InvalidInput(f"tau must be a cosine in [-1, 1], got {tau!r}")
+    return int(k), float(tau) + 0.0
+
+
+def task_block_rows(nodes: int) -> int:
+    """Rows per build block: about TASK_BLOCKS blocks, none smaller than MIN_BLOCK_ROWS."""
+    return max(1, min(nodes, max(MIN_BLOCK_ROWS, math.ceil(nodes / TASK_BLOCKS))))
+
+
+def get_graph(store: GraphStore, graph: str) -> GraphInfo:
+    rows = store.read(READ_GRAPH, {"graph": graph})
+    if not rows:
+        raise errors.NotFound(f"instruction graph {graph} does not exist")
+    return GraphInfo.from_node(rows[0]["graph"])
+
+
+def list_graphs(store: GraphStore, feature_run: str | None = None) -> list[GraphInfo]:
+    return [GraphInfo.from_node(r["graph"]) for r in store.read(LIST_GRAPHS, {"run": feature_run})]
+
+
+def feature_row_ids(features: FeatureStore, run_id: str) -> list[str]:
+    """The instruction ids of a feature run's pool rows, in row order (manifests only, no arrays)."""
+    ids = [row for m in features.manifests(run_id, FEATURE_PART) for row in m.row_ids]
+    if not ids:
+        raise errors.NotFound(f"feature run {run_id} has no finished {FEATURE_PART} shards in {features.root}")
+    return ids
+
+
+def load_features(features: FeatureStore, run_id: str, device: str = "auto") -> tuple[list[str], torch.Tensor]:
+    """A run's pool rows (ids, unit-normalised float32 tensor on ``device``): cosines are dot products."""
+    import torch
+
+    ids, x = features.load(run_id, FEATURE_PART)
+    norms = np.linalg.norm(x, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if bad.size:
+        raise errors.InvalidInput(f"feature run {run_id}: row {ids[bad[0]]} is zero or not finite; it has no cosine")
+    x /= norms[:, None].astype(np.float32)
+    return ids, torch.from_numpy(x).to(resolve_device(device))
+
+
+# -- building ----------------------------------------------------------------------------------
+def _feature_run_rows(store: GraphStore, features: FeatureStore, run_id: str) -> list[str]:
+    """The row ids of a complete feature run, checked against its record."""
+    found = store.read(FEATURE_RUN, {"run": run_id})
+    if not found:
+        raise errors.NotFound(f"feature run {run_id} does not exist")
+    run = found[0]
+    if run["status"] != "complete":
+        raise errors.Conflict(f"feature run {run_id} is {run['status']!r}, not 'complete'; build its graph when it is")
+    ids = feature_row_ids(features, run_id)
+    if run["rows"] is not None and run["rows"] != len(ids):
+        raise errors.Conflict(f"feature run {run_id} records {run['rows']} rows but its shards hold {len(ids)}")
+    return ids
+
+
+def _require_instructions(store: GraphStore, ids: Sequence[str]) -> None:
+    for start in range(0, len(ids), IDS_PER_CHECK):
+        missing = store.read(MISSING_INSTRUCTIONS, {"ids": list(ids[start : start + IDS_PER_CHECK])})
+        if missing:
+            names = ", ".join(r["id"] for r in missing)
+            raise errors.InvalidInput(f"feature rows name instructions that Neo4j does not hold: {names}")
+
+
+def start_build(store: GraphStore, features: FeatureStore, run_id: str, k: int = DEFAULT_K,
+                tau: float = DEFAULT_TAU, *, block_rows: int | None = None, rebuild: bool = False,
+                stale_after_s: float = STALE_AFTER_S) -> tuple[GraphInfo, list[int]]:
+    """Create the graph node (or resume an unfinished build) and return it with the missing blocks.
+
+    The returned ``info.build_id`` names this build; pass ``info`` to the writers. A ``ready``
+    graph comes back with no blocks to do unless ``rebuild``, which deletes it first. A build
+    that is alive elsewhere is refused; one silent for ``stale_after_s`` is taken over. A
+    resumed build keeps the block layout it started with; ``block_rows`` applies to new graphs.
+    """
+    k, tau = _check_params(k, tau)
+    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1):
+        raise errors.InvalidInput(f"block_rows must be a positive integer, got {block_rows!r}")
+    ids = _feature_run_rows(store, features, run_id)
+    gid = graph_id(run_id, k, tau)
+    if rebuild:
+        delete_graph(store, gid, missing_ok=True)
+    _require_instructions(store, ids)
+    rows = block_rows or task_block_rows(len(ids))
+    build = uuid.uuid4().hex
+    params = {"graph": gid, "run": run_id, "k": k, "tau": tau, "nodes": len(ids), "block_rows": rows,
+              "block_edges": [-1] * len(block_ranges(len(ids), rows)), "build": build}
+
+    def claim(tx: neo4j.ManagedTransaction) -> dict[str, Any]:
+        found = tx.run(CLAIM_GRAPH, graph=gid).single()
+        if found["status"] in (None, DELETED):
+            tx.run(INIT_GRAPH, params).consume()
+        elif found["status"] == FAILED or (found["status"] == BUILDING and (found["idle_s"] or 0) >= stale_after_s):
+            tx.run(RESUME_GRAPH, graph=gid, build=build).consume()
+        return tx.run(READ_GRAPH, graph=gid).single()["graph"]
+
+    node = store.transaction(claim, write=True)
+    info = GraphInfo.from_node(node)
+    if info.status == DELETING:
+        raise errors.Conflict(f"instruction graph {gid} is being deleted; build it again when that is done")
+    if info.status == BUILDING and info.build_id != build:
+        raise errors.Conflict(
+            f"instruction graph {gid} is being built by another build ({info.blocks_done}/{info.blocks} blocks, "
+            f"last progress at {info.heartbeat_at}); wait for it, or build again after {stale_after_s:.0f}s "
+            "without progress to take it over"
+        )
+    if info.nodes != len(ids):
+        raise errors.Conflict(f"graph {gid} was started on {info.nodes} rows but run {run_id} now has {len(ids)}")
+    if info.status == READY:
+        return info, []
+    return info, [i for i, edges in enumerate(node["block_edges"]) if edges < 0]
+
+
+def _superseded(info: GraphInfo) -> errors.Conflict:
+    return errors.Conflict(
+        f"instruction graph {info.id} is no longer being built by build {info.build_id} "
+        "(deleted, finished or taken over)"
+    )
+
+
+def _edge_batches(row_ids: Sequence[str], start: int, ids: np.ndarray, weights: np.ndarray,
+                  ) -> Iterator[tuple[list[str], list[dict[str, Any]], int]]:
+    """(source ids, edge rows, edge count) per write transaction for one computed block."""
+    per_batch = max(1, EDGES_PER_WRITE // max(1, ids.shape[1]))
+    counts = (ids >= 0).sum(axis=1).tolist()
+    targets, cosines = ids.tolist(), weights.tolist()  # knn puts the -1 padding last
+    for lo in range(0, ids.shape[0], per_batch):
+        hi = min(lo + per_batch, ids.shape[0])
+        sources = [row_ids[start + i] for i in range(lo, hi)]
+        rows = [
+            {"source": row_ids[start + i], "targets": [row_ids[j] for j in targets[i][: counts[i]]],
+             "weights": cosines[i][: counts[i]]}
+            for i in range(lo, hi) if counts[i]
+        ]
+        yield sources, rows, sum(counts[lo:hi])
+
+
+def write_edges(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], start: int, ids: np.ndarray,
+                weights: np.ndarray) -> int:
+    """Replace the out-edges of rows ``start:start+len(ids)`` with graph.knn's (ids, weights) rows
+    (-1 = none), one transaction per batch; returns the edges written. Only the build named by
+    ``info.build_id`` may write; any other is refused with :class:`errors.Conflict`."""
+    params = {"graph": info.id, "build": info.build_id}
+    edges, beat = 0, time.monotonic()
+    for sources, rows, expected in _edge_batches(row_ids, start, ids, weights):
+
+        def work(tx: neo4j.ManagedTransaction, sources=sources, rows=rows) -> tuple[int, int]:
+            cleared = tx.run(CLEAR_SOURCES, params, sources=sources).single()["sources"]
+            if cleared == 0 or not rows:  # 0: this build may no longer write; write nothing
+                return cleared, 0
+            return cleared, tx.run(CREATE_EDGES, params, rows=rows).single()["edges"]
+
+        cleared, written = store.transaction(work, write=True)
+        if cleared == 0:
+            raise _superseded(info)
+        if written != expected:
+            raise errors.Conflict(f"graph {info.id}: wrote {written} of {expected} edges; an instruction vanished")
+        edges += written
+        if time.monotonic() - beat > HEARTBEAT_S:
+            store.write(HEARTBEAT, params)
+            beat = time.monotonic()
+    return edges
+
+
+def write_block(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], features: torch.Tensor,
+                index: int, *, device: str = "auto") -> int:
+    """Compute block ``index`` of the build ``info`` names and write its edges; returns the edge count.
+
+    ``features`` are the run's unit rows (see :func:`load_features`). Running a block again
+    replaces its edges, so a retried block task is harmless.
+    """
+    if len(row_ids) != info.nodes or features.shape[0] != info.nodes:
+        raise errors.Conflict(
+            f"graph {info.id} has {info.nodes} rows; got {len(row_ids)} ids and {features.shape[0]} rows"
+        )
+    start, stop = info.block(index)
+    if not store.write(HEARTBEAT, {"graph": info.id, "build": info.build_id}):
+        raise _superseded(info)
+    edges = 0
+    # A block is computed in pieces that fit the device's scratch memory (graph.knn's budget).
+    for lo, hi in block_ranges(stop - start, default_block_rows(info.nodes, device)):
+        ids, weights = knn_block(features, start + lo, start + hi, info.k, info.tau, device)
+        edges += write_edges(store, info, row_ids, start + lo, ids, weights)
+    if not store.write(MARK_BLOCK, {"graph": info.id, "build": info.build_id, "block": index, "edges": edges}):
+        raise _superseded(info)
+    return edges
+
+
+def finish_build(store: GraphStore, info: GraphInfo) -> GraphInfo:
+    """Mark a graph whose blocks are all written ``ready``, with its edge count and build time."""
+    if not store.write(FINISH_GRAPH, {"graph": info.id, "build": info.build_id}):
+        now = get_graph(store, info.id)
+        if now.status == READY:
+            return now
+        raise errors.Conflict(
+            f"instruction graph {info.id} is {now.status} with {now.blocks_done} of {now.blocks} blocks written"
+        )
+    return get_graph(store, info.id)
+
+
+def fail_build(store: GraphStore, info: GraphInfo, error: str) -> None:
+    """Record why a build stopped (unless another build took over); building again resumes it."""
+    store.write(FAIL_GRAPH, {"graph": info.id, "build": info.build_id, "error": error[:2000]})
+
+
+def build_graph(store: GraphStore, features: FeatureStore, run_id: str, k: int = DEFAULT_K,
+                tau: float = DEFAULT_TAU, *, block_rows: int | None = None, device: str = "auto",
+                rebuild: bool = False, progress: Callable[[int, int], None] | None = None) -> GraphInfo:
+    """Build (or finish building) the graph of a feature run in this process, block after block.
+
+    ``progress(done, total)`` is told the blocks written so far. A failure is recorded on the
+    graph node; calling again resumes with the blocks still missing.
+    """
+    info, todo = start_build(store, features, run_id, k, tau, block_rows=block_rows, rebuild=rebuild)
+    if info.status == READY:
+        return info
+    try:
+        if todo:
+            row_ids, x = load_features(features, run_id, device)
+            for done, index in enumerate(todo, start=info.blocks - len(todo) + 1):
+                write_block(store, info, row_ids, x, index, device=device)
+                if progress is not None:
+                    progress(done, info.blocks)
+        return finish_build(store, info)
+    except BaseException as e:
+        fail_build(store, info, f"{type(e).__name__}: {e}")
+        raise
+
+
+def delete_graph(store: GraphStore, graph: str, *, batch: int = DELETE_BATCH, missing_ok: bool = False) -> int:
+    """Delete a graph's edges, ``batch`` per transaction, then its node; returns the edges deleted.
+
+    The graph is marked ``deleting`` first, so block writers stop and readers see it going. A graph
+    that a selection job used keeps its node (``status: 'deleted'``) for provenance.
+    """
+    marked = store.write(MARK_DELETING, {"graph": graph})
+    deleted = 0
+    while count := store.write(DELETE_EDGES, {"graph": graph, "limit": batch})[0]["deleted"]:
+        deleted += count
+    if not marked and not deleted and not missing_ok:
+        raise errors.NotFound(f"instruction graph {graph} does not exist")
+    store.write(DROP_GRAPH, {"graph": graph})
+    return deleted
+
+
+# -- reading back --------------------------------------------------------------------------------
+def neighbors(store: GraphStore, graph: str, node_ids: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+    """Out-neighbours ``(id, w)`` of many instructions in one round trip, by descending ``w``
+    (ties by id). Every id asked for is a key; one with no edges (or unknown) maps to []."""
+    ids = list(dict.fromkeys(node_ids))
+    rows = store.read(NEIGHBORS, {"graph": graph, "ids": ids})
+    found = {r["id"]: [(t, float(w)) for t, w in r["edges"]] for r in rows}
+    return {node: found.get(node, []) for node in ids}
+
+
+class GraphNeighbors:
+    """The walk's neighbour source (``graph.walk.PrefetchingNeighborSource``) over a graph in Neo4j.
+
+    The walk speaks row indices; Neo4j speaks instruction ids. ``row_ids`` maps one to the other
+    (the feature rows the walk gets). Lists are read in batches and cached: ``prefetch`` loads the
+    uncached lists among the first ``prefetch_limit`` candidates in one round trip, but only when
+    the first (the likeliest next node) is missing, so a walk that stays in one neighbourhood
+    mostly runs on the cache. Equal cosines are ordered by row index, as graph.knn orders them.
+    """
+
+    def __init__(self, store: GraphStore, graph: str, row_ids: Sequence[str], *,
+                 prefetch_limit: int = PREFETCH_LIMIT) -> None:
+        self.store = store
+        self.graph = graph
+        self._ids = list(row_ids)
+        self._rows = {node: row for row, node in enumerate(self._ids)}
+        if len(self._rows) != len(self._ids):
+            raise errors.InvalidInput("row_ids name the same instruction twice")
+        self.prefetch_limit = prefetch_limit
+        self._cache: dict[int, np.ndarray] = {}
+        self.round_trips = 0
+
+    def __getitem__(self, node: int) -> np.ndarray:
+        row = int(node)
+        if row not in self._cache:
+            self._load([row])
+        return self._cache[row]
+
+    def prefetch(self, nodes: np.ndarray) -> None:
+        wanted = [int(n) for n in np.asarray(nodes).reshape(-1)[: self.prefetch_limit]]
+        if wanted and wanted[0] not in self._cache:
+            self._load([n for n in wanted if n not in self._cache])
+
+    def _load(self, rows: list[int]) -> None:
+        if min(rows) < 0 or max(rows) >= len(self._ids):
+            raise errors.InvalidInput(f"rows must lie in [0, {len(self._ids)}), got {rows}")
+        lists = neighbors(self.store, self.graph, [self._ids[r] for r in rows])
+        self.round_trips += 1
+        for row in rows:
+            edges = lists[self._ids[row]]
+            try:
+                targets = np.fromiter((self._rows[t] for t, _ in edges), dtype=np.int64, count=len(edges))
+            except KeyError as e:
+                raise errors.Conflict(
+                    f"graph {self.graph} links to {e.args[0]}, which is not among the given rows"
+                ) from e
+            weights = np.fromiter((w for _, w in edges), dtype=np.float64, count=len(edges))
+            self._cache[row] = targets[np.lexsort((targets, -weights))]
+
+
+def _ready(store: GraphStore, graph: str, row_ids: Sequence[str]) -> GraphInfo:
+    """A graph a walk may read: complete, with one node per given row."""
+    info = get_graph(store, graph)
+    if info.status != READY:
+        raise errors.Conflict(f"instruction graph {graph} is {info.status}, not ready")
+    if len(row_ids) != info.nodes:
+        raise errors.InvalidInput(f"graph {graph} has {info.nodes} nodes but {len(row_ids)} rows were given")
+    return info
+
+
+def open_neighbors(store: GraphStore, graph: str, row_ids: Sequence[str], **options: Any) -> GraphNeighbors:
+    """The neighbour source of a ``ready`` graph for a walk over ``row_ids`` (the run's pool rows)."""
+    _ready(store, graph, row_ids)
+    return GraphNeighbors(store, graph, row_ids, **options)
+
+
+def iter_edges(store: GraphStore, graph: str, row_ids: Sequence[str], *, chunk: int = NODES_PER_READ,
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A graph's edges as (source rows, target rows, w) arrays, ``chunk`` source nodes per read."""
+    rows = {node: row for row, node in enumerate(row_ids)}
+    for start in range(0, len(row_ids), chunk):
+        lists = neighbors(store, graph, row_ids[start : start + chunk])
+        sources = [rows[s] for s, edges in lists.items() for _ in edges]
+        targets = [rows[t] for edges in lists.values() for t, _ in edges]
+        weights = [w for edges in lists.values() for _, w in edges]
+        yield (np.asarray(sources, dtype=np.int64), np.asarray(targets, dtype=np.int64),
+               np.asarray(weights, dtype=np.float64))
+
+
+def edge_arrays(store: GraphStore, graph: str, row_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All edges of a graph as (source rows, target rows, w)."""
+    sources, targets, weights = zip(*iter_edges(store, graph, row_ids), strict=True)
+    return np.concatenate(sources), np.concatenate(targets), np.concatenate(weights)
+
+
+def neighbor_table(store: GraphStore, graph: str, row_ids: Sequence[str]) -> np.ndarray:
+    """A ``ready`` graph read whole into graph.knn's table: int32 [N, k] row ids (-1 = none), most
+    similar first, equal cosines by row index. The walk runs on it at in-memory speed; for pools
+    whose table (N·k·4 bytes) is too big, use :func:`open_neighbors`, which reads lists on demand."""
+    table = np.full((len(row_ids), _ready(store, graph, row_ids).k), -1, dtype=np.int32)
+    for sources, targets, weights in iter_edges(store, graph, row_ids):
+        order = np.lexsort((targets, -weights, sources))
+        sources, targets = sources[order], targets[order]
+        first = np.searchsorted(sources, sources)  # where each source's run of edges starts
+        table[sources, np.arange(sources.size) - first] = targets
+    return table
+
+
+def to_networkx(store: GraphStore, graph: str, row_ids: Sequence[str]) -> networkx.DiGraph:
+    """The graph as a networkx DiGraph: nodes are instruction ids, edges carry ``w``."""
+    import networkx as nx
+
+    sources, targets, weights = edge_arrays(store, graph, row_ids)
+    out = nx.DiGraph(graph=graph)
+    out.add_nodes_from(row_ids)
+    edges = zip(sources.tolist(), targets.tolist(), weights.tolist(), strict=True)
+    out.add_weighted_edges_from(((row_ids[s], row_ids[t], w) for s, t, w in edges), weight="w")
+    return out
+
+
+def to_igraph(store: GraphStore, graph: str, row_ids: Sequence[str]) -> igraph.Graph:
+    """The graph as a directed igraph Graph: vertex ``name`` = instruction id (row order), edges carry ``w``."""
+    import igraph as ig
+
+    sources, targets, weights = edge_arrays(store, graph, row_ids)
+    out = ig.Graph(n=len(row_ids), edges=np.column_stack([sources, targets]).tolist(), directed=True)
+    out.vs["name"] = list(row_ids)
+    out.es["w"] = weights.tolist()
+    out["graph"] = graph
+    return out
+
+
+def _distribution(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
+    q = np.percentile(values, [10, 50, 90, 99])
+    return {"min": float(values.min()), "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2]),
+            "p99": float(q[3]), "max": float(values.max()), "mean": float(values.mean())}
+
+
+def graph_stats(store: GraphStore, graph: str, row_ids: Sequence[str]) -> dict[str, Any]:
+    """Node and edge counts, degree distributions, weights and connected components of a graph."""
+    info = get_graph(store, graph)
+    g = to_igraph(store, graph, row_ids)
+    out_degree, in_degree = np.asarray(g.outdegree()), np.asarray(g.indegree())
+    weak, strong = g.connected_components(mode="weak"), g.connected_components(mode="strong")
+    weights = np.asarray(g.es["w"] if g.ecount() else [], dtype=np.float64)
+    return {
+        "graph": graph, "status": info.status, "feature_run": info.feature_run, "k": info.k, "tau": info.tau,
+        "nodes": g.vcount(), "edges": g.ecount(),
+        "out_degree": _distribution(out_degree), "in_degree": _distribution(in_degree),
+        "out_degree_below_k": int((out_degree < info.k).sum()),
+        "isolated": int(((out_degree + in_degree) == 0).sum()),
+        "weight": _distribution(weights),
+        "weak_components": len(weak), "largest_weak_component": max(weak.sizes(), default=0),
+        "strong_components": len(strong), "largest_strong_component": max(strong.sizes(), default=0),
+    }

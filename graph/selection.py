@@ -1,0 +1,181 @@
+"""Selection methods: the pure algorithms, and the one table the API, the CLI and experiments use.
+
+Everything here is numpy only: no driver, no Celery, no web. A Celery task looks a method up,
+loads the inputs it ``needs``, calls :meth:`Method.select`, and writes the :class:`Selection`.
+
+Variants that need no method of their own: multi-target selection pools the validation features of
+several targets before PCA; the "w/o gradient" ablation is G2IS run on embedding features and an
+embedding graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradwalk.errors import InvalidInput
+from gradwalk.graph.common import ComponentReport, Selection, allocate_budgets, target_size, top_fraction
+from gradwalk.graph.pca import core_components
+from gradwalk.graph.scoring import embedding_scores, less_scores, random_selection, scored_selection
+from gradwalk.graph.walk import (
+    ArrayNeighbors,
+    NeighborSource,
+    PrefetchingNeighborSource,
+    gradient_walk,
+    no_graph_selection,
+)
+
+__all__ = [
+    "METHODS",
+    "ArrayNeighbors",
+    "ComponentReport",
+    "Method",
+    "NeighborSource",
+    "PrefetchingNeighborSource",
+    "Selection",
+    "SelectionInputs",
+    "allocate_budgets",
+    "core_components",
+    "embedding_scores",
+    "get_method",
+    "gradient_walk",
+    "less_scores",
+    "no_graph_selection",
+    "random_selection",
+    "scored_selection",
+    "target_size",
+    "top_fraction",
+]
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """What a method may read. The caller fills in the fields its method ``needs``."""
+
+    train_features: np.ndarray | None = None  # [N, D]; LESS also takes [C, N, D] with lrs
+    val_features: np.ndarray | None = None  # [M, D]; LESS also takes [C, M, D]
+    neighbors: np.ndarray | NeighborSource | None = None
+    val_subtasks: Sequence[object] | None = None
+    lrs: Sequence[float] | None = None
+    train_embeddings: np.ndarray | None = None
+    val_embeddings: np.ndarray | None = None
+    pool_size: int | None = None
+
+
+@dataclass(frozen=True)
+class G2ISParams:
+    ratio: float
+    delta: float = 0.8
+    variance: float = 0.5
+    anchor_pool: int = 1000
+    fallback: str = "strict"
+
+
+@dataclass(frozen=True)
+class NoGraphParams:
+    ratio: float
+    variance: float = 0.5
+
+
+@dataclass(frozen=True)
+class LessParams:
+    ratio: float
+
+
+@dataclass(frozen=True)
+class EmbeddingParams:
+    ratio: float
+    reduce: str = "max"
+
+
+@dataclass(frozen=True)
+class RandomParams:
+    ratio: float
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Method:
+    """A selection method: its name, typed parameters (defaults included), inputs, and how to run it."""
+
+    name: str
+    params: type
+    needs: tuple[str, ...]
+    run: Callable[[SelectionInputs, Any], Selection]
+
+    def parse(self, params: Mapping[str, Any]) -> Any:
+        """Typed parameters from a JSON-like mapping; unknown or missing names are refused by name."""
+        known = {f.name: f for f in dataclasses.fields(self.params)}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise InvalidInput(f"{self.name} has no parameter {', '.join(unknown)}; it takes {', '.join(known)}")
+        missing = [
+            name
+            for name, f in known.items()
+            if name not in params and f.default is dataclasses.MISSING
+        ]
+        if missing:
+            raise InvalidInput(f"{self.name} needs the parameter {', '.join(missing)}")
+        return self.params(**params)
+
+    def select(self, inputs: SelectionInputs, params: Mapping[str, Any]) -> Selection:
+        parsed = self.parse(params)
+        absent = [name for name in self.needs if getattr(inputs, name) is None]
+        if absent:
+            raise InvalidInput(f"{self.name} needs the input {', '.join(absent)}")
+        return self.run(inputs, parsed)
+
+
+def _with_params(selection: Selection, params: Any) -> Selection:
+    """Record every parameter the run used, PCA's included, on the result."""
+    return dataclasses.replace(selection, params={**selection.params, **dataclasses.asdict(params)})
+
+
+def _g2is(inputs: SelectionInputs, p: G2ISParams) -> Selection:
+    components, weights = core_components(inputs.val_features, p.variance)
+    walked = gradient_walk(
+        inputs.train_features, components, weights, inputs.neighbors, p.ratio, p.delta, p.anchor_pool, p.fallback
+    )
+    return _with_params(walked, p)
+
+
+def _no_graph(inputs: SelectionInputs, p: NoGraphParams) -> Selection:
+    components, weights = core_components(inputs.val_features, p.variance)
+    return _with_params(no_graph_selection(inputs.train_features, components, weights, p.ratio), p)
+
+
+def _less(inputs: SelectionInputs, p: LessParams) -> Selection:
+    scores = less_scores(inputs.train_features, inputs.val_features, subtasks=inputs.val_subtasks, lrs=inputs.lrs)
+    return scored_selection("less", scores, p.ratio)
+
+
+def _embedding(inputs: SelectionInputs, p: EmbeddingParams) -> Selection:
+    scores = embedding_scores(inputs.train_embeddings, inputs.val_embeddings, p.reduce)
+    return scored_selection("embedding", scores, p.ratio, reduce=p.reduce)
+
+
+def _random(inputs: SelectionInputs, p: RandomParams) -> Selection:
+    return random_selection(inputs.pool_size, p.ratio, p.seed)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("g2is", G2ISParams, ("train_features", "val_features", "neighbors"), _g2is),
+        Method("no_graph", NoGraphParams, ("train_features", "val_features"), _no_graph),
+        Method("less", LessParams, ("train_features", "val_features"), _less),
+        Method("embedding", EmbeddingParams, ("train_embeddings", "val_embeddings"), _embedding),
+        Method("random", RandomParams, ("pool_size",), _random),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown selection method {name!r}; known: {', '.join(METHODS)}") from None

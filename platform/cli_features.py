@@ -1,0 +1,64 @@
+"""``gradwalk features``: queue a feature run of a pool (and its targets) and follow it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from gradwalk.settings import get_settings
+
+features_app = typer.Typer(help="Gradient features of a pool and its targets (GPU workers).", no_args_is_help=True)
+
+
+def _follow(store, run_id: str) -> dict[str, Any]:
+    from gradwalk.platform import feature_runs
+    from gradwalk.platform.waiting import progress_bar
+
+    with progress_bar(f"feature run {run_id}") as update:
+        return feature_runs.wait(store, run_id, progress=feature_runs.show_progress(update))
+
+
+@features_app.command("run")
+def features_run(
+    pool: Annotated[str, typer.Argument(help="The pool to featurise.")],
+    target: Annotated[list[str], typer.Option("--target", "-t", help="A target to featurise too (repeatable).")],
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (GPU default 128, CPU 8).")] = None,
+    proj_dim: Annotated[int | None, typer.Option(help="Projected dims per checkpoint (GPU 8192, CPU 2048).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Token limit per example (GPU 2048, CPU 512).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per per-example-gradient batch.")] = None,
+    model: Annotated[str | None, typer.Option(help="A local HF causal-LM folder (default SmolLM2-135M-Instruct).")] = None,
+    warmup_fraction: Annotated[float, typer.Option(help="Fraction of the pool the warm-up trains on.")] = 0.05,
+    warmup_epochs: Annotated[int, typer.Option(help="Warm-up epochs (one checkpoint each).")] = 4,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Queue a feature run: warm-up, then per-example LoRA gradient features of every row."""
+    from gradwalk.graph.store import GraphStore
+    from gradwalk.platform import feature_runs
+
+    engine = {k: v for k, v in {"lora_r": lora_r, "proj_dim": proj_dim, "max_length": max_length,
+                                "batch_size": batch_size, "model": model}.items() if v is not None}
+    if lora_r is not None:
+        engine["lora_alpha"] = 4 * lora_r  # keep LESS's alpha/r = 4
+    with GraphStore.connect(get_settings()) as store:
+        run_id = feature_runs.submit(store, pool, target, engine=engine,
+                                     warmup={"fraction": warmup_fraction, "epochs": warmup_epochs})
+        run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
+    typer.echo(json.dumps(run) if json_out else f"{run_id}: {run['status']} ({run.get('rows_done', 0)} rows)")
+
+
+@features_app.command("status")
+def features_status(run_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Status and progress (rows done / total) of a feature run."""
+    from gradwalk.graph.store import GraphStore
+    from gradwalk.platform import feature_runs
+
+    with GraphStore.connect(get_settings()) as store:
+        run = feature_runs.get(store, run_id)
+    if json_out:
+        typer.echo(json.dumps(run))
+    else:
+        typer.echo(f"{run_id}: {run['status']}, {run.get('rows_done', 0)}/{run.get('rows_total', 0)} rows"
+                   + (f", error: {run['error']}" if run.get("error") else ""))

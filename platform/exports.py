@@ -1,0 +1,159 @@
+"""Writers that turn a version's rows (in rank order) into training files.
+
+Pure Python over an iterable of row dicts (``instruction_id``, ``rank``, ``messages``,
+``component``, ``step``, ``score``): the server exports from Neo4j and the client from the REST
+API with the same functions, so a file looks the same whoever wrote it. ``datasets`` is imported
+only by :func:`write_hf`, keeping the client light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from gradwalk import errors
+
+HF_CHUNK_ROWS = 10_000
+FORMATS = ("jsonl", "hf", "llamafactory")
+
+# LLaMA-Factory's "sharegpt" formatting with OpenAI-style tags reads a leading system message as
+# the system prompt, so the stored messages go out unchanged.
+LLAMAFACTORY_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "system_tag": "system",
+}
+
+Row = Mapping[str, Any]
+
+
+def training_record(row: Row) -> dict[str, Any]:
+    """What a training file holds for one row: its chat messages."""
+    return {"messages": row["messages"]}
+
+
+def jsonl_lines(rows: Iterable[Row]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(training_record(row), ensure_ascii=False) + "\n"
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[IO[str]]:
+    """A text file written beside ``path`` and moved over it only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(rows: Iterable[Row], path: str | os.PathLike[str]) -> int:
+    """One ``{"messages": [...]}`` line per row; returns the number of rows written."""
+    count = 0
+    with _replacing(Path(path)) as fh:
+        for line in jsonl_lines(rows):
+            fh.write(line)
+            count += 1
+    return count
+
+
+def _hf_features() -> Any:
+    from datasets import Features, List, Value
+
+    return Features({
+        "instruction_id": Value("string"),
+        "rank": Value("int64"),
+        "messages": List({"role": Value("string"), "content": Value("string")}),
+        "component": Value("int64"),
+        "step": Value("int64"),
+        "score": Value("float64"),
+    })
+
+
+def write_hf(rows: Iterable[Row], path: str | os.PathLike[str] | None = None) -> Any:
+    """A ``datasets.Dataset`` of the rows (columns: instruction_id, rank, messages, component,
+    step, score), saved with ``save_to_disk(path)`` when a path is given."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise errors.GradwalkError("exporting a Hugging Face dataset needs the 'datasets' package: "
+                                   "pip install datasets") from e
+    features = _hf_features()
+
+    def empty() -> dict[str, list]:
+        return {name: [] for name in features}
+
+    parts, chunk, size = [], empty(), 0
+    for row in rows:
+        for name, column in chunk.items():
+            column.append(row.get(name))
+        size += 1
+        if size >= HF_CHUNK_ROWS:
+            parts.append(datasets.Dataset.from_dict(chunk, features=features))
+            chunk, size = empty(), 0
+    if size or not parts:
+        parts.append(datasets.Dataset.from_dict(chunk, features=features))
+    table = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    if path is not None:
+        table.save_to_disk(str(path))
+    return table
+
+
+def llamafactory_entry(file_name: str) -> dict[str, Any]:
+    """The ``dataset_info.json`` entry that tells LLaMA-Factory how to read the data file."""
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "messages"},
+            "tags": dict(LLAMAFACTORY_TAGS)}
+
+
+def write_llamafactory(rows: Iterable[Row], folder: str | os.PathLike[str], name: str) -> Path:
+    """``<folder>/<name>.json`` (a JSON array of ``{"messages"}`` records) and the ``name`` entry
+    merged into ``<folder>/dataset_info.json`` (other entries kept). Returns the data file."""
+    root = Path(folder)
+    data_file = root / f"{name}.json"
+    info_file = root / "dataset_info.json"
+    info: dict[str, Any] = {}
+    if info_file.exists():
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise errors.InvalidInput(f"{info_file}: cannot read it as JSON ({e}); fix or remove it") from e
+        if not isinstance(info, dict):
+            raise errors.InvalidInput(f"{info_file}: must hold a JSON object of dataset entries")
+    with _replacing(data_file) as fh:
+        fh.write("[")
+        for i, row in enumerate(rows):
+            fh.write(",\n" if i else "\n")
+            fh.write(json.dumps(training_record(row), ensure_ascii=False))
+        fh.write("\n]\n")
+    info[name] = llamafactory_entry(data_file.name)
+    with _replacing(info_file) as fh:
+        json.dump(info, fh, ensure_ascii=False, indent=2)
+        fh.write("\n")
+    return data_file
+
+
+def write(fmt: str, rows: Iterable[Row], dest: str | os.PathLike[str], name: str) -> Path:
+    """Write ``rows`` as ``jsonl`` (file ``dest``), ``hf`` (save_to_disk folder ``dest``) or
+    ``llamafactory`` (``<name>.json`` and its ``dataset_info.json`` entry in folder ``dest``);
+    returns the file or folder written."""
+    if fmt == "jsonl":
+        write_jsonl(rows, dest)
+    elif fmt == "hf":
+        write_hf(rows, dest)
+    elif fmt == "llamafactory":
+        return write_llamafactory(rows, dest, name)
+    else:
+        raise errors.InvalidInput(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return Path(dest)

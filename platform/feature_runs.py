@@ -1,0 +1,148 @@
+"""Feature run records: the one place that writes a run's status, settings and progress.
+
+A ``(:FeatureRun)-[:OF_POOL]->(:Pool)`` node describes one featurisation of a pool (and of the
+targets it was asked for, ``(:FeatureRun)-[:FOR_TARGET]->(:Target)``): the engine settings every
+shard uses, the warm-up checkpoints and their learning rates, and progress as rows done out of
+rows total. Shards report themselves done by key, so a redelivered shard never counts twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from gradwalk import errors
+from gradwalk.graph.store import GraphStore
+
+TRAIN_PART = "train"
+
+
+def val_part(target: str) -> str:
+    return f"val-{target}"
+
+
+_CREATE = """
+MATCH (p:Pool {name: $pool, status: 'ready'})
+CREATE (fr:FeatureRun {id: $id, pool: $pool, targets: $targets, status: 'queued', engine: $engine,
+                       warmup: $warmup, rows_total: 0, rows_done: 0, done_shards: [], parts: [],
+                       created_at: datetime()})-[:OF_POOL]->(p)
+WITH fr
+UNWIND $targets AS name
+MATCH (t:Target {name: name, status: 'ready'})
+CREATE (fr)-[:FOR_TARGET]->(t)
+"""
+
+_GET = """
+MATCH (fr:FeatureRun {id: $id})
+RETURN fr {.*, created_at: toString(fr.created_at), finished_at: toString(fr.finished_at)} AS run
+"""
+
+_SHARD_DONE = """
+MATCH (fr:FeatureRun {id: $id})
+SET fr._lock = true REMOVE fr._lock
+WITH fr WHERE NOT $key IN fr.done_shards
+SET fr.done_shards = fr.done_shards + $key, fr.rows_done = fr.rows_done + $rows
+"""
+
+
+def create(store: GraphStore, pool: str, targets: list[str], *, engine: dict[str, Any],
+           warmup: dict[str, Any]) -> str:
+    """Record a queued feature run of ``pool`` (and validation features of ``targets``)."""
+    found = store.read("MATCH (p:Pool {name: $pool, status: 'ready'}) RETURN p.size AS size", {"pool": pool})
+    if not found:
+        raise errors.NotFound(f"pool {pool!r} does not exist (or its import has not finished)")
+    known = {r["name"] for r in store.read(
+        "MATCH (t:Target) WHERE t.name IN $names AND t.status = 'ready' RETURN t.name AS name", {"names": targets})}
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise errors.NotFound(f"unknown target {', '.join(map(repr, missing))}")
+    run_id = f"fr-{uuid.uuid4().hex[:12]}"
+    store.write(_CREATE, {"id": run_id, "pool": pool, "targets": targets,
+                          "engine": json.dumps(engine, sort_keys=True), "warmup": json.dumps(warmup, sort_keys=True)})
+    return run_id
+
+
+def get(store: GraphStore, run_id: str) -> dict[str, Any]:
+    rows = store.read(_GET, {"id": run_id})
+    if not rows:
+        raise errors.NotFound(f"no feature run {run_id!r}")
+    run = {k: v for k, v in rows[0]["run"].items() if v is not None and not k.startswith("_")}
+    for key in ("engine", "warmup", "checkpoints", "stats"):
+        if key in run:
+            run[key] = json.loads(run[key])
+    return run
+
+
+def mark(store: GraphStore, run_id: str, status: str, **extra: Any) -> None:
+    """Set the status (and JSON-encoded dict/list extras) of a run."""
+    encoded = {k: json.dumps(v) if isinstance(v, dict | list) and k not in ("parts",) else v for k, v in extra.items()}
+    store.write("MATCH (fr:FeatureRun {id: $id}) SET fr.status = $status, fr += $extra "
+                "FOREACH (_ IN CASE WHEN $status IN ['complete', 'failed'] THEN [1] ELSE [] END | "
+                "SET fr.finished_at = datetime())",
+                {"id": run_id, "status": status, "extra": encoded})
+
+
+def shard_done(store: GraphStore, run_id: str, key: str, rows: int) -> None:
+    """Count a finished shard's rows once, however often the shard is redelivered."""
+    store.write(_SHARD_DONE, {"id": run_id, "key": key, "rows": rows})
+
+
+def examples(store: GraphStore, ids: list[str], *, label: str = "Instruction") -> list[dict[str, Any]]:
+    """The records of ``ids`` (in that order) as engine examples: ``{"id", "messages"}``."""
+    if label not in ("Instruction", "ValExample"):
+        raise ValueError(label)
+    rows = store.read(f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) RETURN n.id AS id, n.messages AS messages",
+                      {"ids": ids})
+    by_id = {r["id"]: json.loads(r["messages"]) for r in rows}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise errors.NotFound(f"{len(missing)} {label} rows are gone (e.g. {missing[0]})")
+    return [{"id": i, "messages": by_id[i]} for i in ids]
+
+
+def member_ids(store: GraphStore, pool: str) -> list[str]:
+    """The ids of a pool's instructions, sorted (the row order of its feature runs)."""
+    return [r["id"] for r in store.read(
+        "MATCH (n:Instruction)-[:IN_POOL]->(:Pool {name: $pool}) RETURN n.id AS id ORDER BY id", {"pool": pool})]
+
+
+def target_ids(store: GraphStore, target: str) -> list[str]:
+    return [r["id"] for r in store.read(
+        "MATCH (n:ValExample)-[:OF_TARGET]->(:Target {name: $t}) RETURN n.id AS id ORDER BY id", {"t": target})]
+
+
+RUN_TASK = "gradwalk.features.run"
+FINISHED = ("complete", "failed")
+
+
+def submit(store: GraphStore, pool: str, targets: list[str], *, engine: dict[str, Any] | None = None,
+           warmup: dict[str, Any] | None = None) -> str:
+    """Record a feature run and queue it on the ``gpu`` workers; returns the run id.
+
+    ``engine`` overrides the worker's device defaults (e.g. ``{"lora_r": 8, "proj_dim": 1024}``),
+    ``warmup`` the warm-up settings (``fraction``, ``epochs``, ``lr``, ``seed``, ...)."""
+    from gradwalk.workers.app import GPU_QUEUE, app
+
+    run_id = create(store, pool, targets, engine=engine or {}, warmup=warmup or {})
+    app.send_task(RUN_TASK, args=[run_id], queue=GPU_QUEUE)
+    return run_id
+
+
+def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
+         progress: Any = None) -> dict[str, Any]:
+    """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
+    from gradwalk.platform.waiting import wait_until
+
+    return wait_until(lambda: get(store, run_id), done={"complete"}, failed={"failed"},
+                      what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)
+
+
+def show_progress(update: Any) -> Any:
+    """Turn a run record into progress-bar updates: warm-up steps, then rows."""
+    def show(run: dict[str, Any]) -> None:
+        if run["status"] == "warming up" and run.get("warmup_steps_total"):
+            update(run.get("warmup_steps_done", 0), run["warmup_steps_total"], "warm-up")
+        elif run.get("rows_total"):
+            update(run.get("rows_done", 0), run["rows_total"], "features")
+    return show

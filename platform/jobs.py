@@ -1,0 +1,240 @@
+"""Selection job records: the one place that writes a job's status, progress, error and timings.
+
+A job is a ``(:SelectionJob)`` node with ``USED`` edges to the feature run, graph and targets it
+reads. Its parameters are checked before it is queued (names, ranges, that the pool, targets,
+feature run and graph exist and belong together), so a job that starts has everything it needs.
+Status moves queued → running → succeeded | failed | cancelled; a cancel request on a running job
+is seen by the worker at its next progress report.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gradwalk import errors
+from gradwalk.graph.store import GraphStore
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+SELECT_TASK = "gradwalk.select.run"
+
+
+class Cancelled(errors.GradwalkError):
+    """Raised inside a job whose cancellation was requested."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a user asks for. ``targets`` pools several targets' validation features (multi-target)."""
+
+    pool: str
+    targets: list[str]
+    method: str
+    dataset: str
+    params: dict[str, Any] = field(default_factory=dict)
+    feature_run: str | None = None
+    graph: str | None = None
+
+
+_RESOLVE = """
+MATCH (p:Pool {name: $pool})
+OPTIONAL MATCH (fr:FeatureRun {status: 'complete'})-[:OF_POOL]->(p)
+  WHERE $feature_run IS NULL OR fr.id = $feature_run
+WITH p, fr ORDER BY fr.created_at DESC LIMIT 1
+OPTIONAL MATCH (g:InstructionGraph {status: 'ready'})-[:BUILT_FROM]->(fr)
+  WHERE $graph IS NULL OR g.id = $graph
+WITH p, fr, g ORDER BY g.built_at DESC LIMIT 1
+RETURN p.status AS pool_status, fr.id AS feature_run, fr.parts AS parts, g.id AS graph
+"""
+
+_GRAPH_RUN = "MATCH (g:InstructionGraph {id: $graph}) OPTIONAL MATCH (g)-[:BUILT_FROM]->(fr:FeatureRun) RETURN fr.id AS run"
+
+_CREATE = """
+CREATE (j:SelectionJob {id: $id, method: $method, params: $params, pool: $pool, targets: $targets,
+                        dataset: $dataset, status: 'queued', progress: 0.0, stage: 'queued',
+                        created_at: datetime()})
+WITH j
+OPTIONAL MATCH (fr:FeatureRun {id: $feature_run})
+FOREACH (_ IN CASE WHEN fr IS NULL THEN [] ELSE [1] END | CREATE (j)-[:USED]->(fr))
+WITH j
+OPTIONAL MATCH (g:InstructionGraph {id: $graph})
+FOREACH (_ IN CASE WHEN g IS NULL THEN [] ELSE [1] END | CREATE (j)-[:USED]->(g))
+WITH j
+UNWIND $targets AS name
+MATCH (t:Target {name: name})
+CREATE (j)-[:USED]->(t)
+"""
+
+_GET = """
+MATCH (j:SelectionJob {id: $id})
+OPTIONAL MATCH (j)-[:USED]->(fr:FeatureRun)
+OPTIONAL MATCH (j)-[:USED]->(g:InstructionGraph)
+RETURN j {.*, created_at: toString(j.created_at), started_at: toString(j.started_at),
+          finished_at: toString(j.finished_at)} AS job, fr.id AS feature_run, g.id AS graph
+"""
+
+_LIST = """
+MATCH (j:SelectionJob) WHERE $status IS NULL OR j.status = $status
+RETURN j.id AS id ORDER BY j.created_at DESC LIMIT $limit
+"""
+
+_TRANSITION = """
+MATCH (j:SelectionJob {id: $id}) WHERE j.status IN $from
+SET j.status = $to, j += $extra
+RETURN j.status AS status
+"""
+
+
+def _check_request(request: JobRequest) -> dict[str, Any]:
+    from gradwalk.graph.selection import get_method
+
+    if not request.targets:
+        raise errors.InvalidInput("a selection job needs at least one target")
+    if not request.dataset or len(request.dataset) > 200:
+        raise errors.InvalidInput("dataset: give the name of the dataset the selection is published to")
+    method = get_method(request.method)
+    parsed = method.parse(request.params)  # refuses unknown, missing and out-of-range parameters
+    return {"needs_graph": "neighbors" in method.needs, "params": parsed}
+
+
+def create(store: GraphStore, request: JobRequest) -> str:
+    """Check a request and record it as a queued job; returns the job id."""
+    checked = _check_request(request)
+    resolved = store.read(_RESOLVE, {"pool": request.pool, "feature_run": request.feature_run, "graph": request.graph})
+    if not resolved or resolved[0]["pool_status"] != "ready":
+        raise errors.NotFound(f"pool {request.pool!r} does not exist (or its import has not finished)")
+    found = resolved[0]
+    known = {row["name"] for row in store.read(
+        "MATCH (t:Target) WHERE t.name IN $names AND t.status = 'ready' RETURN t.name AS name",
+        {"names": request.targets})}
+    missing = [t for t in request.targets if t not in known]
+    if missing:
+        raise errors.NotFound(f"unknown target {', '.join(map(repr, missing))}")
+    if request.method != "random" and request.method != "embedding":
+        if found["feature_run"] is None:
+            raise errors.NotFound(
+                f"pool {request.pool!r} has no complete feature run"
+                + (f" with id {request.feature_run!r}" if request.feature_run else "")
+                + ": run `gradwalk features run` first")
+        lacking = [t for t in request.targets if f"val-{t}" not in (found["parts"] or [])]
+        if lacking:
+            raise errors.InvalidInput(
+                f"feature run {found['feature_run']} has no validation features for target "
+                f"{', '.join(map(repr, lacking))}: featurise the target with that run first")
+    if checked["needs_graph"]:
+        if request.graph is not None and found["graph"] is None:
+            built_from = store.read(_GRAPH_RUN, {"graph": request.graph})
+            if not built_from:
+                raise errors.NotFound(f"unknown instruction graph {request.graph!r}")
+            raise errors.InvalidInput(
+                f"graph {request.graph!r} was built from feature run {built_from[0]['run']!r}, "
+                f"not from the job's feature run {found['feature_run']!r}")
+        if found["graph"] is None:
+            raise errors.NotFound(
+                f"feature run {found['feature_run']} has no ready instruction graph: run `gradwalk graph build` first")
+    job_id = f"job-{uuid.uuid4().hex[:12]}"
+    store.write(_CREATE, {
+        "id": job_id, "method": request.method, "params": json.dumps(request.params, sort_keys=True),
+        "pool": request.pool, "targets": request.targets, "dataset": request.dataset,
+        "feature_run": found["feature_run"], "graph": found["graph"] if checked["needs_graph"] else None,
+    })
+    return job_id
+
+
+def submit(store: GraphStore, request: JobRequest) -> str:
+    """Record a job and queue it on the ``cpu`` workers."""
+    from gradwalk.workers.app import CPU_QUEUE, app
+
+    job_id = create(store, request)
+    app.send_task(SELECT_TASK, args=[job_id], queue=CPU_QUEUE, task_id=job_id)
+    return job_id
+
+
+def get(store: GraphStore, job_id: str) -> dict[str, Any]:
+    rows = store.read(_GET, {"id": job_id})
+    if not rows:
+        raise errors.NotFound(f"no selection job {job_id!r}")
+    job = {k: v for k, v in rows[0]["job"].items() if v is not None}
+    job["params"] = json.loads(job["params"])
+    job["feature_run"], job["graph"] = rows[0]["feature_run"], rows[0]["graph"]
+    return job
+
+
+def list_jobs(store: GraphStore, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    if status is not None and status not in set(JobStatus):
+        raise errors.InvalidInput(f"status must be one of {', '.join(JobStatus)}")
+    return [get(store, row["id"]) for row in store.read(_LIST, {"status": status, "limit": limit})]
+
+
+def _transition(store: GraphStore, job_id: str, allowed: tuple[JobStatus, ...], to: JobStatus,
+                **extra: Any) -> bool:
+    rows = store.write(_TRANSITION, {"id": job_id, "from": [s.value for s in allowed], "to": to.value, "extra": extra})
+    return bool(rows)
+
+
+def start(store: GraphStore, job_id: str) -> dict[str, Any]:
+    """Mark a queued job running and return it; a job redelivered after a crash starts again,
+    and a finished or cancelled one raises :class:`Cancelled` so the worker skips it."""
+    job = get(store, job_id)
+    if job["status"] in FINISHED:
+        raise Cancelled(f"job {job_id} is already {job['status']}")
+    _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.RUNNING,
+                stage="starting", progress=0.0)
+    store.write("MATCH (j:SelectionJob {id: $id}) SET j.started_at = datetime()", {"id": job_id})
+    return get(store, job_id)
+
+
+def report(store: GraphStore, job_id: str, stage: str, progress: float) -> None:
+    """Record progress (0..1) of a running job; raises :class:`Cancelled` if a cancel was asked."""
+    rows = store.write(
+        "MATCH (j:SelectionJob {id: $id}) SET j.stage = CASE WHEN j.status = 'running' THEN $stage ELSE j.stage END, "
+        "j.progress = CASE WHEN j.status = 'running' THEN $progress ELSE j.progress END RETURN j.status AS status",
+        {"id": job_id, "stage": stage, "progress": float(progress)},
+    )
+    if not rows or rows[0]["status"] != JobStatus.RUNNING:
+        raise Cancelled(f"job {job_id} was cancelled")
+
+
+def succeed(store: GraphStore, job_id: str, *, dataset: str, version: int, summary: dict[str, Any]) -> None:
+    _transition(store, job_id, (JobStatus.RUNNING,), JobStatus.SUCCEEDED, stage="done", progress=1.0,
+                version=version, summary=json.dumps(summary))
+    store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
+
+
+def fail(store: GraphStore, job_id: str, error: str) -> None:
+    if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.FAILED, error=error[:4000]):
+        store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
+
+
+def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
+    """Cancel a queued or running job (a finished one is refused)."""
+    job = get(store, job_id)
+    if job["status"] in FINISHED:
+        raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
+    if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELLED, stage="cancelled"):
+        store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
+        from gradwalk.workers.app import app
+
+        app.control.revoke(job_id)  # a queued job is dropped by the worker before it starts
+    return get(store, job_id)
+
+
+def wait(store: GraphStore, job_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
+         progress: Any = None) -> dict[str, Any]:
+    """Block until the job succeeded (returned) or failed / was cancelled (raised)."""
+    from gradwalk.platform.waiting import wait_until
+
+    return wait_until(lambda: get(store, job_id), done={JobStatus.SUCCEEDED}, failed={JobStatus.FAILED, JobStatus.CANCELLED},
+                      what=f"selection job {job_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)

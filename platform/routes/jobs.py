@@ -1,0 +1,46 @@
+"""Selection jobs: submit, list, show (status and progress), cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from gradwalk.platform import jobs
+from gradwalk.platform.routes.deps import StoreDep
+from gradwalk.platform.schemas import JobCreate, JobPublic
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobStatusName = Annotated[jobs.JobStatus | None, Query(description="Only jobs in this status.")]
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    """The job record with its JSON summary decoded."""
+    if isinstance(job.get("summary"), str):
+        job = {**job, "summary": json.loads(job["summary"])}
+    return job
+
+
+@router.post("", response_model=JobPublic, status_code=202, name="submit_job")
+def submit_job(body: JobCreate, store: StoreDep) -> dict:
+    """Check the request, record the job and queue it; poll it until it finishes."""
+    job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()))
+    return _public(jobs.get(store, job_id))
+
+
+@router.get("", response_model=list[JobPublic], name="list_jobs")
+def list_jobs(store: StoreDep, status: JobStatusName = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    return [_public(job) for job in jobs.list_jobs(store, status=status, limit=limit)]
+
+
+@router.get("/{job_id}", response_model=JobPublic, name="get_job")
+def get_job(job_id: str, store: StoreDep) -> dict:
+    return _public(jobs.get(store, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, name="cancel_job")
+def cancel_job(job_id: str, store: StoreDep) -> dict:
+    return _public(jobs.cancel(store, job_id))

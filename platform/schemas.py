@@ -1,0 +1,195 @@
+"""The REST API's request and response shapes, shared by the server and the Python client.
+
+Pydantic only, so the client can import them without the server's dependencies. Requests are
+``...Create``/``...Request`` shapes that refuse unknown fields; responses are ``...Public`` shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gradwalk.platform import cypher
+
+Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]
+ExportFormat = Literal["jsonl", "rows"]
+Name = Field(min_length=1, max_length=200)
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class ImportFromPath(Request):
+    """Import a file or ``save_to_disk`` folder that the API server can read."""
+
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")
+    format: Format = "auto"
+    split: str | None = Field(default=None, max_length=200)
+    skip_invalid: bool = False
+    source_label: str | None = Field(default=None, max_length=200)
+
+
+class ReadReportPublic(BaseModel):
+    source: str
+    read: int
+    imported: int
+    duplicates: int
+    skipped: int
+    skip_reasons: list[str] = []
+    shapes: dict[str, int] = {}
+
+
+class ImportReportPublic(BaseModel):
+    kind: str
+    name: str
+    import_id: str
+    source: str
+    records: ReadReportPublic
+    added: int
+    created: int
+    size: int
+
+
+class CollectionPublic(BaseModel):
+    """A pool or a target."""
+
+    name: str
+    status: str | None = None
+    size: int | None = None
+    last_import_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class RecordPublic(BaseModel):
+    """A feature run or an instruction graph: its id and whatever its producer recorded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    status: str | None = None
+
+
+class JobCreate(Request):
+    pool: str = Name
+    targets: list[str] = Field(min_length=1, max_length=100)
+    method: str = Field(min_length=1, max_length=100)
+    dataset: str = Name
+    params: dict[str, Any] = {}
+    feature_run: str | None = Field(default=None, max_length=200)
+    graph: str | None = Field(default=None, max_length=200)
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: str
+    method: str | None = None
+    params: dict[str, Any] = {}
+    pool: str | None = None
+    targets: list[str] = []
+    dataset: str | None = None
+    progress: float = 0.0
+    stage: str | None = None
+    error: str | None = None
+    version: int | None = None
+    summary: dict[str, Any] | None = None
+    feature_run: str | None = None
+    graph: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    created_at: str | None = None
+    versions: int
+    latest: int | None = None
+    latest_complete: int | None = None
+
+
+class VersionPublic(BaseModel):
+    dataset: str
+    version: int
+    status: str
+    size: int
+    content_hash: str
+    created_at: str | None = None
+    job_id: str | None = None
+    method: str | None = None
+    pool: str | None = None
+    targets: list[str] = []
+    feature_run: str | None = None
+    graph: str | None = None
+    params: dict[str, Any] = {}
+    lineage: dict[str, Any] = {}
+    gradwalk_version: str | None = None
+    retired_at: str | None = None
+    retired_reason: str | None = None
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class RowPublic(BaseModel):
+    rank: int
+    instruction_id: str
+    messages: list[Message]
+    component: int | None = None
+    step: int | None = None
+    score: float | None = None
+
+
+class RowsPage(BaseModel):
+    dataset: str
+    version: int
+    offset: int
+    limit: int
+    total: int
+    rows: list[RowPublic]
+
+
+class DiffPublic(BaseModel):
+    dataset: str
+    a: int
+    b: int
+    added: int
+    removed: int
+    kept: int
+    added_ids: list[str]
+    removed_ids: list[str]
+
+
+class RetireRequest(Request):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class CypherRequest(Request):
+    query: str = Field(min_length=1, max_length=cypher.MAX_QUERY_CHARS)
+    params: dict[str, Any] = {}
+    limit: int = Field(default=cypher.DEFAULT_LIMIT, ge=1, le=cypher.MAX_LIMIT)
+    timeout_s: float = Field(default=cypher.DEFAULT_TIMEOUT_S, gt=0, le=cypher.MAX_TIMEOUT_S)
+
+
+class CypherResultPublic(BaseModel):
+    rows: list[dict[str, Any]]
+    truncated: bool
+    limit: int

@@ -1,0 +1,48 @@
+"""Following long work recorded in the graph: poll a record until it ends, showing progress."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from gradwalk import errors
+
+T = TypeVar("T")
+Progress = Callable[[int, int, str], None]
+
+
+def wait_until(read: Callable[[], dict[str, Any]], *, done: set[str], failed: set[str], what: str,
+               progress: Callable[[dict[str, Any]], None] | None = None, timeout_s: float = 24 * 3600,
+               poll_s: float = 1.0) -> dict[str, Any]:
+    """Poll ``read()`` until its ``status`` is in ``done`` (returned) or ``failed`` (raised)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = read()
+        if progress is not None:
+            progress(record)
+        if record["status"] in done:
+            return record
+        if record["status"] in failed:
+            raise errors.GradwalkError(f"{what} {record['status']}: {record.get('error') or 'no error recorded'}")
+        if time.monotonic() > deadline:
+            raise errors.ServiceUnavailable(f"{what} still {record['status']} after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Progress]:
+    """A progress bar on stderr; the yielded ``update(done, total, stage)`` moves it."""
+    import typer
+
+    with typer.progressbar(length=1, label=label, file=sys.stderr) as bar:
+        def update(done: int, total: int, stage: str = "") -> None:
+            if stage:
+                bar.label = f"{label}: {stage}"
+            if total and total != bar.length:
+                bar.length, bar.pos = total, 0
+            bar.update(max(0, done - bar.pos))
+
+        yield update

@@ -1,0 +1,82 @@
+"""A feature run over shipped examples through the real gpu worker: warm-up, shards as
+Celery tasks, every row exactly once with its checksum, progress counted once per shard."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from gradwalk import errors
+from gradwalk.platform import feature_runs, pools, sources
+from gradwalk.workers.artifacts import FeatureStore
+
+# Small enough for two CPU cores: the real model, short sequences, a narrow projection.
+ENGINE = {"lora_r": 4, "lora_alpha": 16, "max_length": 128, "batch_size": 8, "proj_dim": 256}
+WARMUP = {"fraction": 0.25, "epochs": 2, "examples_per_step": 4}
+# Sized for two CPU cores (a real model, two checkpoints); the session sets 16 rows per shard,
+# so the run is several shard tasks joined by a chord.
+POOL_ROWS = 48
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def featurised(store, settings, tmp_path_factory):
+    name, target_name = f"fr-pool-{uuid.uuid4().hex[:8]}", f"fr-gsm8k-{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("feature-run-data")
+    pool_file = sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=1, max_tokens=100), folder / "pool.jsonl")
+    target = sources.target_records("gsm8k", val_size=8, test_size=0, seed=1)
+    target_file = sources.write_jsonl(target.val, folder / "val.jsonl")
+    pools.import_pool(store, name, pool_file)
+    pools.import_target(store, target_name, target_file)
+    run_id = feature_runs.submit(store, name, [target_name], engine=ENGINE, warmup=WARMUP)
+    seen: list[tuple[str, int]] = []
+    run = feature_runs.wait(store, run_id, timeout_s=900, poll_s=0.5,
+                            progress=lambda r: seen.append((r["status"], r.get("rows_done", 0))))
+    return run, seen, feature_runs.member_ids(store, name), feature_runs.target_ids(store, target_name)
+
+
+def test_every_row_exactly_once_with_checksums(featurised, settings):
+    run, _, pool_ids, target_ids = featurised
+    features = FeatureStore(settings.artifacts)
+    ids, x = features.load(run["id"], "train", verify=True)
+    assert sorted(ids) == sorted(pool_ids) and len(ids) == len(set(ids)) == POOL_ROWS
+    val_ids, val = features.load(run["id"], f"val-{run['targets'][0]}", verify=True)
+    assert sorted(val_ids) == sorted(target_ids)
+    assert x.shape == (POOL_ROWS, run["dim"]) and val.shape == (len(target_ids), run["dim"])
+    assert run["dim"] == 2 * ENGINE["proj_dim"]  # two warm-up checkpoints, concatenated
+    # Unit rows, except all-zero rows for examples whose response the 128-token limit cut away.
+    norms = np.linalg.norm(x, axis=1)
+    assert np.allclose(norms[norms > 0], 1.0, atol=1e-4) and (norms > 0).mean() > 0.75
+
+
+def test_run_records_settings_and_progress(featurised):
+    run, seen, pool_ids, target_ids = featurised
+    assert run["status"] == "complete" and run["parts"] == ["train", f"val-{run['targets'][0]}"]
+    assert run["rows_done"] == run["rows_total"] == len(pool_ids) + len(target_ids)
+    assert run["engine"]["lora_r"] == 4 and run["engine"]["proj_dim"] == 256
+    assert [c["epoch"] for c in run["checkpoints"]] == [1, 2] and all(c["lr"] > 0 for c in run["checkpoints"])
+    done = [rows for status, rows in seen if status == "featurizing"]
+    assert done == sorted(done)  # progress only grows
+
+
+def test_a_redelivered_shard_changes_nothing(featurised, store, settings):
+    """Run a finished shard again, as a redelivery would: same manifest, counted once."""
+    from gradwalk.workers.app import GPU_QUEUE, app
+
+    run, *_ = featurised
+    features = FeatureStore(settings.artifacts)
+    before = features.manifest(run["id"], "train", 0)
+    app.send_task("gradwalk.features.shard", args=[run["id"], "train", 0, before.row_ids],
+                  queue=GPU_QUEUE).get(timeout=300)
+    assert features.manifest(run["id"], "train", 0) == before
+    assert feature_runs.get(store, run["id"])["rows_done"] == run["rows_total"]
+
+
+def test_unknown_pool_or_target_is_refused_before_work(featurised, store):
+    run, *_ = featurised
+    with pytest.raises(errors.NotFound, match="pool 'no-such-pool'"):
+        feature_runs.submit(store, "no-such-pool", [])
+    with pytest.raises(errors.NotFound, match="unknown target 'no-such-target'"):
+        feature_runs.submit(store, run["pool"], ["no-such-target"])

@@ -1,0 +1,107 @@
+"""The artifact store: gradient features as checksummed shards in a folder.
+
+Features never go into Neo4j (1M × 8192 float32 is 32 GB). A feature run's rows live as
+``features/<run>/<part>/shard-<NNNNN>.npy`` (float32 [rows, dim]) with a manifest
+``shard-<NNNNN>.json`` that names the row ids in order and the array's SHA-256. The manifest is
+written last, by rename, so it doubles as the shard's completion marker: a shard whose manifest
+exists is finished, and a worker killed mid-shard leaves at most a temp file that the redo
+overwrites. ``part`` is ``train`` for the pool's rows and ``val-<target>`` for a target's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradwalk import errors
+
+
+@dataclass(frozen=True)
+class ShardManifest:
+    run: str
+    part: str
+    shard: int
+    rows: int
+    dim: int
+    sha256: str
+    row_ids: list[str]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeatureStore:
+    """Feature shards under one root folder (the settings' artifact folder)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, run: str, part: str) -> Path:
+        return self.root / "features" / run / part
+
+    def _paths(self, run: str, part: str, shard: int) -> tuple[Path, Path]:
+        stem = self.folder(run, part) / f"shard-{shard:05d}"
+        return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+    def write_shard(self, run: str, part: str, shard: int, row_ids: list[str], x: np.ndarray) -> ShardManifest:
+        """Write one shard atomically (array first, manifest last); rewriting it is harmless."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != len(row_ids):
+            raise errors.InvalidInput(f"shard {shard} of {run}/{part}: {len(row_ids)} ids for an array of shape {x.shape}")
+        array_path, manifest_path = self._paths(run, part, shard)
+        _atomic_write(array_path, lambda f: np.save(f, x, allow_pickle=False))
+        manifest = ShardManifest(run, part, shard, x.shape[0], x.shape[1], _sha256(array_path), list(row_ids))
+        _atomic_write(manifest_path, lambda f: f.write(json.dumps(asdict(manifest)).encode()))
+        return manifest
+
+    def manifest(self, run: str, part: str, shard: int) -> ShardManifest | None:
+        """The shard's manifest if the shard is finished, else None."""
+        _, manifest_path = self._paths(run, part, shard)
+        try:
+            return ShardManifest(**json.loads(manifest_path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def manifests(self, run: str, part: str) -> list[ShardManifest]:
+        folder = self.folder(run, part)
+        return [ShardManifest(**json.loads(p.read_text())) for p in sorted(folder.glob("shard-*.json"))]
+
+    def load(self, run: str, part: str, *, verify: bool = True) -> tuple[list[str], np.ndarray]:
+        """All finished shards of a part, in shard order: row ids and one float32 matrix."""
+        manifests = self.manifests(run, part)
+        if not manifests:
+            raise errors.NotFound(f"feature run {run} has no finished shards for {part}")
+        ids: list[str] = []
+        blocks = []
+        for m in manifests:
+            array_path, _ = self._paths(run, part, m.shard)
+            if verify and _sha256(array_path) != m.sha256:
+                raise errors.Conflict(f"feature shard {array_path} does not match its manifest's checksum")
+            blocks.append(np.load(array_path, allow_pickle=False))
+            ids.extend(m.row_ids)
+        return ids, np.concatenate(blocks, axis=0)

@@ -1,0 +1,26 @@
+"""What a worker process holds once: its settings, its Neo4j store, its feature store.
+
+Built lazily on first use in each (forked) worker process — a driver must never cross a fork —
+and closed when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+
+from gradwalk.graph.store import GraphStore
+from gradwalk.settings import get_settings
+from gradwalk.workers.artifacts import FeatureStore
+
+
+@functools.cache
+def graph_store() -> GraphStore:
+    store = GraphStore.connect(get_settings(), wait_s=30)
+    atexit.register(store.close)
+    return store
+
+
+@functools.cache
+def feature_store() -> FeatureStore:
+    return FeatureStore(get_settings().artifacts)
