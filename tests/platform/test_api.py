@@ -234,9 +234,13 @@ def test_a_job_through_the_client_publishes_versions(client, collections, prefix
     assert [j.id for j in client.jobs(status="succeeded")][:2] == [second.id, first.id]
 
 
-def test_a_failed_job_raises_the_servers_message(client, collections, prefix):
-    job = client.select(pool=collections.pool, target=collections.target, method="random", ratio=0.5,
-                        dataset=f"{prefix}ds")
+def test_a_failed_job_raises_the_servers_message(client, store, collections, prefix):
+    from gradwalk.platform import jobs
+
+    # Recorded but never queued, so no worker can finish it before the cancel arrives.
+    job_id = jobs.create(store, jobs.JobRequest(pool=collections.pool, targets=[collections.target],
+                                                method="random", dataset=f"{prefix}ds", params={"ratio": 0.5}))
+    job = client.job(job_id)
     job.cancel()
     assert job.status == "cancelled"
     with pytest.raises(JobFailed, match=f"job {job.id} cancelled"):
