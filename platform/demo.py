@@ -36,12 +36,14 @@ class DemoPlan:
 
 
 # CPU-sized settings (DESIGN.md §4.1 keeps the paper's for GPU workers): r=8 on q/v, two warm-up
-# checkpoints, 1024 projected dims each, sequences up to 256 tokens.
-FULL = DemoPlan(pool_size=2000, val_size=64, test_size=200, max_tokens=240,
-                engine={"lora_r": 8, "lora_alpha": 32, "max_length": 256, "proj_dim": 1024},
+# checkpoints, 1024 projected dims each. max_length leaves room for the chat template's system
+# prompt above the records' estimated length, so no response is truncated away (such a row has
+# no gradient, and the graph build refuses zero rows).
+FULL = DemoPlan(pool_size=2000, val_size=64, test_size=200, max_tokens=200,
+                engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
                 warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 16})
-QUICK = DemoPlan(pool_size=300, val_size=16, test_size=50, max_tokens=160, k=32, ratio=0.1,
-                 engine={"lora_r": 8, "lora_alpha": 32, "max_length": 192, "proj_dim": 512},
+QUICK = DemoPlan(pool_size=300, val_size=16, test_size=50, max_tokens=140, k=32, ratio=0.1,
+                 engine={"lora_r": 8, "lora_alpha": 32, "max_length": 256, "proj_dim": 512},
                  warmup={"fraction": 0.1, "epochs": 2, "examples_per_step": 8},
                  pool="demo-quick-pool", target="demo-quick-gsm8k", dataset="demo-quick-gsm8k-10pct")
 
