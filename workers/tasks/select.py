@@ -14,26 +14,18 @@ import numpy as np
 
 from gradwalk import __version__, errors
 from gradwalk.graph.selection import SelectionInputs, get_method
-from gradwalk.platform import jobs
+from gradwalk.platform import feature_runs, jobs
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 
 log = logging.getLogger(__name__)
 
 
-def _pool_ids(job: dict[str, Any]) -> list[str]:
-    rows = graph_store().read(
-        "MATCH (n:Instruction)-[:IN_POOL]->(:Pool {name: $pool}) RETURN n.id AS id ORDER BY id",
-        {"pool": job["pool"]},
-    )
-    return [row["id"] for row in rows]
-
-
 def _inputs(job: dict[str, Any]) -> tuple[list[str], SelectionInputs]:
     """Row ids of the candidate pool and what the job's method reads about them."""
     method = get_method(job["method"])
     if job.get("feature_run") is None:
-        ids = _pool_ids(job)
+        ids = feature_runs.member_ids(graph_store(), job["pool"])
         return ids, SelectionInputs(pool_size=len(ids))
     run = job["feature_run"]
     ids, train = feature_store().load(run, "train")
