@@ -23,7 +23,6 @@ import argparse
 import functools
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -96,7 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="engine batch (default: the device's engine default)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("GRADWALK_CACHE_DIR") or default_cache_dir()))
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

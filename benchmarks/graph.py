@@ -6,15 +6,17 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
   dense products of the same shapes alone (X_b·Xᵀ for the same blocks, i.e. one [N,D]×[D,N]
   matmul cut into the rows that fit memory; for N ≤ 20k also one unblocked X·Xᵀ). Large N are
   timed on the first ``--knn-rows`` rows and extrapolated: every block costs the same.
-- ``write``: edges per second through the build's write path (graph.instruction_graph.write_edges:
-  lock the batch's sources, clear their old edges, create the new ones) into a private Neo4j
-  started for the run (the configured services are never touched), on ``--write-edges`` edges
-  after ``--warmup-edges`` untimed ones (a fresh JVM compiles its hot paths first); then the graph
-  is deleted in batches and that rate reported too. Also edges per CPU-second of the Neo4j
-  process, a figure that holds however busy the machine is.
+- ``write``: edges per second through the build's write path (graph.instruction_graph.write_edges)
+  into a private Neo4j started for the run (the configured services are never touched), on
+  ``--write-edges`` edges after ``--warmup-edges`` untimed ones (a fresh JVM compiles its hot paths
+  first): as a block's first attempt writes them (nothing to delete), then again as a re-run block
+  does (old edges deleted first); then the graph is deleted in batches and that rate reported
+  too. Also edges per CPU-second of the Neo4j process, a figure that holds however busy the
+  machine is.
 
     python benchmarks/graph.py                     # N = 10k and 100k
     python benchmarks/graph.py --n 10000           # one size
+    python benchmarks/graph.py --write-edges 0     # the kNN part only (no Neo4j is started)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.pop(0)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -39,8 +42,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from gradwalk.device import resolve_device  # noqa: E402
 from gradwalk.graph import instruction_graph as graphs  # noqa: E402
-from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block, resolve_device  # noqa: E402
+from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block  # noqa: E402
 
 
 def synthetic_rows(n: int, dim: int, seed: int) -> np.ndarray:
@@ -97,13 +101,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def private_neo4j(state: Path):
+def private_neo4j(state: Path, pagecache_mb: int | None = None):
     """Settings and service of a Neo4j of this run's own (the configured one is left alone)."""
     from gradwalk.platform.services import Neo4jService
     from gradwalk.settings import Settings
 
+    sizes = {} if pagecache_mb is None else {"neo4j_pagecache_mb": pagecache_mb}
     settings = Settings(state_dir=state, neo4j_uri=f"bolt://127.0.0.1:{_free_port()}",
-                        neo4j_password=secrets.token_urlsafe(16))
+                        neo4j_password=secrets.token_urlsafe(16), **sizes)
     return settings, Neo4jService(settings)
 
 
@@ -113,10 +118,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool) -> dict:
+    """Wall, Neo4j-CPU and client-CPU rates of write_edges over the computed blocks."""
+    written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
+    for lo, neighbor_ids, weights in computed:
+        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights, fresh=fresh)
+    wall = time.perf_counter() - start
+    server, client = cpu_seconds(neo4j_pid) - server, time.process_time() - client
+    return {"edges": written, "s": wall, "edges_per_s": written / wall, "edges_per_neo4j_cpu_s": written / server,
+            "edges_per_client_cpu_s": written / client}
+
+
 def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: int, tau: float, edges: int,
                 warmup_edges: int, tag: str) -> dict:
     """Create the pool's instructions and feature run, then time write_edges (after a warm-up) and delete_graph.
 
+    ``first_build`` writes rows that have no edges yet, as a block's first attempt does;
+    ``rewrite`` writes the same rows again, as a re-run block does (old edges deleted first).
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
     from gradwalk.workers.artifacts import FeatureStore
@@ -137,23 +155,36 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     device = resolve_device("auto")
     features_on_device = torch.from_numpy(x).to(device)
     warm_rows = min(n - 1, warmup_edges // k)
-    timed = block_ranges(min(n - warm_rows, max(1, edges // k)), default_block_rows(n, str(device)))
-    for lo, hi in block_ranges(warm_rows, default_block_rows(n, str(device))):
-        graphs.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, str(device)))
-    computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, str(device)))
+    timed = block_ranges(min(n - warm_rows, max(1, edges // k)), default_block_rows(n, device))
+    for lo, hi in block_ranges(warm_rows, default_block_rows(n, device)):
+        graphs.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device), fresh=True)
+    computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, device))
                 for lo, hi in timed]
-    written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
-    for lo, neighbor_ids, weights in computed:
-        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights)
-    write_s = time.perf_counter() - start
-    server, client = cpu_seconds(neo4j_pid) - server, time.process_time() - client
+    first = _timed_writes(store, neo4j_pid, info, ids, computed, fresh=True)
+    again = _timed_writes(store, neo4j_pid, info, ids, computed, fresh=False)
     start = time.perf_counter()
     deleted = graphs.delete_graph(store, info.id)
     delete_s = time.perf_counter() - start
-    return {"nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": written,
-            "write_s": write_s, "edges_per_s": written / write_s, "edges_per_neo4j_cpu_s": written / server,
-            "edges_per_client_cpu_s": written / client, "edges_deleted": deleted,
-            "edges_deleted_per_s": deleted / delete_s, "write_full_s_estimate": n * k * write_s / written}
+    return {"nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": first["edges"],
+            "write_s": first["s"], "edges_per_s": first["edges_per_s"],
+            "edges_per_neo4j_cpu_s": first["edges_per_neo4j_cpu_s"],
+            "edges_per_client_cpu_s": first["edges_per_client_cpu_s"], "rewrite_edges_per_s": again["edges_per_s"],
+            "rewrite_edges_per_neo4j_cpu_s": again["edges_per_neo4j_cpu_s"], "edges_deleted": deleted,
+            "edges_deleted_per_s": deleted / delete_s, "write_full_s_estimate": n * k * first["s"] / first["edges"]}
+
+
+def private_store(tmp: Path, stack: contextlib.ExitStack, pagecache_mb: int | None = None):
+    """A migrated Neo4j of this run's own and a store on it, both closed when ``stack`` unwinds."""
+    from gradwalk.graph.migrations import migrate
+    from gradwalk.graph.store import GraphStore
+
+    settings, neo4j = private_neo4j(tmp / "state", pagecache_mb)
+    neo4j.spawn()
+    stack.callback(neo4j.stop)
+    neo4j.wait_ready()
+    store = stack.enter_context(GraphStore.connect(settings))
+    migrate(store)
+    return store, neo4j
 
 
 def main() -> None:
@@ -163,36 +194,29 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--tau", type=float, default=0.0)
     parser.add_argument("--knn-rows", type=int, default=2_000, help="rows whose kNN is timed (at most N)")
-    parser.add_argument("--write-edges", type=int, default=320_000, help="edges timed per N (at most N·k)")
+    parser.add_argument("--write-edges", type=int, default=320_000,
+                        help="edges timed per N (at most N·k); 0 skips the write part")
     parser.add_argument("--warmup-edges", type=int, default=192_000, help="edges written untimed first")
     parser.add_argument("--repeat", type=int, default=2, help="kNN timings; the best counts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from gradwalk.graph.migrations import migrate
-    from gradwalk.graph.store import GraphStore
-
     device = resolve_device("auto")
-    with tempfile.TemporaryDirectory(prefix="gradwalk-bench-graph-") as tmp:
-        settings, neo4j = private_neo4j(Path(tmp) / "state")
-        neo4j.spawn()
-        try:
-            neo4j.wait_ready()
-            with GraphStore.connect(settings) as store:
-                migrate(store)
-                for n in args.n:
-                    x = synthetic_rows(n, args.dim, args.seed)
-                    knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau, device,
-                                   args.repeat)
-                    write = time_writes(store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau,
-                                        args.write_edges, args.warmup_edges, f"n{n}")
-                    print(json.dumps({
-                        "n": n, "dim": args.dim, "k": args.k, "tau": args.tau, "device": str(device),
-                        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                        "load_average_1m": round(os.getloadavg()[0], 2), "knn": knn, "write": write,
-                    }), flush=True)
-        finally:
-            neo4j.stop()
+    with tempfile.TemporaryDirectory(prefix="gradwalk-bench-graph-") as tmp, contextlib.ExitStack() as stack:
+        store, neo4j = private_store(Path(tmp), stack) if args.write_edges > 0 else (None, None)
+        for n in args.n:
+            x = synthetic_rows(n, args.dim, args.seed)
+            knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau,
+                           torch.device(device), args.repeat)
+            write = None if store is None else time_writes(
+                store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau, args.write_edges,
+                args.warmup_edges, f"n{n}")
+            print(json.dumps({
+                "n": n, "dim": args.dim, "k": args.k, "tau": args.tau, "device": device,
+                "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                "load_average_1m": round(os.getloadavg()[0], 2), "knn": knn, "write": write,
+            }), flush=True)
+
 
 
 if __name__ == "__main__":

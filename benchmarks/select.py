@@ -1,12 +1,19 @@
-"""How much faster the in-memory G2IS walk is than a per-candidate transcription of DESIGN §4.4.
+"""How much faster the in-memory G2IS walk is than a per-candidate transcription of DESIGN §4.4,
+and how much slower the walk is when it reads its neighbour lists from Neo4j.
 
 Prints one JSON line. Both walks run on the same synthetic pool (clustered unit rows sharing a
 common direction, as gradient features do; neighbour lists exact within each cluster, built with
 graph/knn.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
 tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
 
-    python benchmarks/select.py            # N = 100k, D = 512, k = 64, ratio 5%
-    python benchmarks/select.py --n 20000  # a quick run
+Then the same neighbour table is stored as an instruction graph (SIMILAR relationships) in a
+private Neo4j started for the run, and the walk is timed again fed by the platform's neighbour
+source (graph.instruction_graph.open_neighbors), as selection jobs run it; it must pick the same
+rows. ``neo4j_ratio`` is its time over the in-memory walk's.
+
+    python -m benchmarks.select                 # N = 100k, D = 512, k = 64, ratio 5%
+    python -m benchmarks.select --n 20000       # a quick run
+    python -m benchmarks.select --no-neo4j      # the in-memory walks only
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.pop(0)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import hashlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,18 +42,23 @@ from gradwalk.graph.knn import knn_graph  # noqa: E402
 from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk  # noqa: E402
 
 
-def _reference_walk():
-    path = _HERE.parent / "tests" / "graph" / "walk_reference.py"
-    spec = importlib.util.spec_from_file_location("gradwalk_tests_walk_reference", path)
+def _load(path: Path, name: str):
+    """A module by path, so this works run as a script or as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.reference_walk
+    return module
+
+
+def _reference_walk():
+    return _load(_HERE.parent / "tests" / "graph" / "walk_reference.py", "gradwalk_tests_walk_reference").reference_walk
 
 
 def synthetic_pool(
     n: int, dim: int, k: int, seed: int, shared: float = 0.8, val_noise: float = 1.5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Train rows [n, dim] float32 in clusters of ~500, validation rows near 8 of them, neighbours, build time.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Train rows [n, dim] float32 in clusters of ~500, validation rows near 8 of them, neighbours and
+    their cosines, build time.
 
     ``shared`` weighs a direction all rows share (less makes rows of different clusters conflict,
     so walks fall back and stop short more); ``val_noise`` blurs the target (less gives fewer,
@@ -61,12 +76,64 @@ def synthetic_pool(
 
     start = time.perf_counter()
     neighbors = np.full((n, k), -1, dtype=np.int32)
+    cosines = np.zeros((n, k), dtype=np.float32)
     for cluster in range(clusters):
         members = np.flatnonzero(labels == cluster)
         if members.size > 1:
-            local, _ = knn_graph(train[members], k=k, tau=0.0)
+            local, cosines[members] = knn_graph(train[members], k=k, tau=0.0)
             neighbors[members] = np.where(local >= 0, members[np.maximum(local, 0)], -1)
-    return train, val, neighbors, time.perf_counter() - start
+    return train, val, neighbors, cosines, time.perf_counter() - start
+
+
+def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray, cosines: np.ndarray) -> tuple:
+    """The pool's instructions, feature run and neighbour table written to Neo4j through the build's
+    own steps (start_build, then claim, write and finish each block): (row ids, graph id)."""
+    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.workers.artifacts import FeatureStore
+
+    n, k = neighbors.shape
+    ids = [hashlib.sha256(f"select-{i}".encode()).hexdigest() for i in range(n)]
+    store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
+                     batch_size=10_000)
+    features, run = FeatureStore(artifacts), "bench-select"
+    features.write_shard(run, graphs.FEATURE_PART, 0, ids, train)
+    store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
+                {"id": run, "dim": train.shape[1], "rows": n})
+    info, todo = graphs.start_build(store, features, run, k, 0.0)
+    for index in todo:
+        lo, hi = info.block(index)
+        fresh = graphs.claim_block(store, info, index)
+        edges = graphs.write_edges(store, info, ids, lo, neighbors[lo:hi], cosines[lo:hi], fresh=fresh)
+        graphs.finish_block(store, info, index, edges)
+    return ids, graphs.finish_build(store, info).id
+
+
+def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed) -> dict:
+    """Store the table in a private Neo4j, then time the walk fed from it (it must pick ``expected``)."""
+    from gradwalk.graph.instruction_graph import open_neighbors
+
+    bench_graph = _load(_HERE / "graph.py", "gradwalk_benchmarks_graph")
+    with tempfile.TemporaryDirectory(prefix="gradwalk-bench-select-") as tmp, contextlib.ExitStack() as stack:
+        # Page cache for the whole store (relationships, their properties and indexes): ~300 bytes an edge.
+        store, _ = bench_graph.private_store(Path(tmp), stack, pagecache_mb=max(512, neighbors.size * 300 >> 20))
+        start = time.perf_counter()
+        ids, graph = store_graph(store, Path(tmp) / "artifacts", train, neighbors, cosines)
+        store_s = time.perf_counter() - start
+
+        def walk():  # a fresh source each time: nothing cached from the run before
+            source = open_neighbors(store, graph, ids)
+            return source, gradient_walk(train, components, weights, source, args.ratio, args.delta,
+                                         fallback=args.fallback)
+
+        for _ in range(args.repeat):
+            source, picked = timed("neo4j_walk", walk)
+            if triples(picked) != expected:
+                raise SystemExit("the Neo4j-fed walk and the in-memory walk picked different rows")
+    return {"neo4j_store_s": round(store_s, 1), "neo4j_round_trips": source.round_trips}
+
+
+def triples(selection) -> list[tuple[int, int, int]]:
+    return list(zip(selection, selection.component.tolist(), selection.step.tolist(), strict=True))
 
 
 def main() -> None:
@@ -81,9 +148,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shared", type=float, default=0.8, help="weight of the direction all rows share")
     parser.add_argument("--val-noise", type=float, default=1.5, help="noise around the target's clusters")
+    parser.add_argument("--no-neo4j", action="store_true", help="skip the walk fed from Neo4j")
     args = parser.parse_args()
 
-    train, val, neighbors, knn_s = synthetic_pool(args.n, args.dim, args.k, args.seed, args.shared, args.val_noise)
+    train, val, neighbors, cosines, knn_s = synthetic_pool(args.n, args.dim, args.k, args.seed, args.shared,
+                                                           args.val_noise)
     components, weights = core_components(val)
     budgets = allocate_budgets(args.n, args.ratio, weights)
 
@@ -106,13 +175,9 @@ def main() -> None:
         naive = timed(
             "naive_walk", lambda: reference_walk(train, components, budgets, neighbors, args.delta, args.fallback)
         )
-    if list(zip(fast, fast.component.tolist(), fast.step.tolist(), strict=True)) != naive:
+    if triples(fast) != naive:
         raise SystemExit("the fast walk and the per-candidate walk picked different rows")
-
-    # The Neo4j-fed walk (neighbour lists read from SIMILAR relationships through the store's
-    # NeighborSource adapter, with prefetch) is timed here on the same pool once that adapter
-    # exists: store the graph, time gradient_walk(train, ..., adapter, ...) as "neo4j_walk_s",
-    # assert the same picks, and report neo4j_walk_s / fast_walk_s beside the speedup below.
+    neo4j = {} if args.no_neo4j else neo4j_walk(train, neighbors, cosines, components, weights, args, naive, timed)
 
     print(json.dumps({
         "benchmark": "select.gradient_walk",
@@ -135,6 +200,8 @@ def main() -> None:
         **{name: round(seconds, 4) for name, seconds in timings.items()},
         "speedup": round(timings["naive_walk_s"] / timings["fast_walk_s"], 1),
         "speedup_cpu": round(timings["naive_walk_cpu_s"] / timings["fast_walk_cpu_s"], 1),
+        **neo4j,
+        **({} if args.no_neo4j else {"neo4j_ratio": round(timings["neo4j_walk_s"] / timings["fast_walk_s"], 2)}),
         "identical": True,  # checked above: a difference ends the run instead
     }))
 

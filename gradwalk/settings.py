@@ -49,21 +49,32 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 6 * 3600
     worker_concurrency: int = 1
     worker_max_tasks_per_child: int = 20
+    # A worker killed whole (SIGKILL, out of memory, a lost host) cannot hand its task back; every
+    # worker checks this often for unacknowledged tasks that no live worker holds and requeues
+    # those older than the grace (workers/recovery.py). 0 turns the check off.
+    orphan_check_s: float = Field(default=60.0, ge=0)
+    orphan_grace_s: float = Field(default=60.0, ge=0)
 
     # REST API.
     api_host: str = "127.0.0.1"
     api_port: int = 8790
+    # The only folder whose files the API imports by server path (POST /pools/NAME/import);
+    # default <state_dir>/imports. Anything else is uploaded.
+    import_dir: Path | None = None
 
     # Compute.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     feature_shard_rows: int = 256  # rows per feature shard task (the unit of redelivery)
+    # torch CPU threads per worker process; 0 = torch's default (one per core). Workers that share
+    # few cores with other busy processes run faster on 1 (OpenMP threads that wait on each other).
+    torch_threads: int = Field(default=0, ge=0)
 
     # Local service tools.
     java_bin: str = "java"
     maven_bin: str = "mvn"
     redis_server_bin: str = "redis-server"
 
-    @field_validator("state_dir", "cache_dir", "artifact_dir", mode="after")
+    @field_validator("state_dir", "cache_dir", "artifact_dir", "import_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -83,6 +94,11 @@ class Settings(BaseSettings):
     def artifacts(self) -> Path:
         """Root folder of the artifact store (feature shards, manifests)."""
         return self.artifact_dir or self.state_dir / "artifacts"
+
+    @property
+    def import_root(self) -> Path:
+        """The folder the API may import server-side files from (and nothing outside it)."""
+        return self.import_dir or self.state_dir / "imports"
 
     @property
     def neo4j_address(self) -> tuple[str, int]:

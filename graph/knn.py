@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gradwalk.device import resolve_device
 from gradwalk.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -23,24 +24,9 @@ _BLOCK_BYTES = {"cpu": 256 << 20, "cuda": 2 << 30}  # similarity scratch per blo
 _BYTES_PER_SCORE = 16  # the float32 score, its masks and the top-k scratch, with room to spare
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` means CUDA when torch sees a GPU, else the CPU; any torch device name is taken as is."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InvalidInput(f"device must be 'auto' or a torch device name, got {device!r}") from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput(f"device {device!r} was asked for but torch sees no CUDA GPU")
-    return resolved
-
-
 def default_block_rows(n: int, device: str = "auto") -> int:
     """Rows per block so one block's n-wide similarity rows fit the device's scratch budget."""
-    budget = _BLOCK_BYTES["cuda" if resolve_device(device).type == "cuda" else "cpu"]
+    budget = _BLOCK_BYTES["cuda" if resolve_device(device).startswith("cuda") else "cpu"]
     return max(1, min(n, budget // (_BYTES_PER_SCORE * max(n, 1))))
 
 
@@ -51,7 +37,8 @@ def block_ranges(n: int, block_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + block_rows, n)) for start in range(0, n, block_rows)]
 
 
-def _as_tensor(features: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+def _as_tensor(features: np.ndarray | torch.Tensor, device: str) -> torch.Tensor:
+    """The rows as a floating tensor on ``device``, without a copy when they already are one."""
     import torch
 
     x = torch.as_tensor(features)
@@ -59,10 +46,15 @@ def _as_tensor(features: np.ndarray | torch.Tensor, device: torch.device) -> tor
         raise InvalidInput(f"features must be a non-empty 2-D array [N, D], got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.float32)
-    x = x.to(device)
+    return x.to(device)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """Refuse NaN and inf once per matrix: a whole pass over it would cost as much as a block's product."""
+    import torch
+
     if not torch.isfinite(x).all():
         raise InvalidInput("features hold a NaN or inf; cosines would be undefined")
-    return x
 
 
 def _check_params(k: int, tau: float) -> None:
@@ -72,39 +64,52 @@ def _check_params(k: int, tau: float) -> None:
         raise InvalidInput(f"tau must be a cosine in [-1, 1], got {tau!r}")
 
 
-def _top_k(x: torch.Tensor, start: int, stop: int, k: int, tau: float) -> tuple[np.ndarray, np.ndarray]:
+def _lowest_ids_at_cut(scores: torch.Tensor, kth: torch.Tensor, kk: int) -> torch.Tensor:
+    """Columns of the kk best scores per row, the lowest ids among those tied with the kk-th (``kth``)."""
+    above = scores > kth
+    at_cut = scores == kth
+    room = kk - above.sum(dim=1, keepdim=True)
+    chosen = above | (at_cut & (at_cut.cumsum(dim=1) <= room))
+    return chosen.nonzero()[:, 1].reshape(-1, kk)
+
+
+def _in_id_order(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cols`` of ``rows`` and their scores by descending score, equal scores by ascending id."""
     import torch
 
-    n = x.shape[0]
+    cols = torch.sort(cols, dim=1).values
+    vals = scores[rows[:, None], cols]
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return cols.gather(1, order), vals.gather(1, order)
+
+
+def _top_k(x: torch.Tensor, start: int, stop: int, k: int, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """One block: a product and a top-k; the rest touches [rows, k] only, or the rare rows with ties."""
+    import torch
+
     rows = stop - start
     ids = np.full((rows, k), -1, dtype=np.int32)
     weights = np.zeros((rows, k), dtype=np.float32)
-    kk = min(k, n - 1)
+    kk = min(k, x.shape[0] - 1)
     if kk == 0:
         return ids, weights
     scores = x[start:stop] @ x.T
-    local = torch.arange(rows, device=x.device)
-    scores[local, start + local] = -torch.inf  # no self-loops
-    # One extra place shows whether the cut falls inside a run of equal scores; there torch.topk
-    # picks arbitrarily, so those rows (rare) take the lowest ids among the tied instead.
+    scores.diagonal(start).fill_(-torch.inf)  # no self-loops
     top = torch.topk(scores, kk + 1, dim=1)
-    cols = top.indices[:, :kk].clone()
-    tied = (top.values[:, kk] == top.values[:, kk - 1]).nonzero()[:, 0]
+    cols, vals = top.indices[:, :kk], top.values[:, :kk]
+    # torch.topk orders equal scores arbitrarily. Where the cut falls inside a run of equal scores
+    # (the extra place shows it), the lowest ids among the tied are taken instead; rows with equal
+    # scores anywhere in their top-k get them in id order.
+    cut = top.values[:, kk] == top.values[:, kk - 1]
+    at_cut = cut.nonzero()[:, 0]
+    if at_cut.numel():
+        cols[at_cut] = _lowest_ids_at_cut(scores[at_cut], top.values[at_cut, kk - 1 : kk], kk)
+    tied = (cut | (vals[:, 1:] == vals[:, :-1]).any(dim=1)).nonzero()[:, 0]
     if tied.numel():
-        part = scores[tied]
-        kth = top.values[tied, kk - 1 : kk]
-        above = part > kth
-        at_cut = part == kth
-        room = kk - above.sum(dim=1, keepdim=True)
-        chosen = above | (at_cut & (at_cut.cumsum(dim=1) <= room))
-        cols[tied] = chosen.nonzero()[:, 1].reshape(-1, kk)
-    cols = torch.sort(cols, dim=1).values
-    vals = scores.gather(1, cols)
-    order = torch.sort(vals, dim=1, descending=True, stable=True).indices  # equal scores stay id-ascending
-    cols, vals = cols.gather(1, order), vals.gather(1, order)
+        cols[tied], vals[tied] = _in_id_order(scores, tied, cols[tied])
     keep = vals >= tau
     ids[:, :kk] = torch.where(keep, cols, -1).cpu().numpy()
-    weights[:, :kk] = torch.where(keep, vals, 0.0).to(torch.float32).cpu().numpy()
+    weights[:, :kk] = torch.where(keep, vals, 0.0).cpu().numpy()
     return ids, weights
 
 
@@ -119,7 +124,9 @@ def knn_block(
     """Out-neighbours of rows ``start:stop`` among all N rows of ``features`` (unit rows).
 
     Returns ids int32 [stop-start, k] and cosines float32 [stop-start, k], most similar first,
-    keeping cos >= tau; missing neighbours are id -1 with weight 0.
+    keeping cos >= tau; missing neighbours are id -1 with weight 0. ``features`` must be finite:
+    callers check that once for all blocks (:func:`knn_graph`, ``instruction_graph.load_features``),
+    since a check here would re-read the whole matrix for every block.
     """
     _check_params(k, tau)
     x = _as_tensor(features, resolve_device(device))
@@ -139,8 +146,9 @@ def knn_graph(
     _check_params(k, tau)
     resolved = resolve_device(device)
     x = _as_tensor(features, resolved)
+    _check_finite(x)
     n = x.shape[0]
-    blocks = block_ranges(n, default_block_rows(n, str(resolved)) if block_rows is None else block_rows)
+    blocks = block_ranges(n, default_block_rows(n, resolved) if block_rows is None else block_rows)
     ids = np.empty((n, k), dtype=np.int32)
     weights = np.empty((n, k), dtype=np.float32)
     for start, stop in blocks:

@@ -3,9 +3,14 @@
 Everything here is numpy only: no driver, no Celery, no web. A Celery task looks a method up,
 loads the inputs it ``needs``, calls :meth:`Method.select`, and writes the :class:`Selection`.
 
-Variants that need no method of their own: multi-target selection pools the validation features of
-several targets before PCA; the "w/o gradient" ablation is G2IS run on embedding features and an
-embedding graph.
+The methods (DESIGN.md §4.4, §4.5): ``g2is``; its ablations ``g2is-no-graph`` (PCA anchoring and
+budgets, rows in X·K order, no walk) and ``g2is-no-gradient`` (the same walk on sentence
+embeddings and a graph built from them); ``less``; ``embedding`` (the Sentence-BERT baseline);
+``random``. What a method reads from a feature run follows from its ``needs``: gradient features
+(``train_features``/``val_features``) come from a ``gradient`` run, embeddings
+(``train_embeddings``/``val_embeddings``) from an ``embedding`` run (:data:`FEATURE_INPUTS`,
+:attr:`Method.feature_kind`). Multi-target selection needs no method of its own: it pools the
+validation rows of several targets.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from gradwalk.graph.walk import (
 )
 
 __all__ = [
+    "EMBEDDING",
+    "FEATURE_INPUTS",
+    "GRADIENT",
     "METHODS",
     "ArrayNeighbors",
     "ComponentReport",
@@ -50,6 +58,15 @@ __all__ = [
     "target_size",
     "top_fraction",
 ]
+
+
+GRADIENT, EMBEDDING = "gradient", "embedding"
+# The kinds of feature run (platform/feature_runs.py), each with the inputs its pool and
+# validation arrays fill.
+FEATURE_INPUTS: dict[str, tuple[str, str]] = {
+    GRADIENT: ("train_features", "val_features"),
+    EMBEDDING: ("train_embeddings", "val_embeddings"),
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,11 @@ class Method:
     needs: tuple[str, ...]
     run: Callable[[SelectionInputs, Any], Selection]
 
+    @property
+    def feature_kind(self) -> str | None:
+        """The kind of feature run whose arrays this method reads, or None when it reads none."""
+        return next((kind for kind, (train, _) in FEATURE_INPUTS.items() if train in self.needs), None)
+
     def parse(self, params: Mapping[str, Any]) -> Any:
         """Typed parameters from a JSON-like mapping; unknown or missing names are refused by name."""
         known = {f.name: f for f in dataclasses.fields(self.params)}
@@ -123,11 +145,13 @@ class Method:
         return self.params(**params)
 
     def select(self, inputs: SelectionInputs, params: Mapping[str, Any]) -> Selection:
+        """Run the method; the result carries this method's registry name (ablations reuse an
+        algorithm whose own result is named after it)."""
         parsed = self.parse(params)
         absent = [name for name in self.needs if getattr(inputs, name) is None]
         if absent:
             raise InvalidInput(f"{self.name} needs the input {', '.join(absent)}")
-        return self.run(inputs, parsed)
+        return dataclasses.replace(self.run(inputs, parsed), method=self.name)
 
 
 def _with_params(selection: Selection, params: Any) -> Selection:
@@ -141,6 +165,12 @@ def _g2is(inputs: SelectionInputs, p: G2ISParams) -> Selection:
         inputs.train_features, components, weights, inputs.neighbors, p.ratio, p.delta, p.anchor_pool, p.fallback
     )
     return _with_params(walked, p)
+
+
+def _g2is_on_embeddings(inputs: SelectionInputs, p: G2ISParams) -> Selection:
+    """The "w/o gradient" ablation: the G2IS walk with embeddings in place of gradient features."""
+    return _g2is(dataclasses.replace(inputs, train_features=inputs.train_embeddings,
+                                     val_features=inputs.val_embeddings), p)
 
 
 def _no_graph(inputs: SelectionInputs, p: NoGraphParams) -> Selection:
@@ -166,7 +196,9 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("g2is", G2ISParams, ("train_features", "val_features", "neighbors"), _g2is),
-        Method("no_graph", NoGraphParams, ("train_features", "val_features"), _no_graph),
+        Method("g2is-no-graph", NoGraphParams, ("train_features", "val_features"), _no_graph),
+        Method("g2is-no-gradient", G2ISParams, ("train_embeddings", "val_embeddings", "neighbors"),
+               _g2is_on_embeddings),
         Method("less", LessParams, ("train_features", "val_features"), _less),
         Method("embedding", EmbeddingParams, ("train_embeddings", "val_embeddings"), _embedding),
         Method("random", RandomParams, ("pool_size",), _random),

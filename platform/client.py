@@ -147,7 +147,7 @@ class Client:
             path = Path(source)
             if not path.is_file():
                 raise errors.InvalidInput(f"{path}: no such file (a folder is imported with on_server=True "
-                                          "from a path the server can read)")
+                                          "from the server's import folder)")
             with path.open("rb") as fh:
                 data = self._json("POST", f"/{kind}s/{name}/upload", files={"file": (path.name, fh)},
                                   data={"format": fmt, "skip_invalid": str(skip_invalid).lower()})
@@ -157,7 +157,8 @@ class Client:
                     on_server: bool = False, skip_invalid: bool = False,
                     split: str | None = None) -> ImportReportPublic:
         """Upload a local .jsonl/.json(.gz) file into pool ``name``, or with ``on_server`` import a
-        file or datasets folder at a path on the API server."""
+        file or datasets folder of the API server's import folder (``GRADWALK_IMPORT_DIR`` there;
+        ``source`` relative to it)."""
         return self._import("pool", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
                             split=split)
 
@@ -174,8 +175,9 @@ class Client:
     def targets(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(t) for t in self._json("GET", "/targets")]
 
-    def feature_runs(self, *, pool: str | None = None) -> list[RecordPublic]:
-        params = {"pool": pool} if pool else {}
+    def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[RecordPublic]:
+        """Feature runs (of ``pool``, of ``kind``: ``gradient`` or ``embedding``), newest first."""
+        params = {k: v for k, v in {"pool": pool, "kind": kind}.items() if v}
         return [RecordPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
 
     def graphs(self, *, feature_run: str | None = None) -> list[RecordPublic]:

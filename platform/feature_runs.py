@@ -1,9 +1,15 @@
 """Feature run records: the one place that writes a run's status, settings and progress.
 
 A ``(:FeatureRun)-[:OF_POOL]->(:Pool)`` node describes one featurisation of a pool (and of the
-targets it was asked for, ``(:FeatureRun)-[:FOR_TARGET]->(:Target)``): the engine settings every
-shard uses, the warm-up checkpoints and their learning rates, and progress as rows done out of
-rows total. Shards report themselves done by key, so a redelivered shard never counts twice.
+targets it was asked for, ``(:FeatureRun)-[:FOR_TARGET]->(:Target)``): its ``kind``, the engine
+settings every shard uses, the warm-up checkpoints and their learning rates, and progress as rows
+done out of rows total. Shards report themselves done by key, so a redelivered shard never counts
+twice.
+
+A run's ``kind`` says what its rows are: ``gradient`` — LoRA gradient features after a warm-up
+(DESIGN.md §4.1), what G2IS, its w/o-graph ablation and LESS read — or ``embedding`` —
+all-MiniLM-L6-v2 sentence embeddings, no warm-up, what the embedding baseline and the w/o-gradient
+ablation read (§4.5). Both kinds store the same parts, shards and manifests.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import uuid
 from typing import Any
 
 from gradwalk import errors
+from gradwalk.graph.selection import EMBEDDING, FEATURE_INPUTS, GRADIENT
 from gradwalk.graph.store import GraphStore
 
 TRAIN_PART = "train"
+KINDS = tuple(FEATURE_INPUTS)
+EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
 
 
 def val_part(target: str) -> str:
@@ -24,7 +33,7 @@ def val_part(target: str) -> str:
 
 _CREATE = """
 MATCH (p:Pool {name: $pool, status: 'ready'})
-CREATE (fr:FeatureRun {id: $id, pool: $pool, targets: $targets, status: 'queued', engine: $engine,
+CREATE (fr:FeatureRun {id: $id, pool: $pool, targets: $targets, kind: $kind, status: 'queued', engine: $engine,
                        warmup: $warmup, rows_total: 0, rows_done: 0, done_shards: [], parts: [],
                        created_at: datetime()})-[:OF_POOL]->(p)
 WITH fr
@@ -46,9 +55,24 @@ SET fr.done_shards = fr.done_shards + $key, fr.rows_done = fr.rows_done + $rows
 """
 
 
-def create(store: GraphStore, pool: str, targets: list[str], *, engine: dict[str, Any],
+def _check_kind(kind: str, engine: dict[str, Any], warmup: dict[str, Any]) -> None:
+    """Refuse an unknown kind, and settings an embedding run has no use for, before anything is recorded."""
+    if kind not in KINDS:
+        raise errors.InvalidInput(f"feature run kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == EMBEDDING:
+        unused = sorted(set(engine) - set(EMBEDDING_ENGINE_KEYS))
+        if unused:
+            raise errors.InvalidInput(f"an embedding feature run takes the engine settings "
+                                      f"{', '.join(EMBEDDING_ENGINE_KEYS)}, not {', '.join(unused)}")
+        if warmup:
+            raise errors.InvalidInput(f"an embedding feature run has no warm-up; drop the warm-up settings "
+                                      f"{', '.join(sorted(warmup))}")
+
+
+def create(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRADIENT, engine: dict[str, Any],
            warmup: dict[str, Any]) -> str:
     """Record a queued feature run of ``pool`` (and validation features of ``targets``)."""
+    _check_kind(kind, engine, warmup)
     found = store.read("MATCH (p:Pool {name: $pool, status: 'ready'}) RETURN p.size AS size", {"pool": pool})
     if not found:
         raise errors.NotFound(f"pool {pool!r} does not exist (or its import has not finished)")
@@ -58,7 +82,7 @@ def create(store: GraphStore, pool: str, targets: list[str], *, engine: dict[str
     if missing:
         raise errors.NotFound(f"unknown target {', '.join(map(repr, missing))}")
     run_id = f"fr-{uuid.uuid4().hex[:12]}"
-    store.write(_CREATE, {"id": run_id, "pool": pool, "targets": targets,
+    store.write(_CREATE, {"id": run_id, "pool": pool, "targets": targets, "kind": kind,
                           "engine": json.dumps(engine, sort_keys=True), "warmup": json.dumps(warmup, sort_keys=True)})
     return run_id
 
@@ -68,7 +92,7 @@ def get(store: GraphStore, run_id: str) -> dict[str, Any]:
     if not rows:
         raise errors.NotFound(f"no feature run {run_id!r}")
     run = {k: v for k, v in rows[0]["run"].items() if v is not None and not k.startswith("_")}
-    for key in ("engine", "warmup", "checkpoints", "stats"):
+    for key in ("engine", "warmup", "checkpoints", "stats", "skipped"):
         if key in run:
             run[key] = json.loads(run[key])
     return run
@@ -116,15 +140,18 @@ RUN_TASK = "gradwalk.features.run"
 FINISHED = ("complete", "failed")
 
 
-def submit(store: GraphStore, pool: str, targets: list[str], *, engine: dict[str, Any] | None = None,
-           warmup: dict[str, Any] | None = None) -> str:
-    """Record a feature run and queue it on the ``gpu`` workers; returns the run id.
+def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRADIENT,
+           engine: dict[str, Any] | None = None, warmup: dict[str, Any] | None = None) -> str:
+    """Record a feature run of ``kind`` (``gradient`` or ``embedding``) and queue it on the ``gpu``
+    workers; returns the run id.
 
-    ``engine`` overrides the worker's device defaults (e.g. ``{"lora_r": 8, "proj_dim": 1024}``),
-    ``warmup`` the warm-up settings (``fraction``, ``epochs``, ``lr``, ``seed``, ...)."""
+    For a gradient run ``engine`` overrides the worker's device defaults (e.g.
+    ``{"lora_r": 8, "proj_dim": 1024}``) and ``warmup`` the warm-up settings (``fraction``,
+    ``epochs``, ``lr``, ``seed``, ...). An embedding run takes only ``model`` (a local
+    sentence-transformers folder) and ``batch_size``, and no warm-up."""
     from gradwalk.workers.app import GPU_QUEUE, app
 
-    run_id = create(store, pool, targets, engine=engine or {}, warmup=warmup or {})
+    run_id = create(store, pool, targets, kind=kind, engine=engine or {}, warmup=warmup or {})
     app.send_task(RUN_TASK, args=[run_id], queue=GPU_QUEUE)
     return run_id
 
@@ -139,7 +166,7 @@ def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s
 
 
 def show_progress(update: Any) -> Any:
-    """Turn a run record into progress-bar updates: warm-up steps, then rows."""
+    """Turn a run record into progress-bar updates: warm-up steps (gradient runs), then rows."""
     def show(run: dict[str, Any]) -> None:
         if run["status"] == "warming up" and run.get("warmup_steps_total"):
             update(run.get("warmup_steps_done", 0), run["warmup_steps_total"], "warm-up")

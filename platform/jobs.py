@@ -3,6 +3,9 @@
 A job is a ``(:SelectionJob)`` node with ``USED`` edges to the feature run, graph and targets it
 reads. Its parameters are checked before it is queued (names, ranges, that the pool, targets,
 feature run and graph exist and belong together), so a job that starts has everything it needs.
+The feature run is of the kind its method reads (:attr:`Method.feature_kind`: gradient features
+or embeddings): the one named, or else the pool's latest complete run of that kind; the graph is
+one built from that run.
 Status moves queued → running → succeeded | failed | cancelled; a cancel request on a running job
 is seen by the worker at its next progress report.
 """
@@ -10,6 +13,7 @@ is seen by the worker at its next progress report.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +21,8 @@ from typing import Any
 
 from gradwalk import errors
 from gradwalk.graph.store import GraphStore
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(StrEnum):
@@ -48,15 +54,16 @@ class JobRequest:
     graph: str | None = None
 
 
+# The named run, or the latest complete run of the method's kind; none when the method reads none.
 _RESOLVE = """
 MATCH (p:Pool {name: $pool})
 OPTIONAL MATCH (fr:FeatureRun {status: 'complete'})-[:OF_POOL]->(p)
-  WHERE $feature_run IS NULL OR fr.id = $feature_run
+  WHERE $kind IS NOT NULL AND (fr.id = $feature_run OR ($feature_run IS NULL AND fr.kind = $kind))
 WITH p, fr ORDER BY fr.created_at DESC LIMIT 1
 OPTIONAL MATCH (g:InstructionGraph {status: 'ready'})-[:BUILT_FROM]->(fr)
   WHERE $graph IS NULL OR g.id = $graph
 WITH p, fr, g ORDER BY g.built_at DESC LIMIT 1
-RETURN p.status AS pool_status, fr.id AS feature_run, fr.parts AS parts, g.id AS graph
+RETURN p.status AS pool_status, fr.id AS feature_run, fr.kind AS kind, fr.parts AS parts, g.id AS graph
 """
 
 _GRAPH_RUN = "MATCH (g:InstructionGraph {id: $graph}) OPTIONAL MATCH (g)-[:BUILT_FROM]->(fr:FeatureRun) RETURN fr.id AS run"
@@ -90,11 +97,48 @@ MATCH (j:SelectionJob) WHERE $status IS NULL OR j.status = $status
 RETURN j.id AS id ORDER BY j.created_at DESC LIMIT $limit
 """
 
+# The job's lock first, so the status read after it is the latest: a cancel and the commit of the
+# job's version (datasets.publish, which takes the same lock) never both win. A job whose version
+# is published can no longer be cancelled.
 _TRANSITION = """
-MATCH (j:SelectionJob {id: $id}) WHERE j.status IN $from
+MATCH (j:SelectionJob {id: $id})
+SET j._lock = true
+REMOVE j._lock
+WITH j
+WHERE j.status IN $from AND ($to <> 'cancelled' OR NOT EXISTS { (:DatasetVersion)-[:PRODUCED_BY]->(j) })
 SET j.status = $to, j += $extra
 RETURN j.status AS status
 """
+
+_PUBLISHED = """
+MATCH (d:Dataset)-[:HAS_VERSION]->(v:DatasetVersion)-[:PRODUCED_BY]->(:SelectionJob {id: $id})
+RETURN d.name AS dataset, v.version AS version
+"""
+
+
+def _check_values(params: dict[str, Any]) -> None:
+    """Refuse a parameter value out of its range or of the wrong type, by name, before the job is
+    recorded: the same checks the selection functions make when they run (graph/common.py), so a
+    bad value never becomes a queued job that can only fail."""
+    from gradwalk.graph.common import FALLBACKS, check_choice, check_fraction, check_positive_int
+    from gradwalk.graph.scoring import REDUCTIONS
+
+    def seed(value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise errors.InvalidInput(f"seed must be a non-negative integer, got {value!r}")
+
+    checks = {
+        "ratio": lambda v: check_fraction(v, "ratio"),
+        "delta": lambda v: check_fraction(v, "delta", allow_zero=True),
+        "variance": lambda v: check_fraction(v, "variance"),
+        "anchor_pool": lambda v: check_positive_int(v, "anchor_pool"),
+        "fallback": lambda v: check_choice(v, "fallback", FALLBACKS),
+        "reduce": lambda v: check_choice(v, "reduce", REDUCTIONS),
+        "seed": seed,
+    }
+    for name, value in params.items():
+        if name in checks:
+            checks[name](value)
 
 
 def _check_request(request: JobRequest) -> dict[str, Any]:
@@ -105,14 +149,22 @@ def _check_request(request: JobRequest) -> dict[str, Any]:
     if not request.dataset or len(request.dataset) > 200:
         raise errors.InvalidInput("dataset: give the name of the dataset the selection is published to")
     method = get_method(request.method)
-    parsed = method.parse(request.params)  # refuses unknown, missing and out-of-range parameters
-    return {"needs_graph": "neighbors" in method.needs, "params": parsed}
+    parsed = method.parse(request.params)  # refuses unknown and missing parameters
+    _check_values(request.params)
+    if request.feature_run is not None and method.feature_kind is None:
+        raise errors.InvalidInput(f"feature_run: method {method.name} reads no feature run; leave it out")
+    needs_graph = "neighbors" in method.needs
+    if request.graph is not None and not needs_graph:
+        raise errors.InvalidInput(f"graph: method {method.name} reads no instruction graph; leave it out")
+    return {"kind": method.feature_kind, "needs_graph": needs_graph, "params": parsed}
 
 
 def create(store: GraphStore, request: JobRequest) -> str:
     """Check a request and record it as a queued job; returns the job id."""
     checked = _check_request(request)
-    resolved = store.read(_RESOLVE, {"pool": request.pool, "feature_run": request.feature_run, "graph": request.graph})
+    kind = checked["kind"]
+    resolved = store.read(_RESOLVE, {"pool": request.pool, "kind": kind, "feature_run": request.feature_run,
+                                     "graph": request.graph})
     if not resolved or resolved[0]["pool_status"] != "ready":
         raise errors.NotFound(f"pool {request.pool!r} does not exist (or its import has not finished)")
     found = resolved[0]
@@ -122,12 +174,16 @@ def create(store: GraphStore, request: JobRequest) -> str:
     missing = [t for t in request.targets if t not in known]
     if missing:
         raise errors.NotFound(f"unknown target {', '.join(map(repr, missing))}")
-    if request.method != "random" and request.method != "embedding":
+    if kind is not None:
         if found["feature_run"] is None:
             raise errors.NotFound(
                 f"pool {request.pool!r} has no complete feature run"
-                + (f" with id {request.feature_run!r}" if request.feature_run else "")
-                + ": run `gradwalk features run` first")
+                + (f" with id {request.feature_run!r}" if request.feature_run else f" of kind {kind!r}")
+                + f": run `gradwalk features run {request.pool} -t TARGET --kind {kind}` first")
+        if found["kind"] != kind:
+            raise errors.InvalidInput(
+                f"feature_run: {found['feature_run']} is of kind {found['kind']!r}; method {request.method} "
+                f"needs a feature run of kind {kind!r}")
         lacking = [t for t in request.targets if f"val-{t}" not in (found["parts"] or [])]
         if lacking:
             raise errors.InvalidInput(
@@ -218,6 +274,20 @@ def fail(store: GraphStore, job_id: str, error: str) -> None:
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
 
 
+def _revoke(job_id: str) -> None:
+    """Tell the workers to drop the job's task unstarted. Only a shortcut: the record says
+    cancelled, and a worker reads it before it starts and at every progress report, so a broker
+    that cannot be reached (Redis restarting) does not undo the cancel."""
+    from kombu.exceptions import OperationalError
+
+    from gradwalk.workers.app import app
+
+    try:
+        app.control.revoke(job_id)
+    except (OperationalError, OSError) as e:
+        log.warning("job %s is cancelled; telling the workers failed (%s), they see it in its record", job_id, e)
+
+
 def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
     """Cancel a queued or running job (a finished one is refused)."""
     job = get(store, job_id)
@@ -225,10 +295,15 @@ def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
         raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
     if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELLED, stage="cancelled"):
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
-        from gradwalk.workers.app import app
-
-        app.control.revoke(job_id)  # a queued job is dropped by the worker before it starts
-    return get(store, job_id)
+        _revoke(job_id)
+        return get(store, job_id)
+    published = store.read(_PUBLISHED, {"id": job_id})
+    if published:
+        raise errors.Conflict(f"job {job_id} has already published version {published[0]['version']} of "
+                              f"{published[0]['dataset']!r}; it is too late to cancel it (retire the version "
+                              "instead)")
+    job = get(store, job_id)
+    raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
 
 
 def wait(store: GraphStore, job_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,

@@ -36,7 +36,9 @@ class Health(BaseModel):
 
 
 class ImportFromPath(Request):
-    """Import a file or ``save_to_disk`` folder that the API server can read."""
+    """Import a file or ``save_to_disk`` folder from the API server's import folder
+    (``GRADWALK_IMPORT_DIR``, default ``<state>/imports``): ``path`` is relative to it, or an
+    absolute path inside it; anything outside is refused (403)."""
 
     path: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")
     format: Format = "auto"

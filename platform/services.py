@@ -310,9 +310,10 @@ class RedisService(LocalService):
             "daemonize no",
             "set-proc-title no",  # keep the command line, which pid checks match against
             f"dir {self.folder}",
-            # Queued jobs survive a restart: append-only file, fsync every second.
+            # Queued jobs survive a restart, a crash included: append-only file, fsync before each
+            # reply, so a task that was accepted is on disk (jobs are few; the cost is small).
             "appendonly yes",
-            "appendfsync everysec",
+            "appendfsync always",
             "dbfilename dump.rdb",
             "save 60 1",
             'logfile ""',

@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["GRADWALK_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     os.environ["GRADWALK_API_PORT"] = str(free_port())
     os.environ["GRADWALK_FEATURE_SHARD_ROWS"] = "16"
+    os.environ["GRADWALK_TORCH_THREADS"] = "1"  # the session's workers share two cores with Neo4j
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

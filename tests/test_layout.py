@@ -35,6 +35,18 @@ def test_rooms_import_as_gradwalk_subpackages():
         assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_every_code_folder_is_a_packaged_subpackage():
+    """A folder of modules missing from pyproject's package list would be absent from a built wheel."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    for package, folder in setuptools["package-dir"].items():
+        for module in (ROOT / folder).rglob("*.py"):
+            parts = module.parent.relative_to(ROOT / folder).parts
+            assert ".".join((package, *parts)) in listed, f"{module.relative_to(ROOT)}: add its package to pyproject"
+
+
 def test_package_face_stays_light():
     out = subprocess.run(
         [sys.executable, "-c", "import sys, gradwalk; gradwalk.__version__; "

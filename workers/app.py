@@ -8,10 +8,12 @@ write the result, return a small JSON-able dict.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Queue
 
 from gradwalk.settings import Settings, get_settings
@@ -57,6 +59,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 7 * 24 * 3600,
         "task_track_started": True,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        # A pool process that replaces a dead or recycled one must say it is up within this time or
+        # is killed and replaced again, forever. Celery's 4 s is less than importing torch takes on
+        # a busy machine (3-16 s measured on two cores), which a process's init may do.
+        "worker_proc_alive_timeout": 120.0,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
     }
@@ -81,3 +87,17 @@ class _SettingsConfig(Mapping):
 
 app = Celery("gradwalk", include=TASK_MODULES)
 app.config_from_object(_SettingsConfig())
+
+
+@worker_init.connect
+def _import_torch_before_forking(sender: Any = None, **_: Any) -> None:
+    """A gpu worker imports torch in its main process, before it forks its pool: every pool
+    process (at start, after a crash, after worker_max_tasks_per_child) then has it already instead
+    of importing it anew, 3-16 s on a busy machine. Importing torch starts no thread and does not
+    touch CUDA, so forking after it is safe."""
+    consumed = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
+    if consumed is not None and GPU_QUEUE in (consumed.consume_from or {}) and importlib.util.find_spec("torch"):
+        import torch  # noqa: F401
+
+# Connects the watcher that requeues the tasks of workers that died whole (worker_ready signal).
+from gradwalk.workers import recovery  # noqa: F401

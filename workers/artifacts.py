@@ -2,7 +2,9 @@
 
 Features never go into Neo4j (1M × 8192 float32 is 32 GB). A feature run's rows live as
 ``features/<run>/<part>/shard-<NNNNN>.npy`` (float32 [rows, dim]) with a manifest
-``shard-<NNNNN>.json`` that names the row ids in order and the array's SHA-256. The manifest is
+``shard-<NNNNN>.json`` that names the row ids in order and the array's SHA-256 (and the ids of the
+shard's rows that have no feature: an example with no response token left has no gradient, so it
+has no cosine either and never becomes a node of a graph or a candidate of a selection). The manifest is
 written last, by rename, so it doubles as the shard's completion marker: a shard whose manifest
 exists is finished, and a worker killed mid-shard leaves at most a temp file that the redo
 overwrites. ``part`` is ``train`` for the pool's rows and ``val-<target>`` for a target's.
@@ -14,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ class ShardManifest:
     dim: int
     sha256: str
     row_ids: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -68,14 +71,18 @@ class FeatureStore:
         stem = self.folder(run, part) / f"shard-{shard:05d}"
         return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
-    def write_shard(self, run: str, part: str, shard: int, row_ids: list[str], x: np.ndarray) -> ShardManifest:
-        """Write one shard atomically (array first, manifest last); rewriting it is harmless."""
+    def write_shard(self, run: str, part: str, shard: int, row_ids: list[str], x: np.ndarray,
+                    skipped: list[str] | None = None) -> ShardManifest:
+        """Write one shard atomically (array first, manifest last); rewriting it is harmless.
+
+        ``skipped`` names the shard's rows that have no feature row (they are not in ``x``)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] != len(row_ids):
             raise errors.InvalidInput(f"shard {shard} of {run}/{part}: {len(row_ids)} ids for an array of shape {x.shape}")
         array_path, manifest_path = self._paths(run, part, shard)
         _atomic_write(array_path, lambda f: np.save(f, x, allow_pickle=False))
-        manifest = ShardManifest(run, part, shard, x.shape[0], x.shape[1], _sha256(array_path), list(row_ids))
+        manifest = ShardManifest(run, part, shard, x.shape[0], x.shape[1], _sha256(array_path), list(row_ids),
+                                 list(skipped or []))
         _atomic_write(manifest_path, lambda f: f.write(json.dumps(asdict(manifest)).encode()))
         return manifest
 

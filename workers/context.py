@@ -1,13 +1,16 @@
 """What a worker process holds once: its settings, its Neo4j store, its feature store.
 
 Built lazily on first use in each (forked) worker process — a driver must never cross a fork —
-and closed when the process exits.
+and closed when the process exits. Each worker process also sets torch's CPU thread count from the
+settings when it starts.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+
+from celery.signals import worker_process_init
 
 from gradwalk.graph.store import GraphStore
 from gradwalk.settings import get_settings
@@ -24,3 +27,12 @@ def graph_store() -> GraphStore:
 @functools.cache
 def feature_store() -> FeatureStore:
     return FeatureStore(get_settings().artifacts)
+
+
+@worker_process_init.connect
+def _limit_torch_threads(**_: object) -> None:
+    threads = get_settings().torch_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

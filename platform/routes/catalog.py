@@ -15,12 +15,28 @@ from gradwalk import errors
 from gradwalk.graph import instruction_graph
 from gradwalk.platform import catalog, feature_runs, pools
 from gradwalk.platform.cypher import jsonable
-from gradwalk.platform.routes.deps import StoreDep
+from gradwalk.platform.routes.deps import SettingsDep, StoreDep
 from gradwalk.platform.schemas import CollectionPublic, Format, ImportFromPath, ImportReportPublic, RecordPublic
 
 router = APIRouter()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def server_path(root: Path, requested: str) -> Path:
+    """The file or folder ``requested`` names inside the import folder ``root`` (a relative path is
+    taken from it), with symlinks and ``..`` resolved; :class:`errors.NotAllowed` for anything
+    outside it, so the API never reads a server file that no one put there to be imported."""
+    base = root.resolve()
+    try:
+        resolved = (base / requested).resolve()  # an absolute ``requested`` replaces ``base``
+    except RuntimeError as e:  # a symlink loop
+        raise errors.InvalidInput(f"{requested[:200]}: cannot be resolved on the server ({e})") from e
+    if not resolved.is_relative_to(base):
+        raise errors.NotAllowed(
+            f"{requested[:200]}: the server imports files from its import folder only (GRADWALK_IMPORT_DIR); "
+            "put the file there, or upload it (POST /pools/NAME/upload, or Client.import_pool without on_server)")
+    return resolved
 
 
 def _upload_name(filename: str | None) -> str:
@@ -40,9 +56,10 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
     def show(name: str, store: StoreDep) -> dict:
         return getter(store, name)
 
-    def import_path(name: str, body: ImportFromPath, store: StoreDep) -> dict:
+    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep) -> dict:
         try:
-            return importer(store, name, body.path, fmt=body.format, split=body.split,
+            path = server_path(settings.import_root, body.path)
+            return importer(store, name, path, fmt=body.format, split=body.split,
                             skip_invalid=body.skip_invalid, source_label=body.source_label).to_dict()
         except OSError as e:  # e.g. a name too long for the file system
             raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
@@ -65,7 +82,7 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
                          response_model=CollectionPublic, summary=f"Show one {kind}")
     router.add_api_route(f"/{plural}/{{name}}/import", import_path, methods=["POST"], tags=tags,
                          name=f"import_{kind}_from_path", response_model=ImportReportPublic,
-                         summary=f"Import a file or folder the server can read into {kind} NAME")
+                         summary=f"Import a file or folder of the server's import folder into {kind} NAME")
     router.add_api_route(f"/{plural}/{{name}}/upload", upload, methods=["POST"], tags=tags,
                          name=f"upload_{kind}", response_model=ImportReportPublic,
                          summary=f"Import an uploaded file into {kind} NAME")
@@ -76,8 +93,10 @@ _collection_routes("target", pools.import_target, catalog.list_targets, catalog.
 
 
 @router.get("/feature-runs", response_model=list[RecordPublic], tags=["feature-runs"])
-def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None) -> list[dict]:
-    return [jsonable(run) for run in catalog.list_feature_runs(store, pool=pool)]
+def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None,
+                      kind: Annotated[str | None, Query(max_length=50)] = None) -> list[dict]:
+    """Feature runs, newest first; each record says its ``kind`` (gradient or embedding)."""
+    return [jsonable(run) for run in catalog.list_feature_runs(store, pool=pool, kind=kind)]
 
 
 @router.get("/feature-runs/{run_id}", response_model=RecordPublic, tags=["feature-runs"])

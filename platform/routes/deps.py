@@ -1,4 +1,4 @@
-"""What routes are handed: the process's GraphStore and the caller's token check."""
+"""What routes are handed: the process's GraphStore and settings, and the caller's token check."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import auth
+from gradwalk.settings import Settings
 
 
 def get_store(request: Request) -> GraphStore:
@@ -16,6 +17,13 @@ def get_store(request: Request) -> GraphStore:
 
 
 StoreDep = Annotated[GraphStore, Depends(get_store)]
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from `gradwalk token create NAME`.")
 

@@ -10,6 +10,7 @@ import pytest
 
 from gradwalk import errors
 from gradwalk.graph import instruction_graph as graphs
+from gradwalk.graph.knn import knn_block
 from gradwalk.workers.artifacts import FeatureStore
 
 ROWS, DIM = 300, 16
@@ -126,6 +127,31 @@ def test_rerun_block_resume_and_rebuild_leave_no_duplicates(store, run):
     assert edge_count(store, first.id) == 3000 and duplicates(store, first.id) == 0
 
 
+def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
+    info, _ = graphs.start_build(store, run.features, run.id, 10, 0.0, block_rows=100)
+    assert graphs.claim_block(store, info, 0) is True  # never started: its sources have no edges
+    assert graphs.claim_block(store, info, 0) is False  # started before: it may have some
+    ids, weights = knn_block(run.x, 0, 50, 10)
+    graphs.write_edges(store, info, run.ids, 0, ids, weights, fresh=True)  # then the attempt dies halfway
+    graphs.fail_build(store, info, "worker lost")
+
+    resumed = graphs.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert (resumed.status, resumed.edges) == ("ready", 3000)
+    assert edge_count(store, info.id) == 3000 and duplicates(store, info.id) == 0
+
+
+def test_edges_left_under_a_new_graphs_id_are_replaced_not_duplicated(store, run):
+    # A writer that raced a deletion can leave edges behind the deleted graph node.
+    gid = graphs.graph_id(run.id, 10, 0.0)
+    store.write("MATCH (a:Instruction {id: $a}), (b:Instruction {id: $b}) "
+                "CREATE (a)-[:SIMILAR {graph: $g, w: 1.0}]->(b), (a)-[:SIMILAR {graph: $g, w: 1.0}]->(b)",
+                {"a": run.ids[0], "b": run.ids[1], "g": gid})
+
+    info = graphs.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert info.edges == edge_count(store, gid) == 3000 and duplicates(store, gid) == 0
+    assert_edges_equal_brute_force(store, gid, run, 10, 0.0)
+
+
 def test_a_silent_build_is_taken_over_and_its_late_writes_are_refused(store, run):
     silent, _ = graphs.start_build(store, run.features, run.id, 5, 0.0, block_rows=100)
     row_ids, x = graphs.load_features(run.features, run.id, "cpu")
@@ -181,6 +207,19 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
     in_memory = gradient_walk(run.x, components, weights, table, 0.1)
     assert in_memory.indices.size > 0
     np.testing.assert_array_equal(from_neo4j.indices, in_memory.indices)
+
+
+def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
+    info, _ = graphs.start_build(store, run.features, run.id, 6, 0.0, block_rows=ROWS)
+    graphs.write_edges(store, info, run.ids, 0, np.array([[5, 9, 7, 8, 3, 4]]),
+                       np.array([[0.9, 0.5, 0.5, 0.5, 0.2, 0.2]], dtype=np.float32), fresh=True)
+    assert [t for t, _ in graphs.neighbors(store, info.id, [run.ids[0]])[run.ids[0]]] == [
+        run.ids[i] for i in (5, 7, 8, 9, 3, 4)]
+
+    rows = run.ids[::-1]  # the walk's rows in another order than the ids: row of id i is ROWS - 1 - i
+    lists = graphs.GraphNeighbors(store, info.id, rows)
+    assert (ROWS - 1 - lists[ROWS - 1]).tolist() == [5, 9, 8, 7, 4, 3]
+    assert lists[0].size == 0 and lists.round_trips == 2
 
 
 def test_export_to_networkx_and_igraph_and_stats(store, run):

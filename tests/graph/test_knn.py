@@ -53,6 +53,18 @@ def test_ties_go_to_the_lower_id_however_the_rows_are_blocked():
         np.testing.assert_allclose(weights, want_weights, atol=1e-6)
 
 
+def test_duplicate_rows_tie_inside_the_top_k_and_keep_id_order():
+    # Copies of a row get bit-equal scores from every row: runs of ties inside each top-k, not only at its cut.
+    x = unit_rows(np.random.default_rng(4).normal(size=(60, 8))).astype(np.float32)
+    x = np.concatenate([x, x[::3], x[::5]])
+
+    ids, weights = knn_graph(x, k=12, tau=0.0, block_rows=25, device="cpu")
+
+    want_ids, want_weights = brute_force(x, 12, 0.0)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(weights, want_weights, atol=1e-6)
+
+
 def test_blocks_run_separately_assemble_the_same_graph():
     x = torch.nn.functional.normalize(torch.randn(101, 8, generator=torch.Generator().manual_seed(2)), dim=1)
     ids, weights = knn_graph(x, k=5, device="cpu")

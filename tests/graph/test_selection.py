@@ -386,7 +386,29 @@ def test_registry_runs_methods_with_typed_params_and_records_them():
         "ratio": 0.2, "delta": 0.5, "variance": 0.5, "anchor_pool": 1000, "fallback": "strict"
     }
     for name in METHODS:
-        assert len(get_method(name).select(inputs, {"ratio": 0.2})) == 10, name
+        picked = get_method(name).select(inputs, {"ratio": 0.2})
+        assert (len(picked), picked.method) == (10, name)
+
+
+def test_each_method_reads_the_feature_run_kind_its_inputs_come_from():
+    kinds = {name: method.feature_kind for name, method in METHODS.items()}
+    assert kinds == {"g2is": "gradient", "g2is-no-graph": "gradient", "less": "gradient",
+                     "g2is-no-gradient": "embedding", "embedding": "embedding", "random": None}
+
+
+def test_the_no_gradient_ablation_is_the_walk_on_embeddings():
+    rng = np.random.default_rng(17)
+    gradients, embeddings = clustered(rng, 60, 6), clustered(rng, 60, 5)
+    val_gradients, val_embeddings = clustered(rng, 8, 6), clustered(rng, 8, 5)
+    neighbors = brute_neighbors(embeddings, 6)
+    inputs = SelectionInputs(train_features=gradients, val_features=val_gradients, train_embeddings=embeddings,
+                             val_embeddings=val_embeddings, neighbors=neighbors)
+
+    result = get_method("g2is-no-gradient").select(inputs, {"ratio": 0.25, "delta": 0.5})
+
+    components, weights = core_components(val_embeddings, 0.5)
+    assert list(result) == list(gradient_walk(embeddings, components, weights, neighbors, 0.25, delta=0.5))
+    assert result.method == "g2is-no-gradient" and len(result) == 15
 
 
 @pytest.mark.parametrize(

@@ -196,19 +196,24 @@ def test_published_version_cannot_be_altered_through_the_api(api_url, api_token,
     assert [r["instruction_id"] for r in rows] == collections.ids[:3]
 
 
-def test_pools_and_targets_through_the_client(client, prefix, tmp_path):
+def test_pools_and_targets_through_the_client(client, settings, prefix, tmp_path):
     pool_file = tmp_path / "pool.jsonl"
     pool_file.write_text("".join(json.dumps({"prompt": f"{prefix} q{i}", "completion": f"a{i}"}) + "\n"
                                  for i in range(6)))
     report = client.import_pool(f"{prefix}pool", pool_file)
     assert (report.added, report.size, report.source) == (6, 6, "pool.jsonl")
-    again = client.import_pool(f"{prefix}pool", pool_file, on_server=True)  # the server shares this disk
+    on_server = settings.import_root / f"{prefix}pool.jsonl"  # the server's import folder
+    on_server.parent.mkdir(parents=True, exist_ok=True)
+    on_server.write_bytes(pool_file.read_bytes())
+    again = client.import_pool(f"{prefix}pool", on_server.name, on_server=True)
     assert (again.added, again.size) == (0, 6)
+    with pytest.raises(errors.NotAllowed, match="import folder"):
+        client.import_pool(f"{prefix}pool", pool_file, on_server=True)  # outside it
     assert client.import_target(f"{prefix}target", pool_file).size == 6
     assert any(p.name == f"{prefix}pool" and p.status == "ready" for p in client.pools())
     assert any(t.name == f"{prefix}target" for t in client.targets())
     with pytest.raises(errors.InvalidInput, match="no such file"):
-        client.import_pool(f"{prefix}pool", tmp_path / "missing.jsonl", on_server=True)
+        client.import_pool(f"{prefix}pool", "missing.jsonl", on_server=True)
 
 
 def test_a_job_through_the_client_publishes_versions(client, collections, prefix):

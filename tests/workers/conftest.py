@@ -1,9 +1,8 @@
 """Fixtures of the gradient-engine tests: the real SmolLM2-135M-Instruct, prepared once into the
-shared model cache (GRADWALK_CACHE_DIR, else ~/.cache/gradwalk), and short chat examples."""
+platform's cache folder (the engine's default, GRADWALK_CACHE_DIR), and short chat examples."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,9 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    return Path(os.environ.get("GRADWALK_CACHE_DIR") or Path.home() / ".cache" / "gradwalk").expanduser()
+    from gradwalk.workers.engine.config import default_cache_dir
+
+    return default_cache_dir()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from gradwalk.workers.engine.tokenize import encode
 from gradwalk.workers.engine.warmup import (
     ADAM_STATE,
     load_checkpoints,
+    lr_factor,
     warmup,
     warmup_indices,
 )
@@ -66,6 +67,13 @@ def test_warmup_sample_is_seeded():
     assert len(warmup_indices(3, 0.05, seed=0)) == 1
 
 
+@pytest.mark.parametrize("total, ramp", [(1, 1), (2, 1), (4, 1), (10, 3), (3, 3)])
+def test_every_warmup_step_has_a_positive_lr_and_the_peak_is_reached(total, ramp):
+    factors = [lr_factor(s, total, ramp) for s in range(total)]
+    assert all(0 < f <= 1 for f in factors) and max(factors) == 1
+    assert factors[:ramp] == sorted(factors[:ramp]) and factors[ramp - 1:] == sorted(factors[ramp - 1:], reverse=True)
+
+
 def test_warmup_saves_adapter_adam_state_and_epoch_lr(warm_dir, config, examples):
     from safetensors.torch import load_file
 
@@ -73,8 +81,8 @@ def test_warmup_saves_adapter_adam_state_and_epoch_lr(warm_dir, config, examples
     manifest = json.loads((warm_dir / "warmup.json").read_text())
     assert [c.path.name for c in checkpoints] == ["checkpoint-1", "checkpoint-2"]
     assert manifest["steps_per_epoch"] == 2 and manifest["lora"] == {"r": 8, "alpha": 32, "targets": ["q_proj", "v_proj"]}
-    # linear schedule over 4 steps with ceil(4 * 0.03) = 1 warm-up step: lr 0, 2e-3 | 4/3e-3, 2/3e-3
-    assert checkpoints[0].lr == pytest.approx(1e-3) and checkpoints[1].lr == pytest.approx(1e-3)
+    # linear schedule over 4 steps with ceil(4 * 0.03) = 1 warm-up step: lr 2e-3, 2e-3 | 4/3e-3, 2/3e-3
+    assert checkpoints[0].lr == pytest.approx(2e-3) and checkpoints[1].lr == pytest.approx(1e-3)
     for c in checkpoints:
         assert (c.path / "adapter_config.json").is_file() and (c.path / "adapter_model.safetensors").is_file()
         first, second = c.adam_state()
@@ -93,8 +101,8 @@ def test_features_are_unit_rows_weighted_by_checkpoint_lr(train_run):
     rows, stats = result.rows, result.stats
     assert rows.dtype == np.float32 and rows.shape == (6, 2 * PROJ_DIM)
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)
-    # equal learning rates: each checkpoint's half carries half the squared norm
-    np.testing.assert_allclose(np.linalg.norm(rows[:, :PROJ_DIM], axis=1) ** 2, 0.5, rtol=1e-4)
+    # learning rates 2e-3 and 1e-3: each checkpoint's part carries η_c / Σ η of the squared norm
+    np.testing.assert_allclose(np.linalg.norm(rows[:, :PROJ_DIM], axis=1) ** 2, 2 / 3, rtol=1e-4)
     assert progress == [(4, 6), (6, 6)]
     assert stats["n_examples"] == 6 and stats["n_truncated"] == 0 and stats["n_empty"] == 0
     assert stats["device"] == "cpu" and stats["autocast"] == "off" and stats["dim"] == 2 * PROJ_DIM

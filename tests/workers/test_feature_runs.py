@@ -1,8 +1,10 @@
 """A feature run over shipped examples through the real gpu worker: warm-up, shards as
-Celery tasks, every row exactly once with its checksum, progress counted once per shard."""
+Celery tasks, every row exactly once with its checksum, progress counted once per shard, and a
+row whose response the length limit cuts away named as skipped instead of becoming a zero row."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
@@ -18,6 +20,9 @@ WARMUP = {"fraction": 0.25, "epochs": 2, "examples_per_step": 4}
 # Sized for two CPU cores (a real model, two checkpoints); the session sets 16 rows per shard,
 # so the run is several shard tasks joined by a chord.
 POOL_ROWS = 48
+# One more pool record whose prompt alone fills max_length: it has no response token, no gradient.
+CUT_AWAY = {"messages": [{"role": "user", "content": "Summarise this. " + "word " * 400},
+                         {"role": "assistant", "content": "A list of words."}]}
 pytestmark = pytest.mark.timeout(1800)
 
 
@@ -26,6 +31,8 @@ def featurised(store, settings, tmp_path_factory):
     name, target_name = f"fr-pool-{uuid.uuid4().hex[:8]}", f"fr-gsm8k-{uuid.uuid4().hex[:8]}"
     folder = tmp_path_factory.mktemp("feature-run-data")
     pool_file = sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=1, max_tokens=100), folder / "pool.jsonl")
+    with pool_file.open("a") as f:
+        f.write(json.dumps(CUT_AWAY) + "\n")
     target = sources.target_records("gsm8k", val_size=8, test_size=0, seed=1)
     target_file = sources.write_jsonl(target.val, folder / "val.jsonl")
     pools.import_pool(store, name, pool_file)
@@ -41,14 +48,18 @@ def test_every_row_exactly_once_with_checksums(featurised, settings):
     run, _, pool_ids, target_ids = featurised
     features = FeatureStore(settings.artifacts)
     ids, x = features.load(run["id"], "train", verify=True)
-    assert sorted(ids) == sorted(pool_ids) and len(ids) == len(set(ids)) == POOL_ROWS
+    skipped = [i for m in features.manifests(run["id"], "train") for i in m.skipped]
+    assert len(pool_ids) == POOL_ROWS + 1 and len(ids) == len(set(ids)) == run["rows"]
+    assert sorted(ids + skipped) == sorted(pool_ids) and not set(ids) & set(skipped)
+    assert run["skipped"]["train"] == len(skipped) >= 1  # CUT_AWAY at least
     val_ids, val = features.load(run["id"], f"val-{run['targets'][0]}", verify=True)
-    assert sorted(val_ids) == sorted(target_ids)
-    assert x.shape == (POOL_ROWS, run["dim"]) and val.shape == (len(target_ids), run["dim"])
+    val_skipped = [i for m in features.manifests(run["id"], f"val-{run['targets'][0]}") for i in m.skipped]
+    assert sorted(val_ids + val_skipped) == sorted(target_ids)
+    assert x.shape == (len(ids), run["dim"]) and val.shape == (len(val_ids), run["dim"])
     assert run["dim"] == 2 * ENGINE["proj_dim"]  # two warm-up checkpoints, concatenated
-    # Unit rows, except all-zero rows for examples whose response the 128-token limit cut away.
-    norms = np.linalg.norm(x, axis=1)
-    assert np.allclose(norms[norms > 0], 1.0, atol=1e-4) and (norms > 0).mean() > 0.75
+    # Every stored row is a unit feature: rows without a response token are skipped, not zero.
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(val, axis=1), 1.0, atol=1e-4)
 
 
 def test_run_records_settings_and_progress(featurised):

@@ -27,7 +27,10 @@ ProjectionKind = Literal["sparse", "dense"]
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "gradwalk"
+    """The platform's one cache folder (``GRADWALK_CACHE_DIR``), so the model is prepared once."""
+    from gradwalk.settings import Settings
+
+    return Settings().cache_dir
 
 
 @dataclass(frozen=True)

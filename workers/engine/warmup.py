@@ -68,6 +68,14 @@ def warmup_indices(n_pool: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_pool, size=count, replace=False))
 
 
+def lr_factor(step: int, total: int, ramp: int) -> float:
+    """The linear warm-up/decay schedule at 0-based ``step`` of ``total``, as a fraction of the peak.
+
+    Up over ``ramp`` steps, then down, one step later than transformers' linear schedule so that
+    no step has lr 0: every step trains, and an epoch of a single step still has a weight η_c."""
+    return (step + 1) / ramp if step < ramp else (total - step) / max(1, total - ramp)
+
+
 def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: WarmupConfig | None = None,
            progress: Callable[[int, int], None] | None = None) -> list[Checkpoint]:
     """Train a fresh LoRA adapter on `examples` (already the sampled fraction) for `warm.epochs`
@@ -90,9 +98,7 @@ def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: 
     steps_per_epoch = math.ceil(len(encoded) / warm.examples_per_step)
     total = steps_per_epoch * warm.epochs
     ramp = math.ceil(total * warm.warmup_ratio)
-    # transformers' linear schedule: up over `ramp` steps, then down to zero at the last step
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: s / max(1, ramp) if s < ramp else max(0.0, (total - s) / max(1, total - ramp)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, ramp))
     amp = amp_dtype(device) if amp_dtype(device) == torch.bfloat16 else None
     order = torch.Generator().manual_seed(warm.seed)
     pad = tokenizer.pad_token_id

@@ -1,10 +1,16 @@
 """Feature run tasks (queue ``gpu``): warm up, fan out one task per shard, finish.
 
-``gradwalk.features.run`` fixes the engine settings for the whole run (the device defaults of the
-worker that plans it, then the user's overrides), trains the warm-up adapter (skipped when its
-checkpoints exist), and starts a chord of ``gradwalk.features.shard`` tasks whose body is
-``gradwalk.features.finish``. A shard whose manifest exists is skipped, so a redelivered shard
-(its worker killed) is redone at most once and every row lands exactly once.
+``gradwalk.features.run`` fixes the engine settings for the whole run and prepares its model, then
+starts a chord of ``gradwalk.features.shard`` tasks whose body is ``gradwalk.features.finish``.
+For a gradient run the settings are the device defaults of the worker that plans it, then the
+user's overrides, and preparing means training the warm-up adapter (skipped when its checkpoints
+exist). An embedding run has no warm-up: it loads the sentence encoder once (fetching it into the
+cache on first use, before the shards fan out) and records its settings and width. Both kinds
+write the same shards. A shard whose manifest exists is skipped, so a redelivered shard (its
+worker killed) is redone at most once and every row lands exactly once. A row whose example has no
+response token within ``max_length`` has no gradient: the shard leaves it out of its array and
+names it in its manifest's ``skipped``, and the run records how many there were (an embedding
+run skips none: every text has an embedding).
 """
 
 from __future__ import annotations
@@ -12,16 +18,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from celery import chord
 
 from gradwalk import errors
+from gradwalk.graph.selection import EMBEDDING
 from gradwalk.platform import feature_runs
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.settings import get_settings
 from gradwalk.workers.app import GPU_QUEUE, app
 from gradwalk.workers.context import feature_store, graph_store
+
+if TYPE_CHECKING:
+    from gradwalk.graph.store import GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -40,54 +52,80 @@ def _warmup_dir(run_id: str):
     return feature_store().root / "features" / run_id / "warmup"
 
 
+def _embedder(engine: dict[str, Any]):
+    from gradwalk.workers.engine.embeddings import Embedder
+
+    settings = get_settings()
+    chosen = {k: engine[k] for k in feature_runs.EMBEDDING_ENGINE_KEYS if k in engine}
+    return Embedder(settings.cache_dir, settings.device, **chosen)
+
+
 @functools.lru_cache(maxsize=1)
-def _featurizer(run_id: str):
-    """The model, adapters and projection of one run, loaded once per worker process."""
+def _encoder(run_id: str) -> Callable[[list[dict[str, Any]], bool], np.ndarray]:
+    """``encode(examples, train)``: one run's feature rows (a zero row = no feature), its model
+    (and adapters and projection) loaded once per worker process."""
+    run = feature_runs.get(graph_store(), run_id)
+    if run["kind"] == EMBEDDING:
+        embedder = _embedder(run["engine"])
+        return lambda examples, _train: embedder.encode(examples)
     from gradwalk.workers.engine.features import Featurizer
     from gradwalk.workers.engine.warmup import load_checkpoints
 
-    run = feature_runs.get(graph_store(), run_id)
-    return Featurizer(_engine_config(run["engine"]), load_checkpoints(_warmup_dir(run_id)))
+    featurizer = Featurizer(_engine_config(run["engine"]), load_checkpoints(_warmup_dir(run_id)))
+    return lambda examples, train: featurizer.run(examples, "train" if train else "validation").rows
 
 
 def _chunks(ids: list[str], size: int) -> list[list[str]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
-@app.task(name="gradwalk.features.run")
-def run_features(run_id: str) -> dict[str, Any]:
+def _prepare_gradients(store: GraphStore, run: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """Fix a gradient run's engine settings and train its warm-up; what the run records for them."""
     from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
     from gradwalk.workers.engine.warmup import warmup, warmup_indices
 
+    chosen = EngineConfig.for_device(get_settings().device, **run["engine"])
+    engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
+    config = _engine_config(engine)
+    warm = WarmupConfig(**run["warmup"])
+    feature_runs.mark(store, run["id"], "warming up", engine=engine)
+
+    def warm_progress(done: int, total: int) -> None:
+        feature_runs.mark(store, run["id"], "warming up", warmup_steps_done=done, warmup_steps_total=total)
+
+    sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
+    checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run["id"]), config, warm,
+                         progress=warm_progress)
+    return {"engine": engine, "dim": len(checkpoints) * config.proj_dim,
+            "checkpoints": [{"epoch": n + 1, "lr": c.lr} for n, c in enumerate(checkpoints)]}
+
+
+def _prepare_embeddings(run: dict[str, Any]) -> dict[str, Any]:
+    """Load an embedding run's encoder (fetching it on first use); what the run records about it."""
+    from gradwalk.workers.engine.embeddings import DEFAULT_EMBEDDING_MODEL
+
+    embedder = _embedder(run["engine"])
+    engine = {"model": run["engine"].get("model", DEFAULT_EMBEDDING_MODEL), "max_length": embedder.max_length,
+              "batch_size": embedder.batch_size}
+    return {"engine": engine, "dim": embedder.dim}
+
+
+@app.task(name="gradwalk.features.run")
+def run_features(run_id: str) -> dict[str, Any]:
     store = graph_store()
     run = feature_runs.get(store, run_id)
     if run["status"] in ("complete", "failed"):
         return {"run": run_id, "status": run["status"]}
     try:
-        settings = get_settings()
-        chosen = EngineConfig.for_device(settings.device, **run["engine"])
-        engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
-        config = _engine_config(engine)
-        warm = WarmupConfig(**run["warmup"])
         ids = feature_runs.member_ids(store, run["pool"])
-        feature_runs.mark(store, run_id, "warming up", engine=engine)
-
-        def warm_progress(done: int, total: int) -> None:
-            feature_runs.mark(store, run_id, "warming up", warmup_steps_done=done, warmup_steps_total=total)
-
-        sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
-        checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run_id), config, warm,
-                             progress=warm_progress)
-        size = settings.feature_shard_rows
+        prepared = _prepare_embeddings(run) if run["kind"] == EMBEDDING else _prepare_gradients(store, run, ids)
+        size = get_settings().feature_shard_rows
         shards = [(TRAIN_PART, i, chunk) for i, chunk in enumerate(_chunks(ids, size))]
         for target in run["targets"]:
             shards += [(val_part(target), i, chunk)
                        for i, chunk in enumerate(_chunks(feature_runs.target_ids(store, target), size))]
-        feature_runs.mark(
-            store, run_id, "featurizing", rows_total=sum(len(c) for *_, c in shards), shards_total=len(shards),
-            dim=len(checkpoints) * config.proj_dim,
-            checkpoints=[{"epoch": n + 1, "lr": c.lr} for n, c in enumerate(checkpoints)],
-        )
+        feature_runs.mark(store, run_id, "featurizing", rows_total=sum(len(c) for *_, c in shards),
+                          shards_total=len(shards), **prepared)
         header = [featurize_shard.si(run_id, part, index, chunk).set(queue=GPU_QUEUE) for part, index, chunk in shards]
         chord(header)(finish_features.si(run_id).set(queue=GPU_QUEUE))
         return {"run": run_id, "status": "featurizing", "shards": len(shards)}
@@ -103,8 +141,11 @@ def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[
         if feature_store().manifest(run_id, part, shard) is None:
             train = part == TRAIN_PART
             examples = feature_runs.examples(store, ids, label="Instruction" if train else "ValExample")
-            result = _featurizer(run_id).run(examples, "train" if train else "validation")
-            feature_store().write_shard(run_id, part, shard, ids, result.rows)
+            rows = _encoder(run_id)(examples, train)
+            has_feature = np.linalg.norm(rows, axis=1) > 0
+            feature_store().write_shard(run_id, part, shard, [i for i, ok in zip(ids, has_feature, strict=True) if ok],
+                                        rows[has_feature],
+                                        skipped=[i for i, ok in zip(ids, has_feature, strict=True) if not ok])
         feature_runs.shard_done(store, run_id, f"{part}/{shard}", len(ids))
         return {"run": run_id, "part": part, "shard": shard, "rows": len(ids)}
     except Exception as e:
@@ -114,14 +155,27 @@ def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[
 
 @app.task(name="gradwalk.features.finish")
 def finish_features(run_id: str) -> dict[str, Any]:
-    """Check every planned shard is on disk with its rows, then mark the run complete."""
+    """Check every planned shard is on disk with its rows, then mark the run complete.
+
+    The run records ``rows`` (pool rows with a feature) and ``skipped`` (per part, rows without)."""
     store = graph_store()
     run = feature_runs.get(store, run_id)
     parts = [TRAIN_PART, *(val_part(t) for t in run["targets"])]
-    rows = {part: sum(m.rows for m in feature_store().manifests(run_id, part)) for part in parts}
-    if sum(rows.values()) != run["rows_total"]:
-        message = f"feature run {run_id} finished with {sum(rows.values())} of {run['rows_total']} rows on disk"
+    manifests = {part: feature_store().manifests(run_id, part) for part in parts}
+    rows = {part: sum(m.rows for m in found) for part, found in manifests.items()}
+    skipped = {part: sum(len(m.skipped) for m in found) for part, found in manifests.items()}
+    if sum(rows.values()) + sum(skipped.values()) != run["rows_total"]:
+        message = (f"feature run {run_id} finished with {sum(rows.values()) + sum(skipped.values())} "
+                   f"of {run['rows_total']} rows on disk")
         feature_runs.mark(store, run_id, "failed", error=message)
         raise errors.Conflict(message)
-    feature_runs.mark(store, run_id, "complete", parts=parts)
-    return {"run": run_id, "status": "complete", "rows": rows}
+    featureless = [part for part in parts if rows[part] == 0]
+    if featureless:
+        message = (f"feature run {run_id}: no row of {', '.join(featureless)} has a response token within "
+                   f"max_length={run['engine'].get('max_length')}; raise max_length or shorten the prompts")
+        feature_runs.mark(store, run_id, "failed", error=message)
+        raise errors.InvalidInput(message)
+    if any(skipped.values()):
+        log.warning("feature run %s: rows without response tokens skipped: %s", run_id, skipped)
+    feature_runs.mark(store, run_id, "complete", parts=parts, rows=rows[TRAIN_PART], skipped=skipped)
+    return {"run": run_id, "status": "complete", "rows": rows, "skipped": skipped}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import chord
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -26,6 +26,7 @@ from gradwalk.graph.store import GraphStore
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.device import resolve_device
+from gradwalk.workers.recovery import wait_for_neo4j
 
 if TYPE_CHECKING:
     import torch
@@ -60,9 +61,29 @@ def _current(graph_id: str, build_id: str) -> graphs.GraphInfo | None:
     return info if info.status == graphs.BUILDING and info.build_id == build_id else None
 
 
-@app.task(name="gradwalk.graph.block", autoretry_for=(errors.ServiceUnavailable,), retry_backoff=True,
-          max_retries=5)
-def block(graph_id: str, index: int, build_id: str) -> dict[str, Any]:
+# Neo4j unreachable for longer than the driver's own retries (a restart, a failover): a block or
+# finish task waits until Neo4j answers (up to NEO4J_WAIT_S) and is retried at once, at most
+# NEO4J_RETRIES times, before the build is given up. A block rewrites its rows' edges whole, so a
+# retried block is harmless.
+NEO4J_WAIT_S = 600.0
+NEO4J_RETRIES = 3
+
+
+def _retry_when_neo4j_is_back(task: Any, error: errors.ServiceUnavailable) -> NoReturn:
+    if task.request.retries < task.max_retries and wait_for_neo4j(graph_store(), NEO4J_WAIT_S):
+        raise task.retry(exc=error, countdown=0)
+    raise error
+
+
+@app.task(name="gradwalk.graph.block", bind=True, max_retries=NEO4J_RETRIES)
+def block(self, graph_id: str, index: int, build_id: str) -> dict[str, Any]:
+    try:
+        return _block(graph_id, index, build_id)
+    except errors.ServiceUnavailable as e:
+        _retry_when_neo4j_is_back(self, e)
+
+
+def _block(graph_id: str, index: int, build_id: str) -> dict[str, Any]:
     info = _current(graph_id, build_id)
     if info is None:
         return {"graph": graph_id, "block": index, "skipped": "build superseded"}
@@ -72,9 +93,15 @@ def block(graph_id: str, index: int, build_id: str) -> dict[str, Any]:
     return {"graph": graph_id, "block": index, "edges": edges}
 
 
-@app.task(name="gradwalk.graph.finish", autoretry_for=(errors.ServiceUnavailable,), retry_backoff=True,
-          max_retries=5)
-def finish(graph_id: str, build_id: str) -> dict[str, Any]:
+@app.task(name="gradwalk.graph.finish", bind=True, max_retries=NEO4J_RETRIES)
+def finish(self, graph_id: str, build_id: str) -> dict[str, Any]:
+    try:
+        return _finish(graph_id, build_id)
+    except errors.ServiceUnavailable as e:
+        _retry_when_neo4j_is_back(self, e)
+
+
+def _finish(graph_id: str, build_id: str) -> dict[str, Any]:
     info = _current(graph_id, build_id)
     if info is None:
         return {"graph": graph_id, "skipped": "build superseded"}

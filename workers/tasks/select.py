@@ -2,87 +2,155 @@
 
 Thin on purpose: job state goes through :mod:`gradwalk.platform.jobs`, the algorithm is a pure
 function of :mod:`gradwalk.graph.selection`, publishing is :func:`gradwalk.platform.datasets.publish`
-(atomic: a failed or cancelled job leaves no version behind).
+(atomic: a failed or cancelled job leaves no version behind). A job that loses Neo4j waits for it
+and runs again; a cancel is seen at every progress report and every few seconds of a walk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from typing import Any
 
 import numpy as np
 
 from gradwalk import __version__, errors
-from gradwalk.graph.selection import SelectionInputs, get_method
+from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
 from gradwalk.platform import feature_runs, jobs
+from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
+from gradwalk.workers.recovery import wait_for_neo4j
 
 log = logging.getLogger(__name__)
 
 
 def _inputs(job: dict[str, Any]) -> tuple[list[str], SelectionInputs]:
-    """Row ids of the candidate pool and what the job's method reads about them."""
+    """Row ids of the candidate pool and what the job's method reads about them.
+
+    The feature run's arrays fill the inputs of its kind (gradient features or embeddings); the
+    job was checked to use a run of the kind its method reads (:func:`jobs.create`)."""
     method = get_method(job["method"])
-    if job.get("feature_run") is None:
+    if method.feature_kind is None:
         ids = feature_runs.member_ids(graph_store(), job["pool"])
         return ids, SelectionInputs(pool_size=len(ids))
     run = job["feature_run"]
-    ids, train = feature_store().load(run, "train")
-    val_parts = [feature_store().load(run, f"val-{t}")[1] for t in job["targets"]]
+    ids, train = feature_store().load(run, TRAIN_PART)
+    val_parts = [feature_store().load(run, val_part(t))[1] for t in job["targets"]]
     subtasks = [t for t, part in zip(job["targets"], val_parts, strict=True) for _ in range(part.shape[0])]
     neighbors = None
     if "neighbors" in method.needs:
         from gradwalk.graph.instruction_graph import open_neighbors
 
         neighbors = open_neighbors(graph_store(), job["graph"], ids)
+    train_input, val_input = FEATURE_INPUTS[method.feature_kind]
     return ids, SelectionInputs(
-        train_features=train, val_features=np.concatenate(val_parts), val_subtasks=subtasks,
+        **{train_input: train, val_input: np.concatenate(val_parts)}, val_subtasks=subtasks,
         neighbors=neighbors, pool_size=len(ids),
     )
 
 
-@app.task(name="gradwalk.select.run", bind=True)
+# Neo4j unreachable (restarting, failing over) for longer than the driver's own retries
+# (neo4j_max_retry_s): the job waits until Neo4j answers (up to NEO4J_WAIT_S), then runs again from
+# the start, at most NEO4J_RETRIES times; datasets.publish gives a job one version whatever happens.
+NEO4J_WAIT_S = 600.0
+NEO4J_RETRIES = 3
+CANCEL_CHECK_S = 2.0  # how often a walk over the graph asks whether its job was cancelled
+
+
+@app.task(name="gradwalk.select.run", bind=True, max_retries=NEO4J_RETRIES)
 def run_selection(self, job_id: str) -> dict[str, Any]:
     store = graph_store()
+    try:
+        return _run(store, job_id)
+    except jobs.Cancelled:
+        log.info("job %s cancelled", job_id)
+        return {"job": job_id, "status": "cancelled"}
+    except errors.ServiceUnavailable as e:
+        log.warning("job %s: %s; waiting for Neo4j", job_id, e)
+        if self.request.retries < self.max_retries and wait_for_neo4j(store, NEO4J_WAIT_S):
+            raise self.retry(exc=e, countdown=0) from None
+        _fail(store, job_id, str(e))
+        raise
+    except errors.GradwalkError as e:
+        _fail(store, job_id, str(e))
+        raise
+    except Exception as e:
+        _fail(store, job_id, f"{type(e).__name__}: {e}")
+        raise
+
+
+def _fail(store, job_id: str, error: str) -> None:
+    """Record the job's failure, unless Neo4j cannot be reached to record it (then it is logged)."""
+    try:
+        jobs.fail(store, job_id, error)
+    except errors.ServiceUnavailable as e:
+        log.error("job %s failed (%s); Neo4j could not record it: %s", job_id, error, e)
+
+
+class _Watched:
+    """A walk's neighbour source that asks, every CANCEL_CHECK_S of walking, whether the job was
+    cancelled (``check`` raises :class:`jobs.Cancelled`), so a long walk stops within seconds of a
+    cancel instead of at its end."""
+
+    def __init__(self, source: Any, check: Any) -> None:
+        self.source, self.check = source, check
+        self.checked_at = time.monotonic()
+
+    def _tick(self) -> None:
+        if time.monotonic() - self.checked_at >= CANCEL_CHECK_S:
+            self.check()
+            self.checked_at = time.monotonic()
+
+    def __getitem__(self, node: int) -> Any:
+        self._tick()
+        return self.source[node]
+
+    def prefetch(self, nodes: Any) -> None:
+        self._tick()
+        prefetch = getattr(self.source, "prefetch", None)
+        if prefetch is not None:
+            prefetch(nodes)
+
+
+def _run(store, job_id: str) -> dict[str, Any]:
+    """Start the job, run its method, publish its version, record it done."""
     try:
         job = jobs.start(store, job_id)
     except jobs.Cancelled:
         return {"job": job_id, "status": "skipped"}
-    try:
-        jobs.report(store, job_id, "loading inputs", 0.05)
-        ids, inputs = _inputs(job)
-        jobs.report(store, job_id, f"running {job['method']}", 0.3)
-        selection = get_method(job["method"]).select(inputs, job["params"])
-        jobs.report(store, job_id, "publishing", 0.9)
-        from gradwalk.platform.datasets import publish
+    jobs.report(store, job_id, "loading inputs", 0.05)
+    ids, inputs = _inputs(job)
+    stage = f"running {job['method']}"
+    jobs.report(store, job_id, stage, 0.3)
+    if inputs.neighbors is not None and not isinstance(inputs.neighbors, np.ndarray):
+        inputs = dataclasses.replace(inputs, neighbors=_Watched(inputs.neighbors,
+                                                                lambda: jobs.report(store, job_id, stage, 0.3)))
+    selection = get_method(job["method"]).select(inputs, job["params"])
+    jobs.report(store, job_id, "publishing", 0.9)
+    from gradwalk.platform.datasets import JobEnded, publish
 
-        rows = [
-            {
-                "instruction_id": ids[index],
-                "rank": rank,
-                "component": None if selection.component is None else int(selection.component[rank]),
-                "step": None if selection.step is None else int(selection.step[rank]),
-                "score": None if selection.score is None else float(selection.score[rank]),
-            }
-            for rank, index in enumerate(selection)
-        ]
-        lineage = {
-            "job": job_id, "method": job["method"], "params": job["params"], "pool": job["pool"],
-            "targets": job["targets"], "feature_run": job.get("feature_run"), "graph": job.get("graph"),
-            "gradwalk_version": __version__,
+    rows = [
+        {
+            "instruction_id": ids[index],
+            "rank": rank,
+            "component": None if selection.component is None else int(selection.component[rank]),
+            "step": None if selection.step is None else int(selection.step[rank]),
+            "score": None if selection.score is None else float(selection.score[rank]),
         }
+        for rank, index in enumerate(selection)
+    ]
+    lineage = {
+        "job": job_id, "method": job["method"], "params": job["params"], "pool": job["pool"],
+        "targets": job["targets"], "feature_run": job.get("feature_run"), "graph": job.get("graph"),
+        "gradwalk_version": __version__,
+    }
+    try:
         version = publish(store, job["dataset"], rows, job_id=job_id, lineage=lineage,
                           before_commit=lambda: jobs.report(store, job_id, "publishing", 0.95))
-        summary = selection.summary()
-        jobs.succeed(store, job_id, dataset=job["dataset"], version=version, summary=summary)
-        return {"job": job_id, "status": "succeeded", "dataset": job["dataset"], "version": version}
-    except jobs.Cancelled:
-        log.info("job %s cancelled", job_id)
-        return {"job": job_id, "status": "cancelled"}
-    except errors.GradwalkError as e:
-        jobs.fail(store, job_id, str(e))
-        raise
-    except Exception as e:
-        jobs.fail(store, job_id, f"{type(e).__name__}: {e}")
-        raise
+    except JobEnded as e:  # cancelled between the last progress report and the commit
+        raise jobs.Cancelled(str(e)) from e
+    summary = selection.summary()
+    jobs.succeed(store, job_id, dataset=job["dataset"], version=version, summary=summary)
+    return {"job": job_id, "status": "succeeded", "dataset": job["dataset"], "version": version}

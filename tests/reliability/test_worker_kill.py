@@ -1,0 +1,127 @@
+"""A gpu worker SIGKILLed in the middle of a feature shard costs nothing: the run completes on the
+other worker with every row exactly once and every shard's checksum right.
+
+Two kills, one run: first the pool process that computes a shard on worker A (the worker sees
+its child die and requeues the task at once: acks_late + task_reject_on_worker_lost), then worker
+B whole, process group and all (nobody is left to requeue its task: the orphan watcher of a live
+worker does, workers/recovery.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from gradwalk.platform import feature_runs, pools
+from gradwalk.workers.artifacts import FeatureStore
+
+from .conftest import chat, wait_for
+
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
+
+# The real model, as small as a run gets: a rank-2 adapter on q only, 64 tokens, 64 dims, one
+# warm-up epoch. The stack cuts shards of 4 rows: five shard tasks in all.
+ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length": 64, "batch_size": 4,
+          "proj_dim": 64}
+WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
+POOL_ROWS, TARGET_ROWS = 16, 4
+
+
+def running_shards(stack, exclude: set[str]) -> list[dict]:
+    """Tasks of the stack that a live process is executing now: {id, pid, hostname}."""
+    client = stack.redis_client()
+    out = []
+    for key in client.scan_iter("celery-task-meta-*", count=1000):
+        meta = json.loads(client.get(key) or "{}")
+        info = meta.get("result") or {}
+        if meta.get("status") != "STARTED" or meta.get("task_id") in exclude or not isinstance(info, dict):
+            continue
+        pid = info.get("pid")
+        try:
+            alive = b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            alive = False
+        if alive:
+            out.append({"id": meta["task_id"], "pid": pid, "hostname": info.get("hostname")})
+    return out
+
+
+def test_killed_gpu_workers_lose_no_row(healed, prefix):
+    stack = healed
+    store = stack.store
+    pool, target = f"{prefix}kill-pool", f"{prefix}kill-target"
+    pools.import_pool(store, pool, [chat(pool, i) for i in range(POOL_ROWS)])
+    pools.import_target(store, target, [chat(target, i) for i in range(TARGET_ROWS)])
+    run_id = feature_runs.create(store, pool, [target], engine=ENGINE, warmup=WARMUP)
+    started = time.monotonic()
+    orchestrator = stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+    a, b = stack.workers["gpu-a"], stack.workers["gpu-b"]
+
+    def shard_on(worker):
+        return next((t for t in running_shards(stack, {orchestrator})
+                     if t["hostname"] == worker.node_name()), None)
+
+    # 1. The pool process computing a shard on A.
+    victim = wait_for(lambda: shard_on(a), timeout_s=240, poll_s=0.05, what="a shard running on gpu-a")
+    os.kill(victim["pid"], signal.SIGKILL)
+    child_killed_at = time.monotonic()
+    # 2. All of B, while it computes a shard.
+    whole = wait_for(lambda: shard_on(b), timeout_s=240, poll_s=0.05, what="a shard running on gpu-b")
+    stack.kill(b)
+    worker_killed_at = time.monotonic()
+    assert feature_runs.get(store, run_id)["status"] == "featurizing"  # both died mid-run
+
+    run = feature_runs.wait(store, run_id, timeout_s=300, poll_s=0.5)
+    done_at = time.monotonic()
+
+    # Every row exactly once, every shard's checksum right (load verifies each one).
+    features = FeatureStore(stack.settings.artifacts)
+    want = {"train": feature_runs.member_ids(store, pool), f"val-{target}": feature_runs.target_ids(store, target)}
+    for part, ids in want.items():
+        manifests = features.manifests(run_id, part)
+        listed = [i for m in manifests for i in [*m.row_ids, *getattr(m, "skipped", [])]]
+        assert sorted(listed) == sorted(ids) and len(listed) == len(set(listed)), part
+        loaded, x = features.load(run_id, part, verify=True)
+        assert x.shape[0] == len(loaded) == sum(m.rows for m in manifests)
+    assert run["rows_done"] == run["rows_total"] == POOL_ROWS + TARGET_ROWS  # counted once per shard
+    assert len(run["done_shards"]) == len(set(run["done_shards"])) == POOL_ROWS // 4 + 1
+    # The two killed shards were each redone, and the run finished on A.
+    for task in (victim, whole):
+        result = stack.app.AsyncResult(task["id"])
+        assert result.state == "SUCCESS", task
+        assert result.result["rows"] == 4
+    assert f"requeued task {whole['id']}" in stack.log(a) + stack.log(stack.workers["cpu"])
+    stack.record(fault="SIGKILL of the pool process computing a feature shard (gpu-a)", runs=1,
+                 outcome="task requeued at once by its worker; run complete",
+                 lost="nothing", run_s=round(done_at - started, 1))
+    stack.record(fault="SIGKILL of a whole gpu worker (process group) mid-shard (gpu-b)", runs=1,
+                 outcome="orphan watcher requeued the task; run complete on gpu-a",
+                 lost="nothing", recovered_after_s=round(done_at - worker_killed_at, 1),
+                 rows=POOL_ROWS + TARGET_ROWS, shards=len(run["done_shards"]),
+                 child_kill_to_done_s=round(done_at - child_killed_at, 1))
+
+
+def test_an_orphan_is_requeued_once_however_many_watchers_race(stack):
+    """Two watchers that find the same orphan: one moves it back to its queue, the other finds it
+    gone (one Redis transaction each)."""
+    from gradwalk.workers.recovery import UNACKED, UNACKED_INDEX, requeue, unacked_tasks
+
+    client = stack.redis_client()
+    queue = f"orphan-test-{time.monotonic_ns()}"
+    message = {"body": "", "headers": {"id": "task-1", "task": "gradwalk.system.ping"},
+               "properties": {"delivery_tag": "tag-1", "delivery_info": {"exchange": "", "routing_key": queue}}}
+    client.hset(UNACKED, "tag-1", json.dumps([message, "", queue]))  # the default exchange: key = queue
+    client.zadd(UNACKED_INDEX, {"tag-1": time.time() - 600})
+    try:
+        assert unacked_tasks(client)["tag-1"][0] == "task-1"
+        with stack.app.connection_for_write() as connection:
+            channel = connection.default_channel
+            assert [requeue(channel, "tag-1"), requeue(channel, "tag-1")] == [True, False]
+        assert client.llen(queue) == 1 and "tag-1" not in unacked_tasks(client)
+        assert json.loads(client.lpop(queue))["headers"]["redelivered"] is True
+    finally:
+        client.delete(queue)
