@@ -23,9 +23,19 @@ from typing import Any
 import numpy as np
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.common import ComponentReport, Selection, allocate_budgets, target_size, top_fraction
+from gradwalk.graph.common import (
+    FALLBACKS,
+    ComponentReport,
+    Selection,
+    allocate_budgets,
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    target_size,
+    top_fraction,
+)
 from gradwalk.graph.pca import core_components
-from gradwalk.graph.scoring import embedding_scores, less_scores, random_selection, scored_selection
+from gradwalk.graph.scoring import REDUCTIONS, embedding_scores, less_scores, random_selection, scored_selection
 from gradwalk.graph.walk import (
     ArrayNeighbors,
     NeighborSource,
@@ -84,35 +94,62 @@ class SelectionInputs:
 
 
 @dataclass(frozen=True)
-class G2ISParams:
+class _RatioParams:
+    """Parameters are checked when they are parsed, so a bad value is refused by name before a job
+    is recorded, never found later by a worker (the same checks as the selection functions)."""
+
     ratio: float
+
+    def __post_init__(self) -> None:
+        check_fraction(self.ratio, "ratio")
+
+
+@dataclass(frozen=True)
+class G2ISParams(_RatioParams):
     delta: float = 0.8
     variance: float = 0.5
     anchor_pool: int = 1000
     fallback: str = "strict"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction(self.delta, "delta", allow_zero=True)
+        check_fraction(self.variance, "variance")
+        check_positive_int(self.anchor_pool, "anchor_pool")
+        check_choice(self.fallback, "fallback", FALLBACKS)
+
 
 @dataclass(frozen=True)
-class NoGraphParams:
-    ratio: float
+class NoGraphParams(_RatioParams):
     variance: float = 0.5
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction(self.variance, "variance")
+
 
 @dataclass(frozen=True)
-class LessParams:
-    ratio: float
+class LessParams(_RatioParams):
+    pass
 
 
 @dataclass(frozen=True)
-class EmbeddingParams:
-    ratio: float
+class EmbeddingParams(_RatioParams):
     reduce: str = "max"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self.reduce, "reduce", REDUCTIONS)
+
 
 @dataclass(frozen=True)
-class RandomParams:
-    ratio: float
+class RandomParams(_RatioParams):
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidInput(f"seed must be a non-negative integer, got {self.seed!r}")
 
 
 @dataclass(frozen=True)

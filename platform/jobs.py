@@ -116,31 +116,6 @@ RETURN d.name AS dataset, v.version AS version
 """
 
 
-def _check_values(params: dict[str, Any]) -> None:
-    """Refuse a parameter value out of its range or of the wrong type, by name, before the job is
-    recorded: the same checks the selection functions make when they run (graph/common.py), so a
-    bad value never becomes a queued job that can only fail."""
-    from gradwalk.graph.common import FALLBACKS, check_choice, check_fraction, check_positive_int
-    from gradwalk.graph.scoring import REDUCTIONS
-
-    def seed(value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise errors.InvalidInput(f"seed must be a non-negative integer, got {value!r}")
-
-    checks = {
-        "ratio": lambda v: check_fraction(v, "ratio"),
-        "delta": lambda v: check_fraction(v, "delta", allow_zero=True),
-        "variance": lambda v: check_fraction(v, "variance"),
-        "anchor_pool": lambda v: check_positive_int(v, "anchor_pool"),
-        "fallback": lambda v: check_choice(v, "fallback", FALLBACKS),
-        "reduce": lambda v: check_choice(v, "reduce", REDUCTIONS),
-        "seed": seed,
-    }
-    for name, value in params.items():
-        if name in checks:
-            checks[name](value)
-
-
 def _check_request(request: JobRequest) -> dict[str, Any]:
     from gradwalk.graph.selection import get_method
 
@@ -150,7 +125,6 @@ def _check_request(request: JobRequest) -> dict[str, Any]:
         raise errors.InvalidInput("dataset: give the name of the dataset the selection is published to")
     method = get_method(request.method)
     parsed = method.parse(request.params)  # refuses unknown and missing parameters
-    _check_values(request.params)
     if request.feature_run is not None and method.feature_kind is None:
         raise errors.InvalidInput(f"feature_run: method {method.name} reads no feature run; leave it out")
     needs_graph = "neighbors" in method.needs
