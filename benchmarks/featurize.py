@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from gradwalk.workers.engine.adam import adam_direction
 from gradwalk.workers.engine.config import EngineConfig, WarmupConfig, default_cache_dir
 from gradwalk.workers.engine.features import Featurizer
@@ -139,7 +140,7 @@ def main() -> None:
     engine_total = sum(engine_times.seconds.values())
     base_grad_s = base_times.seconds["forward_backward"]
     min_cosine = min(F.cosine_similarity(a.double(), b.double(), dim=0).item()
-                     for a, b, e in zip(engine_grads, base_grads, encoded) if e.n_response)  # all-zero rows aside
+                     for a, b, e in zip(engine_grads, base_grads, encoded, strict=True) if e.n_response)  # all-zero rows aside
     del engine_grads
 
     # The rest of the baseline: Adam, then the dense projection in groups of 16 rows.

@@ -29,22 +29,22 @@ _HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import socket
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from gradwalk.device import resolve_device  # noqa: E402
-from gradwalk.graph import instruction_graph as graphs  # noqa: E402
-from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block  # noqa: E402
+from gradwalk.device import resolve_device
+from gradwalk.graph import instruction_graph as graphs
+from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
 
 
 def synthetic_rows(n: int, dim: int, seed: int) -> np.ndarray:

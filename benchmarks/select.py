@@ -27,19 +27,19 @@ _HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import hashlib
+import importlib.util
+import json
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from gradwalk.graph.knn import knn_graph  # noqa: E402
-from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk  # noqa: E402
+from gradwalk.graph.knn import knn_graph
+from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk
 
 
 def _load(path: Path, name: str):
