@@ -121,9 +121,9 @@ def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, t
         store_s = time.perf_counter() - start
 
         def walk():  # a fresh source each time: nothing cached from the run before
-            source = open_neighbors(store, graph, ids)
-            return source, gradient_walk(train, components, weights, source, args.ratio, args.delta,
-                                         fallback=args.fallback)
+            with open_neighbors(store, graph, ids) as source:
+                return source, gradient_walk(train, components, weights, source, args.ratio, args.delta,
+                                             fallback=args.fallback)
 
         for _ in range(args.repeat):
             source, picked = timed("neo4j_walk", walk)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     neo4j_database: str = "neo4j"
     neo4j_heap_mb: int = 1024
     neo4j_pagecache_mb: int = 512
+    # Transaction logs kept after a checkpoint (Neo4j's retention policy syntax). Neo4j's own default
+    # keeps two days of them: gigabytes after a few graph builds, which nothing here reads again.
+    neo4j_tx_log_retention: str = "1G size"
     neo4j_max_retry_s: float = 30.0
 
     # Redis: Celery broker and result backend.

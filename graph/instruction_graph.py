@@ -39,7 +39,7 @@ import numpy as np
 from gradwalk import errors
 from gradwalk.device import resolve_device
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
-from gradwalk.graph.store import GraphStore
+from gradwalk.graph.store import GraphStore, ReadSession
 
 if TYPE_CHECKING:
     import igraph
@@ -593,10 +593,11 @@ class _Rows:
         for source, targets, weights in _edge_lists(store, NEIGHBORS, self.graph, [self.ids[r] for r in rows]):
             yield self._row[source], self.of(targets), np.asarray(weights, dtype=np.float64)
 
-    def ordered(self, store: GraphStore, rows: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def ordered(self, session: ReadSession, rows: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(source row, target rows by descending w, equal w by row) of the given rows that have
         out-edges, in one round trip."""
-        for source, targets, ties in _edge_lists(store, NEIGHBOR_ORDER, self.graph, [self.ids[r] for r in rows]):
+        found = session.values(NEIGHBOR_ORDER, {"graph": self.graph, "ids": [self.ids[r] for r in rows]})
+        for source, targets, ties in found:
             ordered = self.of(targets)
             if ties:
                 starts = np.ones(ordered.size, dtype=bool)
@@ -615,12 +616,13 @@ class GraphNeighbors:
     mostly runs on the cache. Neo4j sorts each list and sends target ids only (no weights: a walk
     reads lists of ~5% of a pool, and every value decoded costs); equal cosines are ordered by row
     index, as graph.knn orders them. Reading the whole table up front would cost far more: the
-    walk touches only a few lists per selected row.
+    walk touches only a few lists per selected row. The reads go through one session, held until
+    :meth:`close` (or the end of a ``with`` block).
     """
 
     def __init__(self, store: GraphStore, graph: str, row_ids: Sequence[str], *,
                  prefetch_limit: int = PREFETCH_LIMIT) -> None:
-        self.store = store
+        self._session = store.read_session()
         self._rows = _Rows(graph, row_ids)
         self.prefetch_limit = prefetch_limit
         self._cache: dict[int, np.ndarray] = {}
@@ -642,7 +644,16 @@ class GraphNeighbors:
             raise errors.InvalidInput(f"rows must lie in [0, {len(self._rows)}), got {rows}")
         self.round_trips += 1
         self._cache.update(dict.fromkeys(rows, np.empty(0, dtype=np.int64)))  # rows without edges
-        self._cache.update(self._rows.ordered(self.store, rows))
+        self._cache.update(self._rows.ordered(self._session, rows))
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> GraphNeighbors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _ready(store: GraphStore, graph: str, row_ids: Sequence[str]) -> GraphInfo:
@@ -656,7 +667,8 @@ def _ready(store: GraphStore, graph: str, row_ids: Sequence[str]) -> GraphInfo:
 
 
 def open_neighbors(store: GraphStore, graph: str, row_ids: Sequence[str], **options: Any) -> GraphNeighbors:
-    """The neighbour source of a ``ready`` graph for a walk over ``row_ids`` (the run's pool rows)."""
+    """The neighbour source of a ``ready`` graph for a walk over ``row_ids`` (the run's pool rows);
+    close it when the walk is done."""
     _ready(store, graph, row_ids)
     return GraphNeighbors(store, graph, row_ids, **options)
 

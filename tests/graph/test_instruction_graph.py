@@ -191,19 +191,17 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
         assert len(edges) == 10 and [w for _, w in edges] == sorted((w for _, w in edges), reverse=True)
 
     table, _ = knn_graph(run.x, k=10, tau=0.0, device="cpu")
-    source = graphs.open_neighbors(store, info.id, run.ids, prefetch_limit=20)
-    source.prefetch(np.arange(20))
-    assert source.round_trips == 1
-    for row in range(20):
-        np.testing.assert_array_equal(source[row], table[row])
-    assert source.round_trips == 1  # served from the prefetched lists
-
     np.testing.assert_array_equal(graphs.neighbor_table(store, info.id, run.ids), table)
-
     rng = np.random.default_rng(1)
     val = run.x[rng.choice(ROWS, 40)] + 0.05 * rng.normal(size=(40, DIM))
     components, weights = core_components(val / np.linalg.norm(val, axis=1, keepdims=True))
-    from_neo4j = gradient_walk(run.x, components, weights, source, 0.1)
+    with graphs.open_neighbors(store, info.id, run.ids, prefetch_limit=20) as source:
+        source.prefetch(np.arange(20))
+        assert source.round_trips == 1
+        for row in range(20):
+            np.testing.assert_array_equal(source[row], table[row])
+        assert source.round_trips == 1  # served from the prefetched lists
+        from_neo4j = gradient_walk(run.x, components, weights, source, 0.1)
     in_memory = gradient_walk(run.x, components, weights, table, 0.1)
     assert in_memory.indices.size > 0
     np.testing.assert_array_equal(from_neo4j.indices, in_memory.indices)
@@ -217,9 +215,9 @@ def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
         run.ids[i] for i in (5, 7, 8, 9, 3, 4)]
 
     rows = run.ids[::-1]  # the walk's rows in another order than the ids: row of id i is ROWS - 1 - i
-    lists = graphs.GraphNeighbors(store, info.id, rows)
-    assert (ROWS - 1 - lists[ROWS - 1]).tolist() == [5, 9, 8, 7, 4, 3]
-    assert lists[0].size == 0 and lists.round_trips == 2
+    with graphs.GraphNeighbors(store, info.id, rows) as lists:
+        assert (ROWS - 1 - lists[ROWS - 1]).tolist() == [5, 9, 8, 7, 4, 3]
+        assert lists[0].size == 0 and lists.round_trips == 2
 
 
 def test_export_to_networkx_and_igraph_and_stats(store, run):

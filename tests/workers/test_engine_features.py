@@ -27,6 +27,8 @@ from gradwalk.errors import InvalidInput, NotFound
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROJ_DIM = 256
+# a bigger learning rate than LESS's 2e-5 so that two tiny epochs move the adapter visibly
+WARM = WarmupConfig(epochs=2, examples_per_step=3, lr=2e-3, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,7 @@ def config(model_dir) -> EngineConfig:
 @pytest.fixture(scope="module")
 def warm_dir(tmp_path_factory, config, examples):
     folder = tmp_path_factory.mktemp("warmup")
-    # a bigger learning rate than LESS's 2e-5 so that two tiny epochs move the adapter visibly
-    warmup(examples, folder, config, WarmupConfig(epochs=2, examples_per_step=3, lr=2e-3, seed=1))
+    warmup(examples, folder, config, WARM)
     return folder
 
 
@@ -92,8 +93,12 @@ def test_warmup_saves_adapter_adam_state_and_epoch_lr(warm_dir, config, examples
     assert not torch.equal(one["exp_avg_sq.model.layers.0.self_attn.q_proj.lora_B"],
                            two["exp_avg_sq.model.layers.0.self_attn.q_proj.lora_B"])
     stamp = (warm_dir / "warmup.json").stat().st_mtime_ns
-    assert warmup(examples, warm_dir, config) == checkpoints  # finished: returned, not trained again
+    assert warmup(examples, warm_dir, config, WARM) == checkpoints  # finished: returned, not trained again
     assert (warm_dir / "warmup.json").stat().st_mtime_ns == stamp
+    for other in ((examples[1:], config, WARM), (examples, config.with_(max_length=32), WARM),
+                  (examples, config, WarmupConfig(epochs=1, examples_per_step=3, lr=2e-3, seed=1))):
+        with pytest.raises(InvalidInput, match="other examples or settings"):
+            warmup(*other[:1], warm_dir, *other[1:])
 
 
 def test_features_are_unit_rows_weighted_by_checkpoint_lr(train_run):

@@ -14,12 +14,12 @@ from gradwalk import errors
 from gradwalk.platform import feature_runs, pools, sources
 from gradwalk.workers.artifacts import FeatureStore
 
-# Small enough for two CPU cores: the real model, short sequences, a narrow projection.
+# Small enough for two CPU cores: the real model, short sequences, a narrow projection, one
+# checkpoint (tests/workers/test_engine_features.py covers combining several).
 ENGINE = {"lora_r": 4, "lora_alpha": 16, "max_length": 128, "batch_size": 8, "proj_dim": 256}
-WARMUP = {"fraction": 0.25, "epochs": 2, "examples_per_step": 4}
-# Sized for two CPU cores (a real model, two checkpoints); the session sets 16 rows per shard,
-# so the run is several shard tasks joined by a chord.
-POOL_ROWS = 48
+WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
+# The session sets 16 rows per shard, so the run is 13 shard tasks joined by a chord.
+POOL_ROWS = 200
 # One more pool record whose prompt alone fills max_length: it has no response token, no gradient.
 CUT_AWAY = {"messages": [{"role": "user", "content": "Summarise this. " + "word " * 400},
                          {"role": "assistant", "content": "A list of words."}]}
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(1800)
 def featurised(store, settings, tmp_path_factory):
     name, target_name = f"fr-pool-{uuid.uuid4().hex[:8]}", f"fr-gsm8k-{uuid.uuid4().hex[:8]}"
     folder = tmp_path_factory.mktemp("feature-run-data")
-    pool_file = sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=1, max_tokens=100), folder / "pool.jsonl")
+    pool_file = sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=1, max_tokens=48), folder / "pool.jsonl")
     with pool_file.open("a") as f:
         f.write(json.dumps(CUT_AWAY) + "\n")
     target = sources.target_records("gsm8k", val_size=8, test_size=0, seed=1)
@@ -56,7 +56,7 @@ def test_every_row_exactly_once_with_checksums(featurised, settings):
     val_skipped = [i for m in features.manifests(run["id"], f"val-{run['targets'][0]}") for i in m.skipped]
     assert sorted(val_ids + val_skipped) == sorted(target_ids)
     assert x.shape == (len(ids), run["dim"]) and val.shape == (len(val_ids), run["dim"])
-    assert run["dim"] == 2 * ENGINE["proj_dim"]  # two warm-up checkpoints, concatenated
+    assert run["dim"] == ENGINE["proj_dim"]  # one warm-up checkpoint
     # Every stored row is a unit feature: rows without a response token are skipped, not zero.
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(val, axis=1), 1.0, atol=1e-4)
@@ -67,7 +67,7 @@ def test_run_records_settings_and_progress(featurised):
     assert run["status"] == "complete" and run["parts"] == ["train", f"val-{run['targets'][0]}"]
     assert run["rows_done"] == run["rows_total"] == len(pool_ids) + len(target_ids)
     assert run["engine"]["lora_r"] == 4 and run["engine"]["proj_dim"] == 256
-    assert [c["epoch"] for c in run["checkpoints"]] == [1, 2] and all(c["lr"] > 0 for c in run["checkpoints"])
+    assert [c["epoch"] for c in run["checkpoints"]] == [1] and all(c["lr"] > 0 for c in run["checkpoints"])
     done = [rows for status, rows in seen if status == "featurizing"]
     assert done == sorted(done)  # progress only grows
 

@@ -14,6 +14,7 @@ re-run returns it instead of training again)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -82,7 +83,12 @@ def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: 
     epochs and save one checkpoint per epoch under `out_dir`; returns the checkpoints."""
     out_dir = Path(out_dir)
     warm = warm or WarmupConfig()
+    inputs = _fingerprint(examples, config, warm)
     if (out_dir / MANIFEST).is_file():
+        done = json.loads((out_dir / MANIFEST).read_text()).get("inputs", inputs)  # older folders lack it
+        if done != inputs:
+            raise InvalidInput(f"{out_dir} holds a warm-up of other examples or settings; "
+                               "give this one its own folder (or delete that one to train again)")
         return load_checkpoints(out_dir)
     device = torch.device(resolve_device(config.device))
     base, tokenizer = load_model(resolve_model(config.model, config.cache_dir), device)
@@ -128,9 +134,16 @@ def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: 
         "n_examples": len(examples), "n_trained": len(encoded), "steps_per_epoch": steps_per_epoch,
         "warmup": asdict(warm),
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "targets": list(config.lora_targets)},
-        "max_length": config.max_length, "device": str(device),
+        "max_length": config.max_length, "device": str(device), "inputs": inputs,
     })
     return checkpoints
+
+
+def _fingerprint(examples: Sequence[dict], config: EngineConfig, warm: WarmupConfig) -> str:
+    """A digest of what a warm-up trains on and how, so a finished folder is only reused for the same."""
+    what = {"examples": list(examples), "warmup": asdict(warm), "model": str(config.model),
+            "lora": [config.lora_r, config.lora_alpha, list(config.lora_targets)], "max_length": config.max_length}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _save_checkpoint(folder: Path, model, optimizer, named, epoch: int, lr: float, steps: int) -> Checkpoint:

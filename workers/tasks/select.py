@@ -8,6 +8,7 @@ and runs again; a cancel is seen at every progress report and every few seconds 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,11 +27,12 @@ from gradwalk.workers.recovery import wait_for_neo4j
 log = logging.getLogger(__name__)
 
 
-def _inputs(job: dict[str, Any]) -> tuple[list[str], SelectionInputs]:
+def _inputs(job: dict[str, Any], stack: contextlib.ExitStack) -> tuple[list[str], SelectionInputs]:
     """Row ids of the candidate pool and what the job's method reads about them.
 
     The feature run's arrays fill the inputs of its kind (gradient features or embeddings); the
-    job was checked to use a run of the kind its method reads (:func:`jobs.create`)."""
+    job was checked to use a run of the kind its method reads (:func:`jobs.create`). The graph's
+    neighbour source stays open until ``stack`` closes."""
     method = get_method(job["method"])
     if method.feature_kind is None:
         ids = feature_runs.member_ids(graph_store(), job["pool"])
@@ -43,7 +45,7 @@ def _inputs(job: dict[str, Any]) -> tuple[list[str], SelectionInputs]:
     if "neighbors" in method.needs:
         from gradwalk.graph.instruction_graph import open_neighbors
 
-        neighbors = open_neighbors(graph_store(), job["graph"], ids)
+        neighbors = stack.enter_context(open_neighbors(graph_store(), job["graph"], ids))
     train_input, val_input = FEATURE_INPUTS[method.feature_kind]
     return ids, SelectionInputs(
         **{train_input: train, val_input: np.concatenate(val_parts)}, val_subtasks=subtasks,
@@ -121,13 +123,14 @@ def _run(store, job_id: str) -> dict[str, Any]:
     except jobs.Cancelled:
         return {"job": job_id, "status": "skipped"}
     jobs.report(store, job_id, "loading inputs", 0.05)
-    ids, inputs = _inputs(job)
-    stage = f"running {job['method']}"
-    jobs.report(store, job_id, stage, 0.3)
-    if inputs.neighbors is not None and not isinstance(inputs.neighbors, np.ndarray):
-        inputs = dataclasses.replace(inputs, neighbors=_Watched(inputs.neighbors,
-                                                                lambda: jobs.report(store, job_id, stage, 0.3)))
-    selection = get_method(job["method"]).select(inputs, job["params"])
+    with contextlib.ExitStack() as stack:
+        ids, inputs = _inputs(job, stack)
+        stage = f"running {job['method']}"
+        jobs.report(store, job_id, stage, 0.3)
+        if inputs.neighbors is not None and not isinstance(inputs.neighbors, np.ndarray):
+            inputs = dataclasses.replace(inputs, neighbors=_Watched(inputs.neighbors,
+                                                                    lambda: jobs.report(store, job_id, stage, 0.3)))
+        selection = get_method(job["method"]).select(inputs, job["params"])
     jobs.report(store, job_id, "publishing", 0.9)
     from gradwalk.platform.datasets import JobEnded, publish
 

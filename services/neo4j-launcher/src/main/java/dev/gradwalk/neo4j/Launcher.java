@@ -23,6 +23,8 @@ import org.neo4j.io.ByteUnit;
  * the environment variable {@code GRADWALK_NEO4J_PASSWORD} (never from the command line, which
  * other users can read) and set on every start, so a changed setting takes effect. Prints
  * {@code GRADWALK-NEO4J-READY} once Bolt accepts connections and shuts down cleanly on SIGTERM.
+ * Page cache, transaction timeout and transaction-log retention come from
+ * {@code GRADWALK_NEO4J_PAGECACHE_MB}, {@code _TX_TIMEOUT_S} and {@code _TX_LOG_RETENTION}.
  */
 public final class Launcher {
     private Launcher() {}
@@ -42,6 +44,7 @@ public final class Launcher {
         }
         long pageCacheMb = Long.parseLong(System.getenv().getOrDefault("GRADWALK_NEO4J_PAGECACHE_MB", "512"));
         long txTimeoutS = Long.parseLong(System.getenv().getOrDefault("GRADWALK_NEO4J_TX_TIMEOUT_S", "0"));
+        String txLogRetention = System.getenv().getOrDefault("GRADWALK_NEO4J_TX_LOG_RETENTION", "1G size");
 
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setConfig(BoltConnector.enabled, true)
@@ -52,6 +55,7 @@ public final class Launcher {
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pageCacheMb))
                 .setConfig(GraphDatabaseSettings.transaction_timeout, Duration.ofSeconds(txTimeoutS))
+                .setConfig(GraphDatabaseSettings.keep_logical_logs, txLogRetention)
                 .build();
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
