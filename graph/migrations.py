@@ -28,10 +28,10 @@ _FILE_NAME = re.compile(r"^V(?P<version>\d{3,})__(?P<name>[A-Za-z0-9_]+)\.cypher
 _LOCK_NAME = "migrations"
 
 _BOOTSTRAP = (
-    "CREATE CONSTRAINT gradwalk_migration_version IF NOT EXISTS "
-    "FOR (m:Migration) REQUIRE m.version IS UNIQUE",
-    "CREATE CONSTRAINT gradwalk_migration_lock IF NOT EXISTS "
-    "FOR (l:MigrationLock) REQUIRE l.name IS UNIQUE",
+    ("CREATE CONSTRAINT gradwalk_migration_version IF NOT EXISTS "
+     "FOR (m:Migration) REQUIRE m.version IS UNIQUE"),
+    ("CREATE CONSTRAINT gradwalk_migration_lock IF NOT EXISTS "
+     "FOR (l:MigrationLock) REQUIRE l.name IS UNIQUE"),
 )
 
 

@@ -155,8 +155,8 @@ def test_status_reports_the_session_services(services, settings):
 
 def test_down_leaves_foreign_processes_alone(settings, tmp_path):
     """A pid file that names a process we did not start (a recycled pid) is never signalled."""
-    import os
     import json
+    import os
 
     foreign = settings.model_copy(update={"state_dir": tmp_path})
     service = local.RedisService(foreign)

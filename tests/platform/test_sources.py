@@ -118,7 +118,7 @@ def test_bigbench_target_answers_are_among_its_options(cache_dir, tmp_path, task
     for record in split.val + split.test:
         user, answer = (m["content"] for m in record["messages"])
         assert record["gold"] in record["options"] and answer == record["gold"].strip()
-        labelled = re.findall(r"^\(([A-Z])\) (.*)$", user.split("\nOptions:\n", 1)[1], re.M)
+        labelled = re.findall(r"^\(([A-Z])\) (.*)$", user.split("\nOptions:\n", 1)[1], re.MULTILINE)
         assert [text for _, text in labelled] == [o.strip() for o in record["options"]]
         letters[record["options"].index(record["gold"])] += 1
     assert len(letters) >= 3  # the right answer is not always in the same place

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+
 from gradwalk.workers.engine.adam import BETA1, BETA2, EPS, adam_direction
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from gradwalk.errors import InvalidInput, NotFound
 from gradwalk.workers.engine.adam import adam_direction
 from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
 from gradwalk.workers.engine.features import Featurizer
@@ -21,8 +23,6 @@ from gradwalk.workers.engine.warmup import (
     warmup,
     warmup_indices,
 )
-
-from gradwalk.errors import InvalidInput, NotFound
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

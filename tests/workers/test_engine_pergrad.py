@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from gradwalk.workers.engine.lora import attach_lora, lora_layers, n_params
 from gradwalk.workers.engine.models import load_model
 from gradwalk.workers.engine.pergrad import per_example_grads, per_example_grads_loop
@@ -25,9 +26,9 @@ def test_loss_covers_the_assistant_turns_only(tokenizer):
         {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "Six, clearly."},
     ]}
     encoded = encode(tokenizer, example, max_length=512)
-    kept = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE])
+    kept = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE])
     assert kept == "Four.<|im_end|>\nSix, clearly.<|im_end|>\n"
-    assert all(label in (IGNORE, token) for token, label in zip(encoded.input_ids, encoded.labels))
+    assert all(label in (IGNORE, token) for token, label in zip(encoded.input_ids, encoded.labels, strict=True))
     assert not encoded.truncated and encoded.n_response == len(tokenizer("Four.<|im_end|>\nSix, clearly.<|im_end|>\n",
                                                                          add_special_tokens=False)["input_ids"])
     # the chat template's default system prompt is part of the (masked) prompt

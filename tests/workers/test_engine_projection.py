@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+
 from gradwalk.workers.engine.projection import BLOCK, Projection
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from gradwalk.errors import InvalidInput
 from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.adam import adam_direction
 from gradwalk.workers.engine.config import EngineConfig
@@ -39,8 +41,6 @@ from gradwalk.workers.engine.projection import Projection
 from gradwalk.workers.engine.timing import StageTimes
 from gradwalk.workers.engine.tokenize import collate, encode_all
 from gradwalk.workers.engine.warmup import Checkpoint
-
-from gradwalk.errors import InvalidInput
 
 Mode = Literal["train", "validation"]
 Progress = Callable[[int, int], None]

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+
 from gradwalk.workers.engine.lora import LoraLayer, lora_params
 from gradwalk.workers.engine.timing import StageTimes
 from gradwalk.workers.engine.tokenize import IGNORE, Encoded, collate

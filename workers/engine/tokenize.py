@@ -48,7 +48,7 @@ def encode(tokenizer, example: dict, max_length: int) -> Encoded:
     tokens = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = tokens["input_ids"]
     labels = [tok if any(lo <= start < hi for lo, hi in spans) else IGNORE
-              for tok, (start, _) in zip(ids, tokens["offset_mapping"])]
+              for tok, (start, _) in zip(ids, tokens["offset_mapping"], strict=True)]
     truncated = len(ids) > max_length
     return Encoded(ids[:max_length], labels[:max_length], truncated)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from gradwalk.errors import InvalidInput, NotFound
 from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.adam import BETA1, BETA2, EPS
 from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
@@ -31,8 +33,6 @@ from gradwalk.workers.engine.lora import attach_lora, lora_layers, lora_params
 from gradwalk.workers.engine.models import load_model, resolve_model
 from gradwalk.workers.engine.pergrad import amp_dtype, autocast, batch_losses
 from gradwalk.workers.engine.tokenize import collate, encode_all
-
-from gradwalk.errors import InvalidInput, NotFound
 
 MANIFEST = "warmup.json"
 ADAM_STATE = "adam_state.safetensors"
