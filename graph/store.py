@@ -85,16 +85,12 @@ class GraphStore:
             notifications_min_severity="OFF",
         )
         store = cls(driver, s.neo4j_database)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                store.ping()
-                return store
-            except errors.ServiceUnavailable:
-                if time.monotonic() >= deadline:
-                    driver.close()
-                    raise
-                time.sleep(0.5)
+        try:
+            store.wait_reachable(wait_s)
+        except errors.ServiceUnavailable:
+            driver.close()
+            raise
+        return store
 
     def close(self) -> None:
         self._driver.close()
@@ -110,6 +106,18 @@ class GraphStore:
         with _translated():
             self._driver.verify_connectivity()
             self.read("RETURN 1 AS ok")
+
+    def wait_reachable(self, timeout_s: float, *, poll_s: float = 0.5) -> None:
+        """Ping until Neo4j answers; past ``timeout_s`` the last :class:`errors.ServiceUnavailable`
+        is raised (a timeout of 0 pings once)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.ping()
+            except errors.ServiceUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(poll_s)
 
     def _session(self, mode: str) -> neo4j.Session:
         return self._driver.session(database=self.database, default_access_mode=mode)

@@ -364,13 +364,11 @@ class WorkerService(LocalService):
     def is_ready(self) -> bool:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
-        result = _ping_app(self.settings).send_task("gradwalk.system.ping", queue=self.queue)
+        from gradwalk.workers.app import result_within
+
         try:
-            reply = result.get(timeout=5)
+            reply = result_within(_ping_app(self.settings).send_task("gradwalk.system.ping", queue=self.queue), 5)
         except CeleryTimeout:
-            # Celery keeps a timed-out result pending until the process exits, and then fails to
-            # unsubscribe from a Redis that may be gone, printing a traceback: let it go now.
-            result.forget()
             return False
         return bool(reply.get("pid"))
 

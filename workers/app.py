@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
 from celery.signals import worker_init
 from kombu import Queue
 
@@ -28,6 +30,18 @@ TASK_MODULES = [
     "gradwalk.workers.tasks.graph",
     "gradwalk.workers.tasks.select",
 ]
+
+
+def result_within(result: AsyncResult, timeout_s: float) -> Any:
+    """A task's return value, waited for at most ``timeout_s`` (else Celery's TimeoutError).
+
+    A result that timed out is forgotten: Celery would keep it pending until the process exits and
+    then try to unsubscribe from a Redis that may be gone, printing a traceback."""
+    try:
+        return result.get(timeout=timeout_s)
+    except CeleryTimeout:
+        result.forget()
+        raise
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -137,15 +137,11 @@ def wait_for_neo4j(store: Any, timeout_s: float, *, poll_s: float = 1.0) -> bool
     through a backoff schedule long after Neo4j is back."""
     from gradwalk import errors
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            store.ping()
-            return True
-        except errors.ServiceUnavailable:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(poll_s)
+    try:
+        store.wait_reachable(timeout_s, poll_s=poll_s)
+    except errors.ServiceUnavailable:
+        return False
+    return True
 
 
 _watcher: OrphanWatcher | None = None

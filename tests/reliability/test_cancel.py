@@ -69,15 +69,20 @@ def api(stack) -> httpx.Client:
     return httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=30)
 
 
+def started_job(store, run, dataset: str) -> tuple[str, list[dict]]:
+    """A running job of ``dataset`` and five rows it could publish."""
+    job_id = jobs.create(store, jobs.JobRequest(pool=run.pool, targets=[run.target], method="random",
+                                                dataset=dataset, params={"ratio": 0.5}))
+    jobs.start(store, job_id)
+    return job_id, [{"instruction_id": i, "rank": r} for r, i in enumerate(run.ids[:5])]
+
+
 def test_a_cancel_before_the_commit_publishes_nothing(stack, crafted, prefix):
     """The cancel lands after the worker's last progress check, just before the commit."""
     store = stack.store
     run = crafted(20)
     dataset = f"{prefix}raced"
-    job_id = jobs.create(store, jobs.JobRequest(pool=run.pool, targets=[run.target], method="random",
-                                                dataset=dataset, params={"ratio": 0.5}))
-    jobs.start(store, job_id)
-    rows = [{"instruction_id": i, "rank": r} for r, i in enumerate(run.ids[:5])]
+    job_id, rows = started_job(store, run, dataset)
     with api(stack) as web, pytest.raises(datasets.JobEnded, match="cancelled"):
         datasets.publish(store, dataset, rows, job_id=job_id, lineage={},
                          before_commit=lambda: web.post(f"/jobs/{job_id}/cancel").raise_for_status())
@@ -91,10 +96,7 @@ def test_a_cancel_after_the_commit_is_refused(stack, crafted, prefix):
     store = stack.store
     run = crafted(20)
     dataset = f"{prefix}late"
-    job_id = jobs.create(store, jobs.JobRequest(pool=run.pool, targets=[run.target], method="random",
-                                                dataset=dataset, params={"ratio": 0.5}))
-    jobs.start(store, job_id)
-    rows = [{"instruction_id": i, "rank": r} for r, i in enumerate(run.ids[:5])]
+    job_id, rows = started_job(store, run, dataset)
     assert datasets.publish(store, dataset, rows, job_id=job_id, lineage={}) == 1
     with api(stack) as web:
         refused = web.post(f"/jobs/{job_id}/cancel")

@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError
 from gradwalk import errors
 from gradwalk.graph import instruction_graph as graphs
 from gradwalk.graph.store import GraphStore
-from gradwalk.workers.app import app
+from gradwalk.workers.app import app, result_within
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.device import resolve_device
 from gradwalk.workers.recovery import wait_for_neo4j
@@ -120,11 +120,9 @@ def _record_failure(sender: Any = None, kwargs: Any = None, exception: BaseExcep
 def submit_build(run_id: str, k: int = graphs.DEFAULT_K, tau: float = graphs.DEFAULT_TAU, *,
                  block_rows: int | None = None, rebuild: bool = False, timeout_s: float = 300.0) -> dict[str, Any]:
     """Queue a build and return the orchestrator's reply (graph id, blocks, the finisher's task id)."""
-    result = build.apply_async(args=[run_id, k, tau, block_rows, rebuild])
     try:
-        return result.get(timeout=timeout_s)
+        return result_within(build.apply_async(args=[run_id, k, tau, block_rows, rebuild]), timeout_s)
     except CeleryTimeout as e:
-        result.forget()  # else Celery keeps it pending, and tries to unsubscribe at exit
         raise errors.ServiceUnavailable(
             f"no gpu worker took the graph build within {timeout_s:.0f}s; start one with `gradwalk services up`"
         ) from e
