@@ -43,7 +43,6 @@ import numpy as np
 import torch
 
 from gradwalk.device import resolve_device
-from gradwalk.graph import instruction_graph as graphs
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
 
 
@@ -120,6 +119,8 @@ def cpu_seconds(pid: int) -> float:
 
 def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool) -> dict:
     """Wall, Neo4j-CPU and client-CPU rates of write_edges over the computed blocks."""
+    from gradwalk.graph import instruction_graph as graphs
+
     written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
     for lo, neighbor_ids, weights in computed:
         written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights, fresh=fresh)
@@ -137,6 +138,7 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     ``rewrite`` writes the same rows again, as a re-run block does (old edges deleted first).
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
+    from gradwalk.graph import instruction_graph as graphs
     from gradwalk.workers.artifacts import FeatureStore
 
     n = x.shape[0]

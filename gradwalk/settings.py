@@ -89,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError("GRADWALK_NEO4J_PASSWORD must have at least 8 characters (Neo4j's minimum)")
         return value
 
-    def model_post_init(self, __context: object) -> None:
+    def model_post_init(self, context: object, /) -> None:
         if self.env == "production" and self.neo4j_password.get_secret_value() == LOCAL_DEV_PASSWORD:
             raise ValueError("GRADWALK_NEO4J_PASSWORD must be set outside local development")
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import neo4j
 from neo4j import exceptions as neo4j_errors
@@ -95,7 +95,7 @@ class GraphStore:
     def close(self) -> None:
         self._driver.close()
 
-    def __enter__(self) -> GraphStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,7 +202,7 @@ class ReadSession:
     def close(self) -> None:
         self._session.close()
 
-    def __enter__(self) -> ReadSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -320,7 +320,7 @@ def publish(store: GraphStore, dataset: str, rows: Sequence[Mapping[str, Any]], 
     except BaseException as exc:
         try:
             _discard(store, staging_id, batch_size)
-        except Exception as undo_error:
+        except Exception as undo_error:  # noqa: BLE001 - the first error is re-raised, this one noted on it
             exc.add_note(f"removing the staged version failed too ({undo_error}); the next publish "
                          f"to {dataset!r} removes it after {stale_after_s:.0f}s")
         raise

@@ -227,7 +227,7 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
         except BaseException as exc:
             try:
                 job.roll_back(_spooled_ids(spool))
-            except Exception as undo_error:
+            except Exception as undo_error:  # noqa: BLE001 - the first error is re-raised, this one noted on it
                 exc.add_note(f"rolling back import {job.import_id} failed too ({undo_error}); the "
                              f"next import of {kind} {name!r} after {stale_after_s:.0f}s cleans up")
             raise

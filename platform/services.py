@@ -422,7 +422,7 @@ _PING_APPS: dict[str, object] = {}
 # -- the Neo4j launcher build ---------------------------------------------------------------------
 def check_java(java_bin: str) -> None:
     try:
-        out = subprocess.run([java_bin, "-version"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([java_bin, "-version"], capture_output=True, text=True, timeout=30, check=False)
     except FileNotFoundError:
         raise errors.ServiceUnavailable(
             f"Java {MIN_JAVA}+ is needed for the local Neo4j but '{java_bin}' was not found: "
@@ -475,7 +475,7 @@ def build_launcher(settings: Settings, *, echo: Callable[[str], None] = lambda _
         with log.open("w") as out:
             done = subprocess.run(
                 [settings.maven_bin, "-q", "-B", "package", "-DskipTests"],
-                cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                cwd=work, stdout=out, stderr=subprocess.STDOUT, check=False,
             )
         if done.returncode != 0:
             raise errors.ServiceUnavailable(

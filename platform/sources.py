@@ -95,7 +95,7 @@ def fetch_package(name: str, version: str, cache_dir: Path | None = None) -> Pat
             done = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                  "-d", str(work), f"{name}=={version}"],
-                capture_output=True, text=True)
+                capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
                 raise errors.ServiceUnavailable(

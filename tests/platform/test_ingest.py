@@ -109,8 +109,8 @@ GOOD = {"messages": PAIR}
 BAD_RECORDS = [
     ('{"messages": [', "not valid JSON: Expecting value (column 15)"),
     ("[1, 2]", "a record must be a JSON object, got an array"),
-    ({"text": "hello"}, "unknown shape: expected field 'messages', 'conversations', "
-                        "'instruction'+'output' or 'prompt'+'completion' (fields: 'text')"),
+    ({"text": "hello"}, ("unknown shape: expected field 'messages', 'conversations', "
+                         "'instruction'+'output' or 'prompt'+'completion' (fields: 'text')")),
     ({"instruction": USER}, "field 'output' is missing"),
     ({"instruction": USER, "output": None}, "field 'output' is missing"),
     ({"instruction": USER, "input": 3, "output": ANSWER}, "field 'input' must be a string, got a number"),
