@@ -12,7 +12,9 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
   first): as a block's first attempt writes them (nothing to delete), then again as a re-run block
   does (old edges deleted first); then the graph is deleted in batches and that rate reported
   too. Also edges per CPU-second of the Neo4j process, a figure that holds however busy the
-  machine is.
+  machine is. Two sides, in turn, each time on a graph of its own: one write transaction at a time
+  (``write_one_at_a_time``) and as many in flight as the platform keeps (``write``); best of
+  ``--repeat``.
 
     python benchmarks/graph.py                     # N = 10k and 100k
     python benchmarks/graph.py --n 10000           # one size
@@ -117,13 +119,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool) -> dict:
+def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool, concurrency: int) -> dict:
     """Wall, Neo4j-CPU and client-CPU rates of write_edges over the computed blocks."""
     from gradwalk.graph import instruction_graph as graphs
 
     written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
     for lo, neighbor_ids, weights in computed:
-        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights, fresh=fresh)
+        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights, fresh=fresh, concurrency=concurrency)
     wall = time.perf_counter() - start
     server, client = cpu_seconds(neo4j_pid) - server, time.process_time() - client
     return {"edges": written, "s": wall, "edges_per_s": written / wall, "edges_per_neo4j_cpu_s": written / server,
@@ -131,11 +133,12 @@ def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, f
 
 
 def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: int, tau: float, edges: int,
-                warmup_edges: int, tag: str) -> dict:
+                warmup_edges: int, tag: str, concurrency: int) -> dict:
     """Create the pool's instructions and feature run, then time write_edges (after a warm-up) and delete_graph.
 
     ``first_build`` writes rows that have no edges yet, as a block's first attempt does;
-    ``rewrite`` writes the same rows again, as a re-run block does (old edges deleted first).
+    ``rewrite`` writes the same rows again, as a re-run block does (old edges deleted first);
+    ``concurrency`` write transactions are in flight at a time.
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
     from gradwalk.graph import instruction_graph as graphs
@@ -162,12 +165,12 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
         graphs.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device), fresh=True)
     computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, device))
                 for lo, hi in timed]
-    first = _timed_writes(store, neo4j_pid, info, ids, computed, fresh=True)
-    again = _timed_writes(store, neo4j_pid, info, ids, computed, fresh=False)
+    first = _timed_writes(store, neo4j_pid, info, ids, computed, True, concurrency)
+    again = _timed_writes(store, neo4j_pid, info, ids, computed, False, concurrency)
     start = time.perf_counter()
     deleted = graphs.delete_graph(store, info.id)
     delete_s = time.perf_counter() - start
-    return {"nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": first["edges"],
+    return {"concurrency": concurrency, "nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": first["edges"],
             "write_s": first["s"], "edges_per_s": first["edges_per_s"],
             "edges_per_neo4j_cpu_s": first["edges_per_neo4j_cpu_s"],
             "edges_per_client_cpu_s": first["edges_per_client_cpu_s"], "rewrite_edges_per_s": again["edges_per_s"],
@@ -199,7 +202,7 @@ def main() -> None:
     parser.add_argument("--write-edges", type=int, default=320_000,
                         help="edges timed per N (at most N·k); 0 skips the write part")
     parser.add_argument("--warmup-edges", type=int, default=192_000, help="edges written untimed first")
-    parser.add_argument("--repeat", type=int, default=2, help="kNN timings; the best counts")
+    parser.add_argument("--repeat", type=int, default=2, help="timings of each side; the best counts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -210,13 +213,21 @@ def main() -> None:
             x = synthetic_rows(n, args.dim, args.seed)
             knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau,
                            torch.device(device), args.repeat)
-            write = None if store is None else time_writes(
-                store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau, args.write_edges,
-                args.warmup_edges, f"n{n}")
+            writes = {}
+            if store is not None:  # one write transaction at a time and the platform's default, in turn
+                from gradwalk.graph.instruction_graph import CONCURRENT_WRITES
+
+                for attempt in range(args.repeat):
+                    for side, concurrency in (("write_one_at_a_time", 1), ("write", CONCURRENT_WRITES)):
+                        timed = time_writes(store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau,
+                                            args.write_edges, args.warmup_edges, f"n{n}-{side}-{attempt}", concurrency)
+                        if side not in writes or timed["edges_per_s"] > writes[side]["edges_per_s"]:
+                            writes[side] = timed
+                writes["write_speedup"] = writes["write"]["edges_per_s"] / writes["write_one_at_a_time"]["edges_per_s"]
             print(json.dumps({
                 "n": n, "dim": args.dim, "k": args.k, "tau": args.tau, "device": device,
                 "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2), "knn": knn, "write": write,
+                "load_average_1m": round(os.getloadavg()[0], 2), "knn": knn, **writes,
             }), flush=True)
 
 
