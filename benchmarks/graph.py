@@ -6,7 +6,7 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
   dense products of the same shapes alone (X_b·Xᵀ for the same blocks, i.e. one [N,D]×[D,N]
   matmul cut into the rows that fit memory; for N ≤ 20k also one unblocked X·Xᵀ). Large N are
   timed on the first ``--knn-rows`` rows and extrapolated: every block costs the same.
-- ``write``: edges per second through the build's write path (graph.instruction_graph.write_edges)
+- ``write``: edges per second through the build's write path (graph.instruction_graph.EdgeWriter)
   into a private Neo4j started for the run (the configured services are never touched), on
   ``--write-edges`` edges after ``--warmup-edges`` untimed ones (a fresh JVM compiles its hot paths
   first): as a block's first attempt writes them (nothing to delete), then again as a re-run block
@@ -120,13 +120,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool, concurrency: int) -> dict:
-    """Wall, Neo4j-CPU and client-CPU rates of write_edges over the computed blocks."""
-    from gradwalk.graph import instruction_graph as graphs
+    """Wall, Neo4j-CPU and client-CPU rates of one EdgeWriter fed the computed pieces, as write_block feeds it."""
+    from gradwalk.graph.instruction_graph import EdgeWriter
 
-    written, server, client, start = 0, cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
-    for lo, neighbor_ids, weights in computed:
-        written += graphs.write_edges(store, info, ids, lo, neighbor_ids, weights, fresh=fresh, concurrency=concurrency)
-    wall = time.perf_counter() - start
+    server, client, start = cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
+    with EdgeWriter(store, info, fresh=fresh, concurrency=concurrency) as writer:
+        for lo, neighbor_ids, weights in computed:
+            writer.write(ids, lo, neighbor_ids, weights)
+    written, wall = writer.edges, time.perf_counter() - start
     server, client = cpu_seconds(neo4j_pid) - server, time.process_time() - client
     return {"edges": written, "s": wall, "edges_per_s": written / wall, "edges_per_neo4j_cpu_s": written / server,
             "edges_per_client_cpu_s": written / client}

@@ -30,8 +30,9 @@ import math
 import numbers
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
@@ -415,9 +416,10 @@ class _EdgeBatch(NamedTuple):
     weights: list[float]
 
 
-def _edge_batches(row_ids: Sequence[str], start: int, ids: np.ndarray, weights: np.ndarray) -> Iterator[_EdgeBatch]:
-    """The batches of one computed block (graph.knn's rows: ids -1 = none), EDGES_PER_WRITE edges each."""
-    per_batch = max(1, EDGES_PER_WRITE // max(1, ids.shape[1]))
+def _edge_batches(row_ids: Sequence[str], start: int, ids: np.ndarray, weights: np.ndarray,
+                  edges_per_write: int) -> Iterator[_EdgeBatch]:
+    """The batches of one computed block (graph.knn's rows: ids -1 = none), about ``edges_per_write`` edges each."""
+    per_batch = max(1, edges_per_write // max(1, ids.shape[1]))
     for lo in range(0, ids.shape[0], per_batch):
         neighbors = ids[lo : lo + per_batch]
         edge = neighbors >= 0
@@ -444,45 +446,77 @@ def claim_block(store: GraphStore, info: GraphInfo, index: int) -> bool:
     return found[0]["fresh"]
 
 
-def write_edges(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], start: int, ids: np.ndarray,
-                weights: np.ndarray, *, fresh: bool = False, concurrency: int = CONCURRENT_WRITES) -> int:
-    """Replace the out-edges of rows ``start:start+len(ids)`` with graph.knn's (ids, weights) rows
-    (-1 = none), one transaction per batch, ``concurrency`` at a time; returns the edges written. ``fresh`` says the rows have
-    no edges of this graph (a block's first attempt, see :func:`claim_block`), so none are deleted.
-    Only the build named by ``info.build_id`` may write; any other is refused with :class:`errors.Conflict`."""
-    params = {"graph": info.id, "build": info.build_id}
+class EdgeWriter:
+    """Writes graph.knn's rows of one build as batches, up to ``concurrency`` transactions in flight.
 
-    def write(batch: _EdgeBatch) -> int:
+    Batches touch disjoint sources, so they commit in any order; feeding it the pieces of a block
+    one after another keeps Neo4j busy while the next piece is computed. ``fresh`` says the rows
+    have no edges of this graph (a block's first attempt, see :func:`claim_block`), so none are
+    deleted. Only the build named by ``info.build_id`` may write; any other is refused with
+    :class:`errors.Conflict`. Use it as a context manager: leaving the block waits for every
+    batch (a failure cancels those not started and is raised); ``edges`` counts what was written.
+    """
+
+    def __init__(self, store: GraphStore, info: GraphInfo, *, fresh: bool = False,
+                 concurrency: int = CONCURRENT_WRITES, edges_per_write: int = EDGES_PER_WRITE) -> None:
+        self._store, self._info, self._fresh = store, info, fresh
+        self._edges_per_write = edges_per_write
+        self._params = {"graph": info.id, "build": info.build_id}
+        self._concurrency = concurrency
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="gradwalk-edges")
+        self._pending: deque[Future[int]] = deque()
+        self._beat = time.monotonic()
+        self.edges = 0
+
+    def write(self, row_ids: Sequence[str], start: int, ids: np.ndarray, weights: np.ndarray) -> None:
+        """Queue the out-edges of rows ``start:start+len(ids)`` (graph.knn's rows, -1 = none)."""
+        for batch in _edge_batches(row_ids, start, ids, weights, self._edges_per_write):
+            while len(self._pending) >= self._concurrency:
+                self._collect()
+            self._pending.append(self._pool.submit(self._write, batch))
+
+    def _collect(self) -> None:
+        self.edges += self._pending.popleft().result()
+        if time.monotonic() - self._beat > HEARTBEAT_S:
+            self._store.write(HEARTBEAT, self._params)
+            self._beat = time.monotonic()
+
+    def _write(self, batch: _EdgeBatch) -> int:
         def work(tx: neo4j.ManagedTransaction) -> int:
-            if not fresh:
-                tx.run(CLEAR_SOURCES, params, nodes=batch.nodes, source_count=batch.source_count).consume()
-            found = tx.run(CREATE_EDGES, params, **batch._asdict()).single()
+            if not self._fresh:
+                tx.run(CLEAR_SOURCES, self._params, nodes=batch.nodes, source_count=batch.source_count).consume()
+            found = tx.run(CREATE_EDGES, self._params, **batch._asdict()).single()
             if found is None:  # raising rolls the transaction back, the delete included
-                raise _superseded(info)
+                raise _superseded(self._info)
             return found["edges"]
 
-        written = store.transaction(work, write=True)
+        written = self._store.transaction(work, write=True)
         if written != len(batch.weights):
             raise errors.Conflict(
-                f"graph {info.id}: wrote {written} of {len(batch.weights)} edges; an instruction vanished"
+                f"graph {self._info.id}: wrote {written} of {len(batch.weights)} edges; an instruction vanished"
             )
         return written
 
-    # Batches touch disjoint sources, so they commit in any order; a failed one cancels the rest.
-    edges, beat = 0, time.monotonic()
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="gradwalk-edges") as pool:
-        pending = [pool.submit(write, batch) for batch in _edge_batches(row_ids, start, ids, weights)]
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         try:
-            for future in pending:
-                edges += future.result()
-                if time.monotonic() - beat > HEARTBEAT_S:
-                    store.write(HEARTBEAT, params)
-                    beat = time.monotonic()
-        except BaseException:
-            for future in pending:
+            while self._pending and kind is None:
+                self._collect()
+        finally:
+            for future in self._pending:
                 future.cancel()
-            raise
-    return edges
+            self._pool.shutdown(wait=True)
+
+
+def write_edges(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], start: int, ids: np.ndarray,
+                weights: np.ndarray, *, fresh: bool = False, concurrency: int = CONCURRENT_WRITES) -> int:
+    """Replace the out-edges of rows ``start:start+len(ids)`` with graph.knn's (ids, weights) rows
+    (-1 = none); returns the edges written. See :class:`EdgeWriter`, which this runs once."""
+    with EdgeWriter(store, info, fresh=fresh, concurrency=concurrency) as writer:
+        writer.write(row_ids, start, ids, weights)
+    return writer.edges
 
 
 def write_block(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], features: torch.Tensor,
@@ -497,14 +531,13 @@ def write_block(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], feat
             f"graph {info.id} has {info.nodes} rows; got {len(row_ids)} ids and {features.shape[0]} rows"
         )
     start, stop = info.block(index)
-    fresh = claim_block(store, info, index)
-    edges = 0
-    # A block is computed in pieces that fit the device's scratch memory (graph.knn's budget).
-    for lo, hi in block_ranges(stop - start, default_block_rows(info.nodes, device)):
-        ids, weights = knn_block(features, start + lo, start + hi, info.k, info.tau, device)
-        edges += write_edges(store, info, row_ids, start + lo, ids, weights, fresh=fresh)
-    finish_block(store, info, index, edges)
-    return edges
+    # A block is computed in pieces that fit the device's scratch memory (graph.knn's budget); a
+    # piece is computed while the one before is being written.
+    with EdgeWriter(store, info, fresh=claim_block(store, info, index)) as writer:
+        for lo, hi in block_ranges(stop - start, default_block_rows(info.nodes, device)):
+            writer.write(row_ids, start + lo, *knn_block(features, start + lo, start + hi, info.k, info.tau, device))
+    finish_block(store, info, index, writer.edges)
+    return writer.edges
 
 
 def finish_block(store: GraphStore, info: GraphInfo, index: int, edges: int) -> None:

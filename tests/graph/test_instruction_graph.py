@@ -140,6 +140,31 @@ def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
     assert edge_count(store, info.id) == 3000 and duplicates(store, info.id) == 0
 
 
+def test_a_writer_with_many_batches_in_flight_writes_each_edge_once(store, run):
+    info, todo = graphs.start_build(store, run.features, run.id, 10, 0.0, block_rows=ROWS)
+    assert todo == [0] and graphs.claim_block(store, info, 0)
+    pieces = [(lo, *knn_block(run.x, lo, min(lo + 70, ROWS), 10)) for lo in range(0, ROWS, 70)]
+    for fresh in (True, False):  # a first attempt, then a re-run that replaces every edge
+        with graphs.EdgeWriter(store, info, fresh=fresh, concurrency=3, edges_per_write=40) as writer:
+            for lo, ids, weights in pieces:  # 5 pieces of up to 70 rows, 4 rows a batch: 80 batches
+                writer.write(run.ids, lo, ids, weights)
+        assert writer.edges == 3000
+    graphs.finish_block(store, info, 0, writer.edges)
+    assert graphs.finish_build(store, info).edges == 3000
+    assert edge_count(store, info.id) == 3000 and duplicates(store, info.id) == 0
+    assert_edges_equal_brute_force(store, info.id, run, 10, 0.0)
+
+
+def test_a_failed_batch_stops_the_writer(store, run):
+    info, _ = graphs.start_build(store, run.features, run.id, 10, 0.0, block_rows=ROWS)
+    ids, weights = knn_block(run.x, 0, ROWS, 10)
+    graphs.delete_graph(store, info.id)  # the build is gone: every batch is refused
+    with (pytest.raises(errors.Conflict, match="no longer being built"),
+          graphs.EdgeWriter(store, info, concurrency=2, edges_per_write=40) as writer):
+        writer.write(run.ids, 0, ids, weights)
+    assert writer.edges == 0 and edge_count(store, info.id) == 0
+
+
 def test_edges_left_under_a_new_graphs_id_are_replaced_not_duplicated(store, run):
     # A writer that raced a deletion can leave edges behind the deleted graph node.
     gid = graphs.graph_id(run.id, 10, 0.0)
