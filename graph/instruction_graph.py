@@ -14,7 +14,8 @@ writes its edges, :func:`finish_build` records the edge count and marks the grap
 
 Edge writes are idempotent per source node: each write transaction deletes its source nodes'
 out-edges of this graph and creates the new ones, so a re-run block or a resumed build never
-leaves duplicates. A writer keeps a few such transactions in flight (their sources are disjoint). Block state is kept per block on the graph node (``block_edges``: edges
+leaves duplicates. A writer (:class:`EdgeWriter`) keeps a few such transactions in flight; their
+sources are disjoint. Block state is kept per block on the graph node (``block_edges``: edges
 written, -2 once started, -1 never started), so progress counts each block once, and a block's
 first attempt skips the delete: its sources cannot have edges of this graph yet.
 
@@ -511,10 +512,10 @@ class EdgeWriter:
 
 
 def write_edges(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], start: int, ids: np.ndarray,
-                weights: np.ndarray, *, fresh: bool = False, concurrency: int = CONCURRENT_WRITES) -> int:
+                weights: np.ndarray, *, fresh: bool = False) -> int:
     """Replace the out-edges of rows ``start:start+len(ids)`` with graph.knn's (ids, weights) rows
     (-1 = none); returns the edges written. See :class:`EdgeWriter`, which this runs once."""
-    with EdgeWriter(store, info, fresh=fresh, concurrency=concurrency) as writer:
+    with EdgeWriter(store, info, fresh=fresh) as writer:
         writer.write(row_ids, start, ids, weights)
     return writer.edges
 
