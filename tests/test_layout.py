@@ -3,6 +3,7 @@ the CLI helps, docker-compose.yml agrees with the settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -33,6 +34,34 @@ def test_rooms_import_as_gradwalk_subpackages():
     for cwd in (ROOT, Path("/")):
         out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
         assert out.stdout.strip() == "ok", out.stderr
+
+
+_IMPORTABLE = """
+import importlib, json
+found = {}
+for name in ("gradwalk.platform", "gradwalk.workers", "gradwalk.graph", "gradwalk.migrations",
+             "gradwalk.gradwalk", "gradwalk.tests", "gradwalk.benchmarks", "gradwalk.services"):
+    try:
+        found[name] = list(importlib.import_module(name).__path__)
+    except ModuleNotFoundError:
+        pass
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize(("cwd", "flags"), [(ROOT, []), (Path("/"), []), (ROOT, ["-S"])],
+                         ids=["installed-from-root", "installed-from-elsewhere", "bare-checkout"])
+def test_exactly_the_rooms_map_into_the_package(cwd, flags):
+    """Only the rooms resolve under ``gradwalk``, each to its own folder: no second copy of the
+    package (``gradwalk.gradwalk``) with error classes that are not the real ones. ``-S`` skips
+    the install's finder, so the bare checkout's own one is what maps the rooms."""
+    import tomllib
+
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    out = subprocess.run([sys.executable, *flags, "-c", _IMPORTABLE], cwd=cwd, capture_output=True, text=True,
+                         check=True)
+    rooms = {name: [str(ROOT / folder)] for name, folder in folders.items() if name != "gradwalk"}
+    assert json.loads(out.stdout) == rooms
 
 
 def test_every_code_folder_is_a_packaged_subpackage():
