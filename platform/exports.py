@@ -8,15 +8,14 @@ only by :func:`write_hf`, keeping the client light.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gradwalk import errors
+from gradwalk.atomic import atomic_writer
 
 HF_CHUNK_ROWS = 10_000
 FORMATS = ("jsonl", "hf", "llamafactory")
@@ -44,25 +43,10 @@ def jsonl_lines(rows: Iterable[Row]) -> Iterator[str]:
         yield json.dumps(training_record(row), ensure_ascii=False) + "\n"
 
 
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[IO[str]]:
-    """A text file written beside ``path`` and moved over it only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_jsonl(rows: Iterable[Row], path: str | os.PathLike[str]) -> int:
     """One ``{"messages": [...]}`` line per row; returns the number of rows written."""
     count = 0
-    with _replacing(Path(path)) as fh:
+    with atomic_writer(path) as fh:
         for line in jsonl_lines(rows):
             fh.write(line)
             count += 1
@@ -131,14 +115,14 @@ def write_llamafactory(rows: Iterable[Row], folder: str | os.PathLike[str], name
             raise errors.InvalidInput(f"{info_file}: cannot read it as JSON ({e}); fix or remove it") from e
         if not isinstance(info, dict):
             raise errors.InvalidInput(f"{info_file}: must hold a JSON object of dataset entries")
-    with _replacing(data_file) as fh:
+    with atomic_writer(data_file) as fh:
         fh.write("[")
         for i, row in enumerate(rows):
             fh.write(",\n" if i else "\n")
             fh.write(json.dumps(training_record(row), ensure_ascii=False))
         fh.write("\n]\n")
     info[name] = llamafactory_entry(data_file.name)
-    with _replacing(info_file) as fh:
+    with atomic_writer(info_file) as fh:
         json.dump(info, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
     return data_file

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gradwalk import errors
+from gradwalk.atomic import atomic_writer, write_text
 
 
 @dataclass(frozen=True)
@@ -42,20 +41,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeatureStore:
@@ -80,10 +65,11 @@ class FeatureStore:
         if x.ndim != 2 or x.shape[0] != len(row_ids):
             raise errors.InvalidInput(f"shard {shard} of {run}/{part}: {len(row_ids)} ids for an array of shape {x.shape}")
         array_path, manifest_path = self._paths(run, part, shard)
-        _atomic_write(array_path, lambda f: np.save(f, x, allow_pickle=False))
+        with atomic_writer(array_path, binary=True) as f:
+            np.save(f, x, allow_pickle=False)
         manifest = ShardManifest(run, part, shard, x.shape[0], x.shape[1], _sha256(array_path), list(row_ids),
                                  list(skipped or []))
-        _atomic_write(manifest_path, lambda f: f.write(json.dumps(asdict(manifest)).encode()))
+        write_text(manifest_path, json.dumps(asdict(manifest)))
         return manifest
 
     def manifest(self, run: str, part: str, shard: int) -> ShardManifest | None:

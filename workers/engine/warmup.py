@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gradwalk.atomic import write_text
 from gradwalk.errors import InvalidInput, NotFound
 from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.adam import BETA1, BETA2, EPS
@@ -161,6 +161,4 @@ def _save_checkpoint(folder: Path, model, optimizer, named, epoch: int, lr: floa
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    part = path.with_suffix(".part")
-    part.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(part, path)
+    write_text(path, json.dumps(payload, indent=2) + "\n")
