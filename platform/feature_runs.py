@@ -44,13 +44,28 @@ CREATE (fr)-[:FOR_TARGET]->(t)
 
 _GET = """
 MATCH (fr:FeatureRun {id: $id})
-RETURN fr {.*, created_at: toString(fr.created_at), finished_at: toString(fr.finished_at)} AS run
+OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress)
+WITH fr, coalesce(sum(s.rows), 0) AS in_flight
+RETURN fr {.*, created_at: toString(fr.created_at), finished_at: toString(fr.finished_at),
+           rows_in_flight: in_flight} AS run
+"""
+
+# Rows a running shard has done so far: one small node per shard, removed when the shard is counted.
+_SHARD_PROGRESS = """
+MATCH (fr:FeatureRun {id: $id})
+SET fr._lock = true REMOVE fr._lock
+WITH fr WHERE NOT $key IN fr.done_shards
+MERGE (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress {key: $key})
+SET s.rows = $rows
 """
 
 _SHARD_DONE = """
 MATCH (fr:FeatureRun {id: $id})
 SET fr._lock = true REMOVE fr._lock
-WITH fr WHERE NOT $key IN fr.done_shards
+WITH fr
+OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress {key: $key})
+DETACH DELETE s
+WITH DISTINCT fr WHERE NOT $key IN fr.done_shards
 SET fr.done_shards = fr.done_shards + $key, fr.rows_done = fr.rows_done + $rows
 """
 
@@ -105,6 +120,11 @@ def mark(store: GraphStore, run_id: str, status: str, **extra: Any) -> None:
                 "FOREACH (_ IN CASE WHEN $status IN ['complete', 'failed'] THEN [1] ELSE [] END | "
                 "SET fr.finished_at = datetime())",
                 {"id": run_id, "status": status, "extra": encoded})
+
+
+def shard_progress(store: GraphStore, run_id: str, key: str, rows: int) -> None:
+    """Record how many rows a running shard has done, so progress moves within a shard."""
+    store.write(_SHARD_PROGRESS, {"id": run_id, "key": key, "rows": rows})
 
 
 def shard_done(store: GraphStore, run_id: str, key: str, rows: int) -> None:
@@ -171,5 +191,6 @@ def show_progress(update: Any) -> Any:
         if run["status"] == "warming up" and run.get("warmup_steps_total"):
             update(run.get("warmup_steps_done", 0), run["warmup_steps_total"], "warm-up")
         elif run.get("rows_total"):
-            update(run.get("rows_done", 0), run["rows_total"], "features")
+            done = run.get("rows_done", 0) + run.get("rows_in_flight", 0)
+            update(min(done, run["rows_total"]), run["rows_total"], "features")
     return show

@@ -259,11 +259,11 @@ def pool_records(size: int, seed: int = 0, cache_dir: Path | None = None, *, exc
     for records in families.values():
         order = list(records)
         rng.shuffle(order)
-        queues.append(iter(order))
+        queues.append(_fitting(order, max_tokens, max_answer_tokens))
     rng.shuffle(queues)
+    tasks = _round_robin(queues)
     chats = list(chat_conversations(cache_dir)) if chat_share > 0 else []
     rng.shuffle(chats)
-    tasks = _fitting(_round_robin(queues), max_tokens, max_answer_tokens)
     chat = _fitting(({"messages": m, "source": f"{SHAREGPT}/{CHAT}"} for m in chats), max_tokens,
                     max_answer_tokens)
 

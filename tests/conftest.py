@@ -46,6 +46,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_STATE_DIR, ignore_errors=True)
 
 
+# Fixtures that start real services: the session's (``services``, and with it every fixture built
+# on it: ``store``, ``api_url``, ...), the fault tests' private stack, test_services.py's private pair.
+SERVICE_FIXTURES = frozenset({"services", "stack", "private"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``services`` every test whose fixtures, direct or not, start services, so that
+    ``pytest -m "not services"`` runs the fast part without anyone marking tests by hand."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture(scope="session")
 def settings():
     from gradwalk.settings import get_settings
@@ -76,3 +90,15 @@ def store(services, settings):
 def prefix() -> str:
     """A unique name prefix, so tests sharing the session's database never collide."""
     return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture(scope="session")
+def shipped() -> dict[str, list[dict]]:
+    """The data fixture in tests/fixtures (scripts/make_test_fixture.py): ``pool`` (440 records,
+    tasks and chat) and ``gsm8k`` (60 problems), so no test downloads a data set for its rows."""
+    import gzip
+    import json
+
+    folder = Path(__file__).parent / "fixtures"
+    return {name: [json.loads(line) for line in gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8")]
+            for name in ("pool", "gsm8k")}

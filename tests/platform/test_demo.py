@@ -1,5 +1,5 @@
 """The main job (README's first command) end to end on a tiny plan: the same code path as
-`gradwalk demo`, with the session's real services, model, data and workers."""
+`gradwalk demo`, with the session's real services, model and workers, on the shipped fixture's rows."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 
 from gradwalk.graph.common import target_size
 from gradwalk.platform import datasets
-from gradwalk.platform.demo import QUICK, run_demo
+from gradwalk.platform.demo import DEFAULT, DemoData, run_demo
 
-# QUICK's shape, shrunk to fit the test budget of two CPU cores.
+# The default plan's shape, shrunk to fit the test budget of two CPU cores.
 TINY = dataclasses.replace(
-    QUICK, pool_size=40, val_size=4, test_size=4, max_tokens=100, k=8, ratio=0.25,
+    DEFAULT, pool_size=40, val_size=4, test_size=4, k=8, ratio=0.25,
     engine={"lora_r": 4, "lora_alpha": 16, "max_length": 160, "batch_size": 8, "proj_dim": 128},
     warmup={"fraction": 0.2, "epochs": 2, "examples_per_step": 4},
     pool="demo-test-pool", target="demo-test-gsm8k", dataset="demo-test-gsm8k-25pct",
@@ -22,9 +22,16 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
-def demo_run(services, settings):
+def tiny_data(shipped) -> DemoData:
+    gsm8k = shipped["gsm8k"]
+    return DemoData(shipped["pool"][:TINY.pool_size], gsm8k[:TINY.val_size],
+                    gsm8k[TINY.val_size:TINY.val_size + TINY.test_size])
+
+
+@pytest.fixture(scope="module")
+def demo_run(services, settings, shipped):
     lines: list[str] = []
-    return run_demo(settings, TINY, echo=lines.append), lines
+    return run_demo(settings, TINY, data=tiny_data(shipped), echo=lines.append), lines
 
 
 def test_every_stage_runs_and_publishes_a_version(demo_run, store):
@@ -41,12 +48,18 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store):
     assert version["lineage"]["method"] == "g2is" and version["lineage"]["graph"] == result["graph"]
     assert result["edges"] > 0
     assert any(line.startswith("next steps") for line in lines)
+    # The first selected rows are shown with their component and step, as the version holds them.
+    assert [(r["rank"], r["component"], r["step"]) for r in result["sample"]] == [
+        (r["rank"], r["component"], r["step"]) for r in rows[:len(result["sample"])]]
+    assert len(result["sample"]) == min(5, len(rows))
+    shown = [line for line in lines if line.startswith("  #")]
+    assert len(shown) == len(result["sample"]) and shown[0].startswith("  #0 c")
 
 
-def test_names_carry_a_digest_of_the_data_and_a_rerun_reuses_the_work(demo_run, settings):
+def test_names_carry_a_digest_of_the_data_and_a_rerun_reuses_the_work(demo_run, settings, shipped):
     result, _ = demo_run
     pool = result["plan"]["pool"]
     assert pool.startswith(f"{TINY.pool}-") and len(pool) == len(TINY.pool) + 9
-    again = run_demo(settings, TINY, echo=lambda _: None)
+    again = run_demo(settings, TINY, data=tiny_data(shipped), echo=lambda _: None)
     assert again["plan"]["pool"] == pool and again["feature_run"] == result["feature_run"]
     assert again["graph"] == result["graph"] and again["version"] == result["version"] + 1

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph import instruction_graph
+from gradwalk.graph import graph_build, graph_export, graph_records
 from gradwalk.graph.selection import core_components, embedding_scores, gradient_walk, top_fraction
 from gradwalk.platform import datasets, feature_runs, jobs, pools, sources
 from gradwalk.workers.artifacts import FeatureStore
@@ -44,21 +44,19 @@ class Embedded:
 
 
 @pytest.fixture(scope="module")
-def embedded(store, settings, tmp_path_factory) -> Embedded:
+def embedded(store, settings, shipped, tmp_path_factory) -> Embedded:
     tag = uuid.uuid4().hex[:8]
     pool, target = f"emb-pool-{tag}", f"emb-gsm8k-{tag}"
     folder = tmp_path_factory.mktemp("embedding-run-data")
-    pools.import_pool(store, pool, sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=2, max_tokens=100),
-                                                       folder / "pool.jsonl"))
-    val = sources.target_records("gsm8k", val_size=VAL_ROWS, test_size=0, seed=2).val
-    pools.import_target(store, target, sources.write_jsonl(val, folder / "val.jsonl"))
+    pools.import_pool(store, pool, sources.write_jsonl(shipped["pool"][:POOL_ROWS], folder / "pool.jsonl"))
+    pools.import_target(store, target, sources.write_jsonl(shipped["gsm8k"][:VAL_ROWS], folder / "val.jsonl"))
     done = subprocess.run([str(Path(sys.executable).with_name("gradwalk")), "features", "run", pool, "-t", target,
                            "--kind", "embedding", "--json"], check=False, capture_output=True, text=True,
                           timeout=500)
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     features = FeatureStore(settings.artifacts)
-    graph = instruction_graph.build_graph(store, features, run["id"], k=K, device="cpu")
+    graph = graph_build.build_graph(store, features, run["id"], k=K, device="cpu")
     ids, train = features.load(run["id"], "train")
     return Embedded(run, pool, target, graph.id, ids, train, features.load(run["id"], f"val-{target}")[1])
 
@@ -88,9 +86,9 @@ def test_the_run_records_its_kind_and_encoder_and_every_row_once(embedded, store
 
 
 def test_the_graph_builds_on_the_embedding_run(embedded, store):
-    info = instruction_graph.get_graph(store, embedded.graph)
+    info = graph_records.get_graph(store, embedded.graph)
     assert (info.feature_run, info.status, info.nodes, info.k) == (embedded.run["id"], "ready", POOL_ROWS, K)
-    table = instruction_graph.neighbor_table(store, embedded.graph, embedded.ids)
+    table = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
     cosines = embedded.train @ embedded.train.T
     np.fill_diagonal(cosines, -np.inf)
     best = np.sort(cosines, axis=1)[:, ::-1][:, :K]
@@ -123,7 +121,7 @@ def test_the_no_gradient_ablation_walks_the_embedding_graph(embedded, store):
     assert (job["feature_run"], job["graph"]) == (embedded.run["id"], embedded.graph)
 
     components, weights = core_components(embedded.val, 0.5)
-    neighbors = instruction_graph.neighbor_table(store, embedded.graph, embedded.ids)
+    neighbors = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
     expected = gradient_walk(embedded.train, components, weights, neighbors, RATIO)
     assert len(expected) > 0
     assert published_ids(store, job_id) == [embedded.ids[i] for i in expected]

