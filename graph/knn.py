@@ -149,7 +149,7 @@ def knn_block(
 
     Returns ids int32 [stop-start, k] and cosines float32 [stop-start, k], most similar first,
     keeping cos >= tau; missing neighbours are id -1 with weight 0. ``features`` must be finite:
-    callers check that once for all blocks (:func:`knn_graph`, ``instruction_graph.load_features``),
+    callers check that once for all blocks (:func:`knn_graph`, ``graph_build.load_features``),
     since a check here would re-read the whole matrix for every block.
     """
     _check_params(k, tau)

@@ -2,7 +2,7 @@
 
 The modules that create these records own their writes and their shapes: a feature run reads as
 :func:`gradwalk.platform.feature_runs.get` gives it; graphs are listed by
-:mod:`gradwalk.graph.instruction_graph`. The API and the CLI list and show them through here.
+:mod:`gradwalk.graph.graph_records`. The API and the CLI list and show them through here.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from gradwalk import errors
-from gradwalk.graph import instruction_graph
+from gradwalk.graph import graph_records
 from gradwalk.platform import catalog, feature_runs, pools
 from gradwalk.platform.cypher import jsonable
 from gradwalk.platform.routes.deps import SettingsDep, StoreDep
@@ -106,9 +106,9 @@ def get_feature_run(run_id: str, store: StoreDep) -> dict:
 
 @router.get("/graphs", response_model=list[RecordPublic], tags=["graphs"])
 def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[dict]:
-    return [info.to_dict() for info in instruction_graph.list_graphs(store, feature_run)]
+    return [info.to_dict() for info in graph_records.list_graphs(store, feature_run)]
 
 
 @router.get("/graphs/{graph_id}", response_model=RecordPublic, tags=["graphs"])
 def get_graph(graph_id: str, store: StoreDep) -> dict:
-    return instruction_graph.get_graph(store, graph_id).to_dict()
+    return graph_records.get_graph(store, graph_id).to_dict()

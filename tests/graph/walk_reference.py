@@ -1,6 +1,6 @@
 """DESIGN §4.4 transcribed line by line, one candidate at a time, with no state carried between checks.
 
-It is the oracle the tests hold ``gradient_walk`` to, and the baseline ``benchmarks/select.py``
+It is the oracle the tests hold ``gradient_walk`` to, and the baseline ``benchmarks/walk.py``
 times it against, so "identical output" in the benchmark means identical to what the tests trust.
 It lives with the tests, not in the package: nothing in production should call it. X·K_i and the
 constraints are computed in float64, as in the walk, so the two agree on borderline cases.

@@ -251,7 +251,7 @@ class Walkable:
 @pytest.fixture(scope="package")
 def walkable(stack) -> Walkable:
     """A run of 2,000 rows with a ready graph, shared by the tests that walk it."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph import graph_build as graphs
     from gradwalk.workers.artifacts import FeatureStore
 
     run = _crafter(stack, f"w{uuid.uuid4().hex[:8]}-")(2000)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gradwalk.graph import instruction_graph as graphs
+from gradwalk.graph import graph_records as graphs
 from gradwalk.platform import datasets, jobs
 
 from .conftest import wait_for

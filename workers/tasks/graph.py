@@ -3,7 +3,7 @@
 ``gradwalk.graph.build`` creates (or resumes) the graph node and fans the missing blocks out as a
 chord of ``gradwalk.graph.block`` tasks, any number of gpu workers taking them; the chord's body
 ``gradwalk.graph.finish`` marks the graph ready. Progress (blocks written) lives on the graph node,
-so any process can watch it. The task bodies only call :mod:`gradwalk.graph.instruction_graph`,
+so any process can watch it. The task bodies only call :mod:`gradwalk.graph.graph_build`,
 the same functions an in-process build runs.
 """
 
@@ -21,7 +21,7 @@ from celery.signals import task_failure
 from kombu.exceptions import OperationalError
 
 from gradwalk import errors
-from gradwalk.graph import instruction_graph as graphs
+from gradwalk.graph import graph_build, graph_records
 from gradwalk.graph.store import GraphStore
 from gradwalk.workers.app import app, result_within
 from gradwalk.workers.context import feature_store, graph_store
@@ -35,16 +35,16 @@ if TYPE_CHECKING:
 @functools.lru_cache(maxsize=1)
 def _features(run_id: str, device: str) -> tuple[list[str], torch.Tensor]:
     """The run's rows, loaded and checksummed once per worker process for all its blocks."""
-    return graphs.load_features(feature_store(), run_id, device)
+    return graph_build.load_features(feature_store(), run_id, device)
 
 
 @app.task(name="gradwalk.graph.build")
-def build(run_id: str, k: int = graphs.DEFAULT_K, tau: float = graphs.DEFAULT_TAU, block_rows: int | None = None,
+def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.DEFAULT_TAU, block_rows: int | None = None,
           rebuild: bool = False) -> dict[str, Any]:
-    info, todo = graphs.start_build(graph_store(), feature_store(), run_id, k, tau, block_rows=block_rows,
+    info, todo = graph_build.start_build(graph_store(), feature_store(), run_id, k, tau, block_rows=block_rows,
                                     rebuild=rebuild)
     reply = {"graph": info.id, "status": info.status, "blocks": info.blocks, "dispatched": len(todo)}
-    if info.status == graphs.READY:
+    if info.status == graph_records.READY:
         return reply
     body = finish.si(graph_id=info.id, build_id=info.build_id)
     blocks = [block.si(graph_id=info.id, index=index, build_id=info.build_id) for index in todo]
@@ -52,13 +52,13 @@ def build(run_id: str, k: int = graphs.DEFAULT_K, tau: float = graphs.DEFAULT_TA
     return {**reply, "build_id": info.build_id, "finish_task": result.id}
 
 
-def _current(graph_id: str, build_id: str) -> graphs.GraphInfo | None:
+def _current(graph_id: str, build_id: str) -> graph_records.GraphInfo | None:
     """The graph if this build may still write it; None when it was deleted, finished or taken over."""
     try:
-        info = graphs.get_graph(graph_store(), graph_id)
+        info = graph_records.get_graph(graph_store(), graph_id)
     except errors.NotFound:
         return None
-    return info if info.status == graphs.BUILDING and info.build_id == build_id else None
+    return info if info.status == graph_records.BUILDING and info.build_id == build_id else None
 
 
 # Neo4j unreachable for longer than the driver's own retries (a restart, a failover): a block or
@@ -89,7 +89,7 @@ def _block(graph_id: str, index: int, build_id: str) -> dict[str, Any]:
         return {"graph": graph_id, "block": index, "skipped": "build superseded"}
     device = resolve_device()
     row_ids, features = _features(info.feature_run, device)
-    edges = graphs.write_block(graph_store(), info, row_ids, features, index, device=device)
+    edges = graph_build.write_block(graph_store(), info, row_ids, features, index, device=device)
     return {"graph": graph_id, "block": index, "edges": edges}
 
 
@@ -105,7 +105,7 @@ def _finish(graph_id: str, build_id: str) -> dict[str, Any]:
     info = _current(graph_id, build_id)
     if info is None:
         return {"graph": graph_id, "skipped": "build superseded"}
-    return graphs.finish_build(graph_store(), info).to_dict()
+    return graph_build.finish_build(graph_store(), info).to_dict()
 
 
 @task_failure.connect
@@ -114,10 +114,10 @@ def _record_failure(sender: Any = None, kwargs: Any = None, exception: BaseExcep
     if getattr(sender, "name", None) in (block.name, finish.name) and kwargs:
         info = _current(kwargs["graph_id"], kwargs["build_id"])
         if info is not None:
-            graphs.fail_build(graph_store(), info, f"{sender.name} failed: {type(exception).__name__}: {exception}")
+            graph_build.fail_build(graph_store(), info, f"{sender.name} failed: {type(exception).__name__}: {exception}")
 
 
-def submit_build(run_id: str, k: int = graphs.DEFAULT_K, tau: float = graphs.DEFAULT_TAU, *,
+def submit_build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.DEFAULT_TAU, *,
                  block_rows: int | None = None, rebuild: bool = False, timeout_s: float = 300.0) -> dict[str, Any]:
     """Queue a build and return the orchestrator's reply (graph id, blocks, the finisher's task id)."""
     try:
@@ -131,17 +131,17 @@ def submit_build(run_id: str, k: int = graphs.DEFAULT_K, tau: float = graphs.DEF
 
 
 def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[int, int], None] | None = None,
-               poll_s: float = 0.5) -> graphs.GraphInfo:
+               poll_s: float = 0.5) -> graph_records.GraphInfo:
     """Wait until a submitted build is ready, telling ``progress(done, total)`` in blocks."""
     graph = reply["graph"]
     finisher = AsyncResult(reply["finish_task"], app=app) if reply.get("finish_task") else None
     while True:
-        info = graphs.get_graph(store, graph)
+        info = graph_records.get_graph(store, graph)
         if progress is not None:
             progress(info.blocks_done, info.blocks)
-        if info.status == graphs.READY:
+        if info.status == graph_records.READY:
             return info
-        if info.status != graphs.BUILDING:
+        if info.status != graph_records.BUILDING:
             raise errors.Conflict(f"building graph {graph} stopped: it is {info.status}" +
                                   (f" ({info.error})" if info.error else ""))
         if finisher is not None and finisher.failed():

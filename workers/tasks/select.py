@@ -43,7 +43,7 @@ def _inputs(job: dict[str, Any], stack: contextlib.ExitStack) -> tuple[list[str]
     subtasks = [t for t, part in zip(job["targets"], val_parts, strict=True) for _ in range(part.shape[0])]
     neighbors = None
     if "neighbors" in method.needs:
-        from gradwalk.graph.instruction_graph import open_neighbors
+        from gradwalk.graph.neighbors import open_neighbors
 
         neighbors = stack.enter_context(open_neighbors(graph_store(), job["graph"], ids))
     train_input, val_input = FEATURE_INPUTS[method.feature_kind]

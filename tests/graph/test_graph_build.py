@@ -1,0 +1,176 @@
+"""Building and deleting instruction graphs in the session's real Neo4j: in-process, on the Celery
+worker and by the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradwalk import errors
+from gradwalk.graph import edge_writer, graph_build, graph_records
+from gradwalk.graph.knn import knn_block
+
+
+def test_edges_equal_brute_force_and_two_graphs_coexist_until_one_is_deleted(store, run):
+    first = graph_build.build_graph(store, run.features, run.id, 10, 0.0, block_rows=64, device="cpu")
+    second = graph_build.build_graph(store, run.features, run.id, 7, 0.55, block_rows=64, device="cpu")
+
+    for info, k, tau in ((first, 10, 0.0), (second, 7, 0.55)):
+        expected = sum(len(edges) for edges in run.brute_force(k, tau))
+        assert info.id == graph_records.graph_id(run.id, k, tau) == f"{run.id}:k{k}:tau{tau!r}"
+        assert (info.status, info.nodes, info.edges, info.blocks, info.blocks_done) == ("ready", run.rows, expected, 5, 5)
+        assert info.build_s is not None and info.built_at is not None
+        assert run.edge_count(info.id) == expected
+        run.assert_edges_equal_brute_force(info.id, k, tau)
+    assert second.edges < 7 * run.rows  # the threshold dropped some
+    assert store.read("MATCH (:InstructionGraph {id: $g})-[:BUILT_FROM]->(r:FeatureRun) RETURN r.id AS run",
+                      {"g": first.id}) == [{"run": run.id}]
+    assert {g.id for g in graph_records.list_graphs(store, run.id)} == {first.id, second.id}
+
+    assert graph_build.delete_graph(store, first.id, batch=700) == 3000
+    assert run.edge_count(first.id) == 0
+    with pytest.raises(errors.NotFound):
+        graph_records.get_graph(store, first.id)
+    with pytest.raises(errors.NotFound):
+        graph_build.delete_graph(store, first.id)
+    assert graph_build.delete_graph(store, first.id, missing_ok=True) == 0
+    assert [g.id for g in graph_records.list_graphs(store, run.id)] == [second.id]
+    assert run.edge_count(second.id) == second.edges
+    run.assert_edges_equal_brute_force(second.id, 7, 0.55)
+
+
+def test_rerun_block_resume_and_rebuild_leave_no_duplicates(store, run):
+    first, todo = graph_build.start_build(store, run.features, run.id, 10, 0.0, block_rows=64)
+    assert todo == [0, 1, 2, 3, 4]
+    row_ids, x = graph_build.load_features(run.features, run.id, "cpu")
+    for index in (0, 1, 1, 0):  # blocks written twice, as a retried task would
+        assert graph_build.write_block(store, first, row_ids, x, index, device="cpu") == 640
+    with pytest.raises(errors.Conflict, match="being built by another build"):
+        graph_build.start_build(store, run.features, run.id, 10, 0.0)
+    graph_build.fail_build(store, first, "worker lost")  # then the build dies
+    assert graph_records.get_graph(store, first.id).status == "failed"
+
+    resumed = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert (resumed.status, resumed.edges, resumed.block_rows, resumed.blocks_done) == ("ready", 3000, 64, 5)
+    assert run.edge_count(first.id) == 3000 and run.duplicates(first.id) == 0
+    run.assert_edges_equal_brute_force(first.id, 10, 0.0)
+
+    again = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert again == resumed  # a ready graph is kept as it is
+    with pytest.raises(errors.Conflict, match="no longer being built"):  # a late task of the dead build
+        graph_build.write_block(store, first, row_ids, x, 2, device="cpu")
+
+    rebuilt = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu", rebuild=True)
+    assert rebuilt.edges == 3000 and rebuilt.blocks == 1 and rebuilt.built_at != resumed.built_at
+    assert run.edge_count(first.id) == 3000 and run.duplicates(first.id) == 0
+
+
+def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
+    info, _ = graph_build.start_build(store, run.features, run.id, 10, 0.0, block_rows=100)
+    assert graph_build.claim_block(store, info, 0) is True  # never started: its sources have no edges
+    assert graph_build.claim_block(store, info, 0) is False  # started before: it may have some
+    ids, weights = knn_block(run.x, 0, 50, 10)
+    edge_writer.write_edges(store, info, run.ids, 0, ids, weights, fresh=True)  # then the attempt dies halfway
+    graph_build.fail_build(store, info, "worker lost")
+
+    resumed = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert (resumed.status, resumed.edges) == ("ready", 3000)
+    assert run.edge_count(info.id) == 3000 and run.duplicates(info.id) == 0
+
+
+def test_edges_left_under_a_new_graphs_id_are_replaced_not_duplicated(store, run):
+    # A writer that raced a deletion can leave edges behind the deleted graph node.
+    gid = graph_records.graph_id(run.id, 10, 0.0)
+    store.write("MATCH (a:Instruction {id: $a}), (b:Instruction {id: $b}) "
+                "CREATE (a)-[:SIMILAR {graph: $g, w: 1.0}]->(b), (a)-[:SIMILAR {graph: $g, w: 1.0}]->(b)",
+                {"a": run.ids[0], "b": run.ids[1], "g": gid})
+
+    info = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert info.edges == run.edge_count(gid) == 3000 and run.duplicates(gid) == 0
+    run.assert_edges_equal_brute_force(gid, 10, 0.0)
+
+
+def test_a_silent_build_is_taken_over_and_its_late_writes_are_refused(store, run):
+    silent, _ = graph_build.start_build(store, run.features, run.id, 5, 0.0, block_rows=100)
+    row_ids, x = graph_build.load_features(run.features, run.id, "cpu")
+    graph_build.write_block(store, silent, row_ids, x, 0, device="cpu")
+
+    taken, todo = graph_build.start_build(store, run.features, run.id, 5, 0.0, stale_after_s=0)
+    assert taken.build_id != silent.build_id and todo == [1, 2]
+    with pytest.raises(errors.Conflict, match="no longer being built"):
+        graph_build.write_block(store, silent, row_ids, x, 1, device="cpu")
+    for index in todo:
+        graph_build.write_block(store, taken, row_ids, x, index, device="cpu")
+    assert graph_build.finish_build(store, taken).edges == 1500
+    graph_build.fail_build(store, silent, "late failure of the old build")
+    assert graph_records.get_graph(store, taken.id).status == "ready"
+    assert run.edge_count(taken.id) == 1500 and run.duplicates(taken.id) == 0
+
+
+def test_a_graph_a_selection_job_used_keeps_its_record(store, run, prefix):
+    info = graph_build.build_graph(store, run.features, run.id, 3, 0.0, device="cpu")
+    store.write("MATCH (g:InstructionGraph {id: $g}) CREATE (:SelectionJob {id: $job})-[:USED]->(g)",
+                {"g": info.id, "job": f"{prefix}job"})
+    assert graph_build.delete_graph(store, info.id) == 900
+    assert graph_records.get_graph(store, info.id).status == "deleted" and run.edge_count(info.id) == 0
+    rebuilt = graph_build.build_graph(store, run.features, run.id, 3, 0.0, device="cpu")
+    assert (rebuilt.status, rebuilt.edges) == ("ready", 900)
+
+
+def test_bad_requests_are_refused_before_anything_is_written(store, run, prefix):
+    with pytest.raises(errors.NotFound, match=r"feature run .*no-such-run does not exist"):
+        graph_build.build_graph(store, run.features, f"{prefix}no-such-run", 5, 0.0)
+    with pytest.raises(errors.InvalidInput, match="k must be"):
+        graph_build.build_graph(store, run.features, run.id, 0, 0.0)
+    with pytest.raises(errors.InvalidInput, match="tau must be"):
+        graph_build.build_graph(store, run.features, run.id, 5, 1.5)
+    store.write("MATCH (r:FeatureRun {id: $id}) SET r.status = 'running'", {"id": run.id})
+    with pytest.raises(errors.Conflict, match="not 'complete'"):
+        graph_build.build_graph(store, run.features, run.id, 5, 0.0)
+    store.write("MATCH (r:FeatureRun {id: $id}) SET r.status = 'complete'", {"id": run.id})
+    store.write("MATCH (n:Instruction {id: $id}) DELETE n", {"id": run.ids[123]})
+    with pytest.raises(errors.InvalidInput, match=run.ids[123]):
+        graph_build.build_graph(store, run.features, run.id, 5, 0.0)
+    assert graph_records.list_graphs(store, run.id) == []
+
+
+def test_celery_build_runs_the_blocks_on_the_worker(store, run):
+    from gradwalk.workers.tasks.graph import block, submit_build, wait_build
+
+    seen: list[tuple[int, int]] = []
+    reply = submit_build(run.id, 10, 0.0, block_rows=100)
+    assert (reply["blocks"], reply["dispatched"]) == (3, 3)
+    info = wait_build(store, reply, progress=lambda done, total: seen.append((done, total)), poll_s=0.2)
+    assert (info.status, info.edges, info.blocks_done) == ("ready", 3000, 3)
+    assert seen[-1] == (3, 3)
+    run.assert_edges_equal_brute_force(info.id, 10, 0.0)
+
+    assert submit_build(run.id, 10, 0.0)["dispatched"] == 0  # ready: nothing to do
+    late = block.apply_async(kwargs={"graph_id": info.id, "index": 0, "build_id": reply["build_id"]})
+    assert late.get(timeout=60)["skipped"] == "build superseded"  # a late duplicate of a finished build
+    assert run.edge_count(info.id) == 3000 and run.duplicates(info.id) == 0
+
+
+def test_cli_builds_on_the_workers_then_prints_stats_and_exports(store, run, tmp_path):
+    import networkx as nx
+    from typer.testing import CliRunner
+
+    from gradwalk.platform.cli import app
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, ["graph", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    built = json.loads(cli("build", "--features", run.id, "--k", "4", "--tau", "0.1", "--json"))
+    assert (built["status"], built["nodes"]) == ("ready", run.rows)
+    stats = json.loads(cli("stats", built["id"], "--json"))
+    assert stats["edges"] == built["edges"] == run.edge_count(built["id"])
+    assert stats["out_degree"]["max"] == 4
+    cli("export", built["id"], str(tmp_path / "graph.graphml"))
+    exported = nx.read_graphml(tmp_path / "graph.graphml")
+    assert (exported.number_of_nodes(), exported.number_of_edges()) == (run.rows, built["edges"])
+    assert built["id"] in cli("list", "--features", run.id)
+    assert "deleted" in cli("delete", built["id"])
+    assert graph_records.list_graphs(store, run.id) == []
