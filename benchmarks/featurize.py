@@ -19,22 +19,16 @@ its cost per example and how far it moves the cosines between all pairs of them.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and its select.py would shadow the stdlib's.
-_HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
-    sys.path.pop(0)
-
 import argparse
 import functools
 import gzip
 import json
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F

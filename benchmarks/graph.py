@@ -6,7 +6,7 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
   dense products of the same shapes alone (X_b·Xᵀ for the same blocks, i.e. one [N,D]×[D,N]
   matmul cut into the rows that fit memory; for N ≤ 20k also one unblocked X·Xᵀ). Large N are
   timed on the first ``--knn-rows`` rows and extrapolated: every block costs the same.
-- ``write``: edges per second through the build's write path (graph.instruction_graph.EdgeWriter)
+- ``write``: edges per second through the build's write path (graph.edge_writer.EdgeWriter)
   into a private Neo4j started for the run (the configured services are never touched), on
   ``--write-edges`` edges after ``--warmup-edges`` untimed ones (a fresh JVM compiles its hot paths
   first): as a block's first attempt writes them (nothing to delete), then again as a re-run block
@@ -23,14 +23,6 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and its select.py would shadow the stdlib's.
-_HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
-    sys.path.pop(0)
-
 import argparse
 import contextlib
 import hashlib
@@ -40,6 +32,7 @@ import secrets
 import socket
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,7 +114,7 @@ def cpu_seconds(pid: int) -> float:
 
 def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool, concurrency: int) -> dict:
     """Wall, Neo4j-CPU and client-CPU rates of one EdgeWriter fed the computed pieces, as write_block feeds it."""
-    from gradwalk.graph.instruction_graph import EdgeWriter
+    from gradwalk.graph.edge_writer import EdgeWriter
 
     server, client, start = cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
     with EdgeWriter(store, info, fresh=fresh, concurrency=concurrency) as writer:
@@ -142,7 +135,7 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     ``concurrency`` write transactions are in flight at a time.
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph import edge_writer, graph_build
     from gradwalk.workers.artifacts import FeatureStore
 
     n = x.shape[0]
@@ -153,23 +146,23 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     nodes_s = time.perf_counter() - start
     run = f"bench-{tag}"
     features = FeatureStore(features_root)
-    features.write_shard(run, graphs.FEATURE_PART, 0, ids, x)
+    features.write_shard(run, graph_build.FEATURE_PART, 0, ids, x)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": x.shape[1], "rows": n})
-    info, _ = graphs.start_build(store, features, run, k, tau)
+    info, _ = graph_build.start_build(store, features, run, k, tau)
 
     device = resolve_device("auto")
     features_on_device = torch.from_numpy(x).to(device)
     warm_rows = min(n - 1, warmup_edges // k)
     timed = block_ranges(min(n - warm_rows, max(1, edges // k)), default_block_rows(n, device))
     for lo, hi in block_ranges(warm_rows, default_block_rows(n, device)):
-        graphs.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device), fresh=True)
+        edge_writer.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device), fresh=True)
     computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, device))
                 for lo, hi in timed]
     first = _timed_writes(store, neo4j_pid, info, ids, computed, True, concurrency)
     again = _timed_writes(store, neo4j_pid, info, ids, computed, False, concurrency)
     start = time.perf_counter()
-    deleted = graphs.delete_graph(store, info.id)
+    deleted = graph_build.delete_graph(store, info.id)
     delete_s = time.perf_counter() - start
     return {"concurrency": concurrency, "nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": first["edges"],
             "write_s": first["s"], "edges_per_s": first["edges_per_s"],
@@ -216,7 +209,7 @@ def main() -> None:
                            torch.device(device), args.repeat)
             writes = {}
             if store is not None:  # one write transaction at a time and the platform's default, in turn
-                from gradwalk.graph.instruction_graph import CONCURRENT_WRITES
+                from gradwalk.graph.edge_writer import CONCURRENT_WRITES
 
                 for attempt in range(args.repeat):
                     for side, concurrency in (("write_one_at_a_time", 1), ("write", CONCURRENT_WRITES)):

@@ -30,15 +30,6 @@ they take about a day (docs/quality.md has the measured rates and the pilot that
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/select.py would shadow the
-# stdlib's `select` (which subprocess, and so torch, imports).
-_HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
-    sys.path.pop(0)
-
 import argparse
 import dataclasses
 import hashlib
@@ -51,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np

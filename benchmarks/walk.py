@@ -8,24 +8,15 @@ tests/graph/walk_reference.py, so "identical" means identical to what the tests 
 
 Then the same neighbour table is stored as an instruction graph (SIMILAR relationships) in a
 private Neo4j started for the run, and the walk is timed again fed by the platform's neighbour
-source (graph.instruction_graph.open_neighbors), as selection jobs run it; it must pick the same
+source (graph.neighbors.open_neighbors), as selection jobs run it; it must pick the same
 rows. ``neo4j_ratio`` is its time over the in-memory walk's.
 
-    python -m benchmarks.select                 # N = 100k, D = 512, k = 64, ratio 5%
-    python -m benchmarks.select --n 20000       # a quick run
-    python -m benchmarks.select --no-neo4j      # the in-memory walks only
+    python -m benchmarks.walk                   # N = 100k, D = 512, k = 64, ratio 5%
+    python -m benchmarks.walk --n 20000         # a quick run
+    python -m benchmarks.walk --no-neo4j        # the in-memory walks only
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named like the stdlib's `select`; run as a script, its folder would come first on
-# sys.path and shadow it for subprocess and everything else that imports it.
-_HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
-    sys.path.pop(0)
 
 import argparse
 import contextlib
@@ -34,12 +25,15 @@ import importlib.util
 import json
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from gradwalk.graph.knn import knn_graph
 from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk
+
+_HERE = Path(__file__).resolve().parent
 
 
 def _load(path: Path, name: str):
@@ -88,7 +82,7 @@ def synthetic_pool(
 def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray, cosines: np.ndarray) -> tuple:
     """The pool's instructions, feature run and neighbour table written to Neo4j through the build's
     own steps (start_build, then claim, write and finish each block): (row ids, graph id)."""
-    from gradwalk.graph import instruction_graph as graphs
+    from gradwalk.graph import edge_writer, graph_build
     from gradwalk.workers.artifacts import FeatureStore
 
     n, k = neighbors.shape
@@ -96,21 +90,21 @@ def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
     features, run = FeatureStore(artifacts), "bench-select"
-    features.write_shard(run, graphs.FEATURE_PART, 0, ids, train)
+    features.write_shard(run, graph_build.FEATURE_PART, 0, ids, train)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": train.shape[1], "rows": n})
-    info, todo = graphs.start_build(store, features, run, k, 0.0)
+    info, todo = graph_build.start_build(store, features, run, k, 0.0)
     for index in todo:
         lo, hi = info.block(index)
-        fresh = graphs.claim_block(store, info, index)
-        edges = graphs.write_edges(store, info, ids, lo, neighbors[lo:hi], cosines[lo:hi], fresh=fresh)
-        graphs.finish_block(store, info, index, edges)
-    return ids, graphs.finish_build(store, info).id
+        fresh = graph_build.claim_block(store, info, index)
+        edges = edge_writer.write_edges(store, info, ids, lo, neighbors[lo:hi], cosines[lo:hi], fresh=fresh)
+        graph_build.finish_block(store, info, index, edges)
+    return ids, graph_build.finish_build(store, info).id
 
 
 def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed) -> dict:
     """Store the table in a private Neo4j, then time the walk fed from it (it must pick ``expected``)."""
-    from gradwalk.graph.instruction_graph import open_neighbors
+    from gradwalk.graph.neighbors import open_neighbors
 
     bench_graph = _load(_HERE / "graph.py", "gradwalk_benchmarks_graph")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-select-") as tmp, contextlib.ExitStack() as stack:
