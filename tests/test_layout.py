@@ -76,6 +76,13 @@ def test_every_code_folder_is_a_packaged_subpackage():
             assert ".".join((package, *parts)) in listed, f"{module.relative_to(ROOT)}: add its package to pyproject"
 
 
+def test_no_benchmark_shadows_a_stdlib_module():
+    """Run as a script, a benchmark's folder comes first on sys.path; a ``select.py`` there would
+    replace the stdlib's for subprocess, torch and everything else."""
+    names = {script.stem for script in (ROOT / "benchmarks").glob("*.py")}
+    assert names and not names & sys.stdlib_module_names
+
+
 def test_package_face_stays_light():
     out = subprocess.run(
         [sys.executable, "-c", ("import sys, gradwalk; gradwalk.__version__; "
