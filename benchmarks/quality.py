@@ -75,6 +75,7 @@ class Settings:
     pool_seed: int = 0
     pool_max_tokens: int = 180  # estimated tokens (sources.estimated_tokens), user + assistant
     pool_max_answer_tokens: int = 60
+    pool_chat_share: float = 0.2  # ShareGPT's share: about 1,200 conversations fit the limits above
     targets: tuple[str, ...] = ("gsm8k", "arc_challenge")
     val_size: int = 50
     test_size: int = 100
@@ -235,7 +236,8 @@ class Experiment:
 
         t = time.perf_counter()
         self.pool = sources.pool_records(self.s.pool_size, self.s.pool_seed, self.cache_dir,
-                                         exclude=self.s.targets, max_tokens=self.s.pool_max_tokens,
+                                         exclude=self.s.targets, chat_share=self.s.pool_chat_share,
+                                         max_tokens=self.s.pool_max_tokens,
                                          max_answer_tokens=self.s.pool_max_answer_tokens)
         self.targets = {name: sources.target_records(name, self.cache_dir, val_size=self.s.val_size,
                                                      test_size=self.s.test_size, seed=self.s.split_seed)

@@ -274,9 +274,12 @@ def pool_records(size: int, seed: int = 0, cache_dir: Path | None = None, *, exc
         wants_chat = int((position + 1) * chat_share) > int(position * chat_share)
         record = next(chat if wants_chat else tasks, None)
         if record is None:
+            kind = "chat" if wants_chat else "task"
+            have = sum(r["source"].startswith(SHAREGPT) == wants_chat for r in records)
             raise errors.InvalidInput(
-                f"the pool has only {len(records):,} {'chat' if wants_chat else 'task'} records within "
-                f"max_tokens={max_tokens:,}, max_answer_tokens={max_answer_tokens:,}; asked for {size:,}")
+                f"only {have:,} {kind} records fit max_tokens={max_tokens:,} and "
+                f"max_answer_tokens={max_answer_tokens:,}; a pool of {size:,} with chat_share={chat_share} "
+                f"needs more: raise the limits, ask for fewer rows or change chat_share")
         if (key := _messages_key(record)) not in seen:
             seen.add(key)
             records.append(record)
