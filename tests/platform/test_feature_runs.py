@@ -1,0 +1,45 @@
+"""A feature run's progress record in the real Neo4j: rows of running shards move it, a finished
+shard counts once and takes its running count with it, and nothing a late report says moves it back."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradwalk.platform import feature_runs, pools, sources
+
+
+@pytest.fixture
+def run_id(store, prefix, shipped, tmp_path) -> str:
+    pools.import_pool(store, f"{prefix}pool", sources.write_jsonl(shipped["pool"][:4], tmp_path / "pool.jsonl"))
+    return feature_runs.create(store, f"{prefix}pool", [], engine={}, warmup={})
+
+
+def progress(store, run_id: str) -> tuple[int, int]:
+    run = feature_runs.get(store, run_id)
+    return run["rows_done"], run["rows_in_flight"]
+
+
+def test_running_shards_move_progress_and_a_finished_one_counts_once(store, run_id):
+    assert progress(store, run_id) == (0, 0)
+    feature_runs.shard_progress(store, run_id, "train/0", 5)
+    feature_runs.shard_progress(store, run_id, "train/1", 3)
+    feature_runs.shard_progress(store, run_id, "train/0", 9)  # the same shard, further on
+    assert progress(store, run_id) == (0, 12)
+    feature_runs.shard_done(store, run_id, "train/0", 16)
+    assert progress(store, run_id) == (16, 3)
+    feature_runs.shard_done(store, run_id, "train/0", 16)  # a redelivered shard
+    feature_runs.shard_progress(store, run_id, "train/0", 4)  # a late report of a counted shard
+    assert progress(store, run_id) == (16, 3)
+    feature_runs.shard_done(store, run_id, "train/1", 7)
+    assert progress(store, run_id) == (23, 0)
+
+
+def test_the_progress_bar_never_runs_past_the_total(store, run_id):
+    shown: list[tuple[int, int, str]] = []
+    show = feature_runs.show_progress(lambda done, total, stage: shown.append((done, total, stage)))
+    feature_runs.mark(store, run_id, "featurizing", rows_total=10)
+    feature_runs.shard_progress(store, run_id, "train/0", 6)
+    show(feature_runs.get(store, run_id))
+    feature_runs.shard_progress(store, run_id, "train/1", 8)
+    show(feature_runs.get(store, run_id))
+    assert shown == [(6, 10, "features"), (10, 10, "features")]
