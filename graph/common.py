@@ -79,7 +79,7 @@ def target_size(n: int, ratio: float) -> int:
 
 
 def allocate_budgets(n: int, ratio: float, weights: np.ndarray) -> np.ndarray:
-    """Largest-remainder split of floor(N·r) over the weights (DESIGN §4.4 step 1).
+    """Largest-remainder split of floor(N·r) over the weights (docs/architecture.md §4.4, step 1).
 
     Quotas N·r·w_i/Σw are floored and the leftover units go to the largest fractional parts, ties
     to the lower component. Exact rationals keep Σ floors ≤ floor(N·r) however the floats round.

@@ -1,4 +1,4 @@
-"""Exact top-k cosine neighbours, one block of rows at a time (DESIGN §4.2).
+"""Exact top-k cosine neighbours, one block of rows at a time (docs/architecture.md §4.2).
 
 Each block is X_b·Xᵀ followed by a top-k, so memory is bounded by the block and blocks can run as
 separate tasks (:func:`block_ranges` + :func:`knn_block`), on a GPU where there is one. Equal

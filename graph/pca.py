@@ -1,4 +1,4 @@
-"""Core knowledge of a target: principal components of its validation features (DESIGN §4.3)."""
+"""Core knowledge of a target: principal components of its validation features (docs/architecture.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The baselines that score rows independently, then take the top floor(N·r) (DESIGN §4.5)."""
+"""The baselines that score rows independently, then take the top floor(N·r) (docs/architecture.md §4.5)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def less_scores(
     """LESS: score(z) = max over subtasks t of mean over v in t of Σ_c η_c cos(train_c(z), val_c(v)).
 
     Give per-checkpoint features ([C, N, D] and [C, M, D], unit rows) with ``lrs``, or the combined
-    features of DESIGN §4.1 ([N, D]), whose dot products are that sum divided by Σ_c η_c (same
+    features of docs/architecture.md §4.1 ([N, D]), whose dot products are that sum divided by Σ_c η_c (same
     ranking). ``subtasks`` labels each validation row; without it the target is one subtask.
     Mean over v of a dot product is the dot with the mean, so each subtask costs one matvec.
     """

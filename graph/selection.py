@@ -3,7 +3,7 @@
 Everything here is numpy only: no driver, no Celery, no web. A Celery task looks a method up,
 loads the inputs it ``needs``, calls :meth:`Method.select`, and writes the :class:`Selection`.
 
-The methods (DESIGN.md §4.4, §4.5): ``g2is``; its ablations ``g2is-no-graph`` (PCA anchoring and
+The methods (docs/architecture.md §4.4, §4.5): ``g2is``; its ablations ``g2is-no-graph`` (PCA anchoring and
 budgets, rows in X·K order, no walk) and ``g2is-no-gradient`` (the same walk on sentence
 embeddings and a graph built from them); ``less``; ``embedding`` (the Sentence-BERT baseline);
 ``random``. What a method reads from a feature run follows from its ``needs``: gradient features

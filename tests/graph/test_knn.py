@@ -1,4 +1,4 @@
-"""Exact blockwise kNN (DESIGN §4.2) against brute force."""
+"""Exact blockwise kNN (docs/architecture.md §4.2) against brute force."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The target's core knowledge (DESIGN §4.3): principal components against sklearn's PCA."""
+"""The target's core knowledge (docs/architecture.md §4.3): principal components against sklearn's PCA."""
 
 from __future__ import annotations
 

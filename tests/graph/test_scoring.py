@@ -1,4 +1,4 @@
-"""The baselines' scores (DESIGN §4.5) against their formulas: LESS, embedding cosine, random."""
+"""The baselines' scores (docs/architecture.md §4.5) against their formulas: LESS, embedding cosine, random."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_less_equals_its_formula_per_checkpoint_and_combined(clustered, cos):
 
     np.testing.assert_allclose(less_scores(train, val, subtasks=subtasks, lrs=lrs), direct, rtol=1e-10)
 
-    # DESIGN §4.1's combined features: concat of sqrt(η_c/Ση)·x_c; their dot is the sum over Ση.
+    # docs/architecture.md §4.1's combined features: concat of sqrt(η_c/Ση)·x_c; their dot is the sum over Ση.
     scale = np.sqrt(lrs / lrs.sum())[:, None, None]
     combined_train = np.concatenate(list(scale * train), axis=1)
     combined_val = np.concatenate(list(scale * val), axis=1)

@@ -1,4 +1,4 @@
-"""The G2IS walk (DESIGN §4.4) and its no-graph ablation: hand-solved walks, and the fast walk
+"""The G2IS walk (docs/architecture.md §4.4) and its no-graph ablation: hand-solved walks, and the fast walk
 against the line-by-line reference."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DESIGN §4.4 transcribed line by line, one candidate at a time, with no state carried between checks.
+"""docs/architecture.md §4.4 transcribed line by line, one candidate at a time, with no state carried between checks.
 
 It is the oracle the tests hold ``gradient_walk`` to, and the baseline ``benchmarks/walk.py``
 times it against, so "identical output" in the benchmark means identical to what the tests trust.

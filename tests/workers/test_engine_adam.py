@@ -32,7 +32,7 @@ def test_adam_direction_is_the_next_adam_moments_without_bias_correction():
         moments = optimizer_c.state[param_c]
         expected = moments["exp_avg"] / torch.sqrt(moments["exp_avg_sq"] + EPS)
         torch.testing.assert_close(got[row], expected, rtol=1e-5, atol=1e-6)
-    # and the formula of DESIGN.md §4.1 written out
+    # and the formula of docs/architecture.md §4.1 written out
     m = BETA1 * state["exp_avg"] + (1 - BETA1) * grads
     v = BETA2 * state["exp_avg_sq"] + (1 - BETA2) * grads**2
     torch.testing.assert_close(got, m / torch.sqrt(v + EPS))

@@ -1,4 +1,4 @@
-"""The gradient engine: pure torch/transformers/peft, nothing of Celery or Neo4j (DESIGN.md §1, §4.1).
+"""The gradient engine: pure torch/transformers/peft, nothing of Celery or Neo4j (docs/architecture.md §2, §4.1).
 
 Entry points for the worker tasks:
 - ``config.EngineConfig.for_device(device, **overrides)``: settings with the device's defaults;

