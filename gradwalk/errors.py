@@ -45,3 +45,16 @@ class ServiceUnavailable(GradwalkError):
 
     http_status = 503
     exit_code = 6
+
+
+class LimitExceeded(InvalidInput):
+    """The request or its answer is bigger than a configured limit; the message names the limit
+    and the setting that raises it."""
+
+    http_status = 413
+
+
+class TimeLimitExceeded(InvalidInput):
+    """The request ran past the API's wall-time limit; the message names the limit."""
+
+    http_status = 408

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # keeps two days of them: gigabytes after a few graph builds, which nothing here reads again.
     neo4j_tx_log_retention: str = "1G size"
     neo4j_max_retry_s: float = 30.0
+    # Neo4j's own limit on every transaction (db.transaction.timeout; 0 = none): a backstop for
+    # the workers' and the API's work, which carry shorter limits of their own.
+    neo4j_tx_timeout_s: int = Field(default=600, ge=0)
 
     # Redis: Celery broker and result backend.
     redis_url: str = "redis://127.0.0.1:16379/0"
@@ -64,6 +67,13 @@ class Settings(BaseSettings):
     # The only folder whose files the API imports by server path (POST /pools/NAME/import);
     # default <state_dir>/imports. Anything else is uploaded.
     import_dir: Path | None = None
+    # What one API request may cost; each refusal is a 4xx that names its limit.
+    api_request_timeout_s: float = Field(default=120.0, gt=0)  # wall time until the response starts
+    api_query_timeout_s: float = Field(default=60.0, gt=0)  # each of the API's Neo4j transactions, server-side
+    api_max_body_bytes: int = Field(default=512 << 20, gt=0)  # a request body (uploads)
+    api_max_inflated_bytes: int = Field(default=2 << 30, gt=0)  # a gzip upload once decompressed
+    api_max_inflate_ratio: float = Field(default=100.0, gt=1)  # decompressed / compressed size of an upload
+    api_max_response_bytes: int = Field(default=32 << 20, gt=0)  # a Cypher result, as JSON
 
     # Compute.
     device: Literal["auto", "cpu", "cuda"] = "auto"

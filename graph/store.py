@@ -53,6 +53,10 @@ def _translated() -> Iterator[None]:
         if e.code and e.code.endswith("AccessMode"):
             raise errors.NotAllowed(f"Neo4j refused a write in a read-only transaction: {e.message}") from e
         raise errors.InvalidInput(f"Neo4j refused the query: {e.message}") from e
+    except neo4j_errors.DatabaseError as e:
+        raise errors.ServiceUnavailable(f"Neo4j failed running the query ({e.code}): {e.message}") from e
+    except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+        raise errors.ServiceUnavailable(f"Neo4j did not answer as expected ({type(e).__name__}): {e}") from e
 
 
 def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -69,13 +73,16 @@ def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapp
 class GraphStore:
     """A Neo4j database reached over Bolt. One per process; hand it to library code."""
 
-    def __init__(self, driver: neo4j.Driver, database: str) -> None:
+    def __init__(self, driver: neo4j.Driver, database: str, *, timeout_s: float | None = None) -> None:
         self._driver = driver
         self.database = database
+        self.timeout_s = timeout_s  # each transaction's limit, enforced by Neo4j (None: the server's own)
 
     @classmethod
-    def connect(cls, settings: Settings | None = None, *, wait_s: float = 0.0) -> GraphStore:
-        """Open a driver from settings; with ``wait_s`` keep trying until the server answers."""
+    def connect(cls, settings: Settings | None = None, *, wait_s: float = 0.0,
+                timeout_s: float | None = None) -> GraphStore:
+        """Open a driver from settings; with ``wait_s`` keep trying until the server answers. With
+        ``timeout_s`` every transaction of this store carries that limit to the server."""
         s = settings or get_settings()
         driver = neo4j.GraphDatabase.driver(
             s.neo4j_uri,
@@ -84,7 +91,7 @@ class GraphStore:
             connection_acquisition_timeout=max(10.0, s.neo4j_max_retry_s),
             notifications_min_severity="OFF",
         )
-        store = cls(driver, s.neo4j_database)
+        store = cls(driver, s.neo4j_database, timeout_s=timeout_s)
         try:
             store.wait_reachable(wait_s)
         except errors.ServiceUnavailable:
@@ -122,23 +129,32 @@ class GraphStore:
     def _session(self, mode: str) -> neo4j.Session:
         return self._driver.session(database=self.database, default_access_mode=mode)
 
-    def transaction(self, work: Callable[[neo4j.ManagedTransaction], T], *, write: bool) -> T:
+    def transaction(self, work: Callable[[neo4j.ManagedTransaction], T], *, write: bool,
+                    timeout_s: float | None = None) -> T:
         """Run ``work(tx)`` in one managed transaction; the driver retries it on transient errors,
-        so ``work`` must be idempotent and consume its results before returning."""
+        so ``work`` must be idempotent and consume its results before returning. Neo4j ends it
+        after ``timeout_s`` (default: the store's limit)."""
         mode = neo4j.WRITE_ACCESS if write else neo4j.READ_ACCESS
+        timed = neo4j.unit_of_work(timeout=timeout_s or self.timeout_s)(work)
         with _translated(), self._session(mode) as session:
             run = session.execute_write if write else session.execute_read
-            return run(work)
+            return run(timed)
+
+    def read_once(self, work: Callable[[neo4j.Transaction], T], *, timeout_s: float | None = None) -> T:
+        """Run ``work(tx)`` in one READ transaction, never retried: for a caller's own query, whose
+        cost must not multiply when it fails (and may fail again the same way)."""
+        with _translated(), self._session(neo4j.READ_ACCESS) as session, \
+                session.begin_transaction(timeout=timeout_s or self.timeout_s) as tx:
+            return work(tx)
 
     def read_session(self) -> ReadSession:
         """A READ session for many small queries in a row (close it, or use it as a context manager)."""
-        return ReadSession(self._session(neo4j.READ_ACCESS))
+        return ReadSession(self._session(neo4j.READ_ACCESS), self.timeout_s)
 
     def read(self, query: str, params: Params = None, *, timeout_s: float | None = None,
              limit: int | None = None) -> list[dict[str, Any]]:
         """Rows of a query run in a READ transaction (the server refuses writes in it)."""
 
-        @neo4j.unit_of_work(timeout=timeout_s)
         def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
             result = tx.run(query, dict(params or {}))
             if limit is None:
@@ -151,7 +167,7 @@ class GraphStore:
             result.consume()
             return rows
 
-        return self.transaction(work, write=False)
+        return self.transaction(work, write=False, timeout_s=timeout_s)
 
     def write(self, query: str, params: Params = None) -> list[dict[str, Any]]:
         """Rows of a query run in one WRITE transaction."""
@@ -191,13 +207,15 @@ class ReadSession:
     families, and the caller starts over (a selection job is retried whole).
     """
 
-    def __init__(self, session: neo4j.Session) -> None:
+    def __init__(self, session: neo4j.Session, timeout_s: float | None = None) -> None:
         self._session = session
+        self._timeout_s = timeout_s
 
     def values(self, query: str, params: Params = None) -> list[list[Any]]:
         """The rows of a read query as plain lists (cheaper than dicts when there are many)."""
         with _translated():
-            return [record.values() for record in self._session.run(query, dict(params or {}))]
+            timed = neo4j.Query(query, timeout=self._timeout_s)
+            return [record.values() for record in self._session.run(timed, dict(params or {}))]
 
     def close(self) -> None:
         self._session.close()

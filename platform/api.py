@@ -1,9 +1,12 @@
 """The REST API: ``uvicorn gradwalk.platform.api:create_app --factory``.
 
-One GraphStore per process (opened in the lifespan, handed to routes by a dependency). Every route
-but ``/health`` needs an API token (``Authorization: Bearer ...``). gradwalk's error families map
+One GraphStore per process (opened in the lifespan, handed to routes by a dependency); each of its
+transactions carries GRADWALK_API_QUERY_TIMEOUT_S to Neo4j. Every route but ``/health`` needs an
+API token (``Authorization: Bearer ...``), and changes need a curator or admin token (auth.py).
+Request bodies and the time to an answer are bounded (limits.py). gradwalk's error families map
 wholesale to their HTTP status with a JSON body ``{"error": {"type", "message"}}``; so do request
-validation errors, unknown routes and, without internals, unexpected failures.
+validation errors, unknown routes, text Neo4j cannot take (unpaired surrogates), input nested
+too deeply to handle and, without internals, unexpected failures.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.exceptions import HTTPException
 from gradwalk import __version__, errors
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform.auth import Unauthenticated
+from gradwalk.platform.limits import RequestLimits
 from gradwalk.platform.routes import ROUTERS
 from gradwalk.platform.routes.deps import StoreDep, require_token
 from gradwalk.platform.schemas import ErrorPublic, Health
@@ -30,7 +34,7 @@ from gradwalk.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 STARTUP_WAIT_S = 60.0
-_ERROR_RESPONSES = {status: {"model": ErrorPublic} for status in (401, 403, 404, 409, 422, 503)}
+_ERROR_RESPONSES = {status: {"model": ErrorPublic} for status in (401, 403, 404, 408, 409, 413, 422, 503)}
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -57,6 +61,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, "HTTPError", str(exc.detail), getattr(exc, "headers", None))
 
 
+async def _unencodable(request: Request, exc: Exception) -> JSONResponse:
+    return _error(422, "InvalidInput", "the request holds text that is not valid Unicode (an unpaired surrogate "
+                                       "such as \\ud800): send valid UTF-8")
+
+
+async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
+    return _error(413, "LimitExceeded", "the request is nested too deeply to handle: flatten it")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed unexpectedly", request.method, request.url.path)
     return _error(500, "InternalError", "the server failed unexpectedly; the API server's log has the details")
@@ -73,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await run_in_threadpool(GraphStore.connect, settings, wait_s=STARTUP_WAIT_S)
+        store = await run_in_threadpool(lambda: GraphStore.connect(settings, wait_s=STARTUP_WAIT_S,
+                                                                   timeout_s=settings.api_query_timeout_s))
         app.state.store = store
         try:
             yield
@@ -92,7 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(errors.GradwalkError, _gradwalk_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(UnicodeError, _unencodable)
+    app.add_exception_handler(RecursionError, _too_deep)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes,
+                       timeout_s=settings.api_request_timeout_s)
 
     @app.get("/health", response_model=Health, tags=["health"], name="health",
              responses={503: {"model": ErrorPublic}})

@@ -206,15 +206,18 @@ def cypher(query: str, param: ParamOpt = None,
 
 # -- token ----------------------------------------------------------------------------------------
 @token_app.command("create")
-def token_create(name: str) -> None:
-    """Create API token NAME and print it: it is shown this once, only its hash is kept."""
+def token_create(name: str,
+                 role: Annotated[str, typer.Option(help="reader (reads, read-only Cypher), curator (also imports, "
+                                                        "jobs, publishing; changes only its own jobs and versions) "
+                                                        "or admin (everything).")] = "curator") -> None:
+    """Create API token NAME with a role and print it: it is shown this once, only its hash is kept."""
     from gradwalk.graph.store import GraphStore
     from gradwalk.platform import auth
 
     with GraphStore.connect(get_settings()) as store:
-        token = auth.create(store, name)
+        token = auth.create(store, name, role)
     typer.echo(token)
-    typer.echo(f"token {name!r} created: store it now, it cannot be shown again "
+    typer.echo(f"token {name!r} ({role}) created: store it now, it cannot be shown again "
                "(use it as GRADWALK_API_TOKEN)", err=True)
 
 
@@ -242,7 +245,7 @@ def token_list(json_out: JsonFlag = False) -> None:
         return
     for t in found:
         revoked = f", revoked {t['revoked_at']}" if t["revoked_at"] else ""
-        typer.echo(f"{t['name']:<30} created {t['created_at']}{revoked}")
+        typer.echo(f"{t['name']:<30} {t['role'] or 'reader':<8} created {t['created_at']}{revoked}")
 
 
 # -- api ------------------------------------------------------------------------------------------

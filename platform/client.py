@@ -46,7 +46,9 @@ _FAMILIES: dict[int, type[errors.GradwalkError]] = {
     401: Unauthenticated,
     403: errors.NotAllowed,
     404: errors.NotFound,
+    408: errors.TimeLimitExceeded,
     409: errors.Conflict,
+    413: errors.LimitExceeded,
     422: errors.InvalidInput,
     503: errors.ServiceUnavailable,
 }

@@ -1,30 +1,37 @@
-"""Read-only Cypher for users: a query and its parameters, a row limit and a timeout.
+"""Read-only Cypher for users: Neo4j plans the query, and only a plain read runs.
 
-Two guards, either of which alone would refuse a write:
+The guard is Neo4j's own plan of the query, not its text. In the READ transaction the query will
+run in, it is first planned with ``EXPLAIN``; it runs only if
 
-1. The query runs in a READ-mode transaction (:meth:`GraphStore.read`): Neo4j itself refuses
-   any write in it, wherever the write hides (subqueries, procedures).
-2. Before that, a scan of the query's words (outside strings, comments and quoted names) refuses
-   what reads can still do harm with or what is not a plain read: write clauses, ``LOAD CSV``
-   (server files and URLs), ``USE`` (another database), administration commands (``SHOW``
-   beyond indexes and constraints, ``TERMINATE``, ``GRANT``, ...), ``CALL ... IN TRANSACTIONS``,
-   and every procedure except a few schema listings (so no ``dbms.*``, ``db.create*``, ``apoc.*``).
+- Neo4j classifies it as a read (the summary's ``query_type`` is ``r``) on the session's own
+  database (so no ``USE`` of another one, and no administration command, type ``s``);
+- every operator of the plan is a known read operator (:data:`READ_OPERATORS`): no ``LoadCSV``,
+  no ``Show*``/``Terminate*`` command, no ``CALL ... IN TRANSACTIONS``, no write;
+- every ``ProcedureCall`` calls one of :data:`READ_PROCEDURES`.
 
-Results come back as JSON-ready rows.
+Neo4j has already decoded escapes, comments, quoting and casing when it plans, so no spelling of
+the text hides what the plan does; anything Neo4j cannot plan is refused with its own message.
+The READ transaction stays a second guard (Neo4j refuses any write in it), and the local Neo4j
+loads only :data:`READ_PROCEDURES` and reads no file or URL (services/neo4j-launcher).
+
+Every answer is bounded: rows (``limit``), bytes (``max_bytes``), nesting depth of values (in
+and out), the query's length and its time (a transaction timeout Neo4j enforces).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from gradwalk import errors
 
 if TYPE_CHECKING:
+    import neo4j
+
     from gradwalk.graph.store import GraphStore
 
 DEFAULT_LIMIT = 1_000
@@ -32,8 +39,11 @@ MAX_LIMIT = 10_000
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
 MAX_QUERY_CHARS = 100_000
+MAX_DEPTH = 32  # nesting of lists and maps, in parameters and returned values
+DEFAULT_MAX_BYTES = 32 << 20
 INT64 = (-(2**63), 2**63 - 1)
 
+# The only procedures the endpoint calls (and the only ones the local Neo4j loads): schema listings.
 READ_PROCEDURES = frozenset({
     "db.labels",
     "db.relationshipTypes",
@@ -43,18 +53,36 @@ READ_PROCEDURES = frozenset({
     "db.schema.relTypeProperties",
 })
 
-_WRITE_WORDS = frozenset({"CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "FOREACH", "INSERT"})
-_ADMIN_WORDS = frozenset({
-    "LOAD", "USE", "DROP", "ALTER", "GRANT", "DENY", "REVOKE", "RENAME", "START", "STOP",
-    "TERMINATE", "TRANSACTION", "TRANSACTIONS", "ENABLE", "DEALLOCATE", "REALLOCATE",
-    "APOC", "DBMS",
+# Operators of Neo4j 5's plans that only read the graph or shape rows, by their name without the
+# ``@database`` suffix and the ``(All)``/``(Into)``-style variant. Anything else is refused.
+READ_OPERATORS = frozenset({
+    # scans and seeks
+    "AllNodesScan", "NodeByLabelScan", "UnionNodeByLabelsScan", "IntersectionNodeByLabelsScan",
+    "SubtractionNodeByLabelsScan", "NodeByIdSeek", "NodeByElementIdSeek", "NodeIndexSeek",
+    "NodeUniqueIndexSeek", "NodeIndexSeekByRange", "NodeUniqueIndexSeekByRange", "NodeIndexScan",
+    "NodeIndexContainsScan", "NodeIndexEndsWithScan", "MultiNodeIndexSeek", "AssertingMultiNodeIndexSeek",
+    "NodeCountFromCountStore", "RelationshipCountFromCountStore",
+    *(f"{side}{name}" for side in ("Directed", "Undirected") for name in (
+        "RelationshipIndexSeek", "RelationshipIndexSeekByRange", "RelationshipUniqueIndexSeek",
+        "RelationshipUniqueIndexSeekByRange", "RelationshipIndexScan", "RelationshipIndexContainsScan",
+        "RelationshipIndexEndsWithScan", "RelationshipByIdSeek", "RelationshipByElementIdSeek",
+        "AllRelationshipsScan", "RelationshipTypeScan", "UnionRelationshipTypesScan")),
+    "AssertingMultiRelationshipIndexSeek", "Argument", "ArgumentTracker", "EmptyRow",
+    # patterns and paths
+    "Expand", "OptionalExpand", "VarLengthExpand", "BFSPruningVarLengthExpand", "ShortestPath",
+    "StatefulShortestPath", "Trail", "Repeat", "ProjectEndpoints", "NullifyMetadata",
+    "TriadicSelection", "TriadicBuild", "TriadicFilter",
+    # rows
+    "ProduceResults", "Filter", "Projection", "Limit", "ExhaustiveLimit", "Skip", "Sort", "PartialSort",
+    "Top", "PartialTop", "Distinct", "OrderedDistinct", "EagerAggregation", "OrderedAggregation",
+    "Unwind", "Eager", "CacheProperties", "EmptyResult", "Optional", "Anti", "Union", "OrderedUnion",
+    "CartesianProduct", "NodeHashJoin", "ValueHashJoin", "NodeLeftOuterHashJoin", "NodeRightOuterHashJoin",
+    "Apply", "SemiApply", "AntiSemiApply", "LetSemiApply", "LetAntiSemiApply", "SelectOrSemiApply",
+    "SelectOrAntiSemiApply", "LetSelectOrSemiApply", "LetSelectOrAntiSemiApply", "ConditionalApply",
+    "AntiConditionalApply", "RollUpApply", "PreserveOrder",
+    # checked one by one against READ_PROCEDURES
+    "ProcedureCall",
 })
-_CHECKED = _WRITE_WORDS | _ADMIN_WORDS | {"SHOW", "CALL"}
-_SHOWABLE = frozenset({"INDEX", "INDEXES", "CONSTRAINT", "CONSTRAINTS"})
-_QUOTED = "_quoted_"
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LINE_BREAK = re.compile("[\n\r\v\f\x85\u2028\u2029]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -67,147 +95,132 @@ class CypherResult:
         return asdict(self)
 
 
-def _scrub(query: str) -> str:
-    """The query with string literals emptied, comments blanked and `quoted names` replaced by a
-    plain placeholder name, so keywords are only found where Cypher reads them as keywords."""
-    out: list[str] = []
-    i, n = 0, len(query)
-    while i < n:
-        ch = query[i]
-        if query.startswith("//", i):
-            # Neo4j ends a line comment at a lone \r too (measured: "WITH 1 AS a // x\rCALL
-            # dbms.listConfig() ..." runs the call), so the comment ends at the first line break of
-            # any kind: ending it early only makes the scan stricter.
-            found = _LINE_BREAK.search(query, i)
-            i = n if found is None else found.start()
-            out.append(" ")
-        elif query.startswith("/*", i):
-            end = query.find("*/", i + 2)
-            if end < 0:
-                raise errors.InvalidInput("the query has a /* comment that is never closed")
-            i = end + 2
-            out.append(" ")
-        elif ch in "'\"":
-            j = i + 1
-            while j < n and query[j] != ch:
-                j += 2 if query[j] == "\\" else 1
-            if j >= n:
-                raise errors.InvalidInput(f"the query has a string ({ch}) that is never closed")
-            i = j + 1
-            out.append("''")
-        elif ch == "`":
-            j = i + 1
-            while True:
-                j = query.find("`", j)
-                if j < 0:
-                    raise errors.InvalidInput("the query has a `quoted name` that is never closed")
-                if query.startswith("``", j):
-                    j += 2
-                    continue
-                break
-            i = j + 1
-            out.append(_QUOTED)
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+def _operators(plan: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
+    """(operator, details) of every step of a plan, its ``@database`` suffix and variant dropped."""
+    todo = [plan] if plan else []
+    while todo:
+        step = todo.pop()
+        name = str(step.get("operatorType", "")).split("@", 1)[0].split("(", 1)[0]
+        yield name, str((step.get("args") or {}).get("Details", ""))
+        todo.extend(step.get("children") or [])
 
 
-def _is_keyword(text: str, start: int, end: int) -> bool:
-    """False for a word used as a property key (``n.set``), a label or type (``:Create``), a
-    parameter (``$delete``) or a map key (``{set: 1}``)."""
-    before = start - 1
-    while before >= 0 and text[before].isspace():
-        before -= 1
-    if before >= 0 and text[before] in ".:$":
-        return False
-    after = end
-    while after < len(text) and text[after].isspace():
-        after += 1
-    return not (after < len(text) and text[after] == ":")
-
-
-def check_read_only(query: str) -> None:
-    """Refuse (NotAllowed) a query that writes, administers, or calls a procedure not known to be
-    a harmless read; InvalidInput for an empty, huge or unterminated query."""
-    if not isinstance(query, str) or not query.strip():
-        raise errors.InvalidInput("give a Cypher query")
-    if len(query) > MAX_QUERY_CHARS:
-        raise errors.InvalidInput(f"the query is longer than {MAX_QUERY_CHARS:,} characters")
-    text = _scrub(query)
-    words = list(_WORD.finditer(text))
-    for index, match in enumerate(words):
-        word = match.group().upper()
-        if word not in _CHECKED or not _is_keyword(text, match.start(), match.end()):
-            continue
-        if word in _WRITE_WORDS:
-            raise errors.NotAllowed(f"the Cypher endpoint is read-only: {word} writes to the graph")
-        if word in _ADMIN_WORDS:
-            raise errors.NotAllowed(
-                f"the Cypher endpoint is read-only: {word} is not allowed (no LOAD CSV, USE, "
-                "administration commands, CALL ... IN TRANSACTIONS or apoc/dbms procedures); "
-                f"if {match.group()!r} is a name in your data, write it in `backticks`")
-        if word == "SHOW":
-            following = {w.group().upper() for w in words[index + 1:index + 4]}
-            if not following & _SHOWABLE:
-                raise errors.NotAllowed("the Cypher endpoint only allows SHOW INDEXES and SHOW CONSTRAINTS")
-        if word == "CALL":
-            rest = text[match.end():].lstrip()
-            if rest.startswith(("{", "(")):
-                continue  # a subquery: its clauses are checked like the rest
-            name = _NAME.match(rest)
-            procedure = re.sub(r"\s+", "", name.group()) if name else rest[:40]
+def check_plan(summary: neo4j.ResultSummary, database: str) -> None:
+    """Refuse (NotAllowed) a query whose plan is not a plain read of ``database``."""
+    if summary.database != database:
+        raise errors.NotAllowed(f"the Cypher endpoint reads database {database!r} only; the query targets "
+                                f"{summary.database!r} (no USE of another database)")
+    refused: list[str] = []
+    for operator, details in _operators(summary.plan):
+        if operator == "ProcedureCall":
+            procedure = details.split("(", 1)[0].strip()
             if procedure not in READ_PROCEDURES:
-                raise errors.NotAllowed(
-                    f"the Cypher endpoint does not call procedure {procedure!r}; allowed: "
-                    f"{', '.join(sorted(READ_PROCEDURES))}")
+                refused.append(f"procedure {procedure or '?'}")
+        elif operator not in READ_OPERATORS:
+            refused.append(operator)
+    if summary.query_type != "r" or refused:
+        what = f" (Neo4j plans it with {', '.join(sorted(set(refused)))})" if refused else ""
+        raise errors.NotAllowed(
+            f"the Cypher endpoint is read-only: Neo4j classifies this query as "
+            f"{_QUERY_TYPES.get(summary.query_type, repr(summary.query_type))}{what}. Not allowed: writes, "
+            "LOAD CSV, SHOW/TERMINATE and other administration commands, CALL ... IN TRANSACTIONS, and "
+            f"procedures other than {', '.join(sorted(READ_PROCEDURES))}")
 
 
-def jsonable(value: Any) -> Any:
-    """A Cypher value as JSON: temporal values as ISO strings, bytes as base64, NaN/inf as strings."""
+_QUERY_TYPES = {"r": "a read", "rw": "a read and write", "w": "a write", "s": "a schema or administration command"}
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A Cypher value as JSON: temporal values as ISO strings, bytes as base64, NaN/inf as strings;
+    :class:`errors.LimitExceeded` past :data:`MAX_DEPTH` levels of lists and maps."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    if isinstance(value, (Mapping, list, tuple)) and depth >= MAX_DEPTH:
+        raise errors.LimitExceeded(f"a returned value is nested deeper than {MAX_DEPTH} lists or maps: "
+                                   "return its parts instead")
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, depth + 1) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
     iso = getattr(value, "iso_format", None)
     return iso() if callable(iso) else str(value)
 
 
-def _check_integers(value: Any) -> None:
-    """Refuse integers Neo4j cannot hold (64-bit) before the driver fails on them."""
-    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
-        raise errors.InvalidInput(f"parameter value {value} does not fit a 64-bit integer")
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_integers(item)
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise errors.InvalidInput(f"{what} holds an unpaired surrogate (\\u{ord(text[e.start]):04x} at "
+                                  f"position {e.start}): send valid Unicode text") from None
+
+
+def check_params(value: Any, depth: int = 0, where: str = "params") -> None:
+    """Refuse parameters Neo4j cannot take: integers beyond 64 bits, text that is not valid
+    Unicode (keys included), nesting deeper than :data:`MAX_DEPTH`."""
+    if isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        raise errors.InvalidInput(f"{where}: value {value} does not fit a 64-bit integer")
+    elif isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise errors.LimitExceeded(f"{where} is nested deeper than {MAX_DEPTH} lists or maps")
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, f"a key of {where}")
+            check_params(item, depth + 1, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+
+
+def _collect(result: neo4j.Result, limit: int, max_bytes: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` JSON-ready rows and whether more were left; LimitExceeded past ``max_bytes``."""
+    rows: list[dict[str, Any]] = []
+    size = 0
+    for record in result:
+        if len(rows) >= limit:
+            return rows, True
+        row = jsonable(record.data())
+        size += len(json.dumps(row, ensure_ascii=False).encode("utf-8", "replace"))
+        if size > max_bytes:
+            raise errors.LimitExceeded(
+                f"the result is larger than the response limit of {max_bytes:,} bytes "
+                f"(GRADWALK_API_MAX_RESPONSE_BYTES) after {len(rows)} rows: return fewer rows or columns")
+        rows.append(row)
+    return rows, False
 
 
 def run(store: GraphStore, query: str, params: Mapping[str, Any] | None = None, *,
-        limit: int = DEFAULT_LIMIT, timeout_s: float = DEFAULT_TIMEOUT_S) -> CypherResult:
+        limit: int = DEFAULT_LIMIT, timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_bytes: int = DEFAULT_MAX_BYTES) -> CypherResult:
     """Rows of a read-only query (at most ``limit``; ``truncated`` says whether more were left),
-    cut off by the server after ``timeout_s``."""
+    planned and checked first, cut off by the server after ``timeout_s``."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise errors.InvalidInput(f"limit must be an integer in 1..{MAX_LIMIT}, got {limit!r}")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise errors.InvalidInput(f"timeout_s must be a number in (0, {MAX_TIMEOUT_S:g}], got {timeout_s!r}")
+    if not isinstance(query, str) or not query.strip():
+        raise errors.InvalidInput("give a Cypher query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise errors.LimitExceeded(f"the query is longer than {MAX_QUERY_CHARS:,} characters")
+    _check_text(query, "the query")
     if params is not None and (not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params)):
         raise errors.InvalidInput("params must be an object of named parameters")
-    _check_integers(params)
-    check_read_only(query)
+    params = dict(params or {})
+    check_params(params)
+
+    def work(tx: neo4j.Transaction) -> tuple[list[dict[str, Any]], bool]:
+        check_plan(tx.run(f"EXPLAIN {query}", params).consume(), store.database)
+        return _collect(tx.run(query, params), limit, max_bytes)
+
     try:
-        found = store.read(query, params, timeout_s=float(timeout_s), limit=limit + 1)
+        rows, truncated = store.read_once(work, timeout_s=float(timeout_s))
     except errors.InvalidInput as e:
         code = getattr(e.__cause__, "code", "") or ""
         if "TransactionTimedOut" in code or "Terminated" in code:
             raise errors.InvalidInput(f"the query ran past its {timeout_s:g}s limit: narrow it "
                                       f"(at most {MAX_TIMEOUT_S:g}s)") from e
         raise
-    return CypherResult([jsonable(row) for row in found[:limit]], len(found) > limit, limit)
+    return CypherResult(rows, truncated, limit)

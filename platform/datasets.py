@@ -108,7 +108,7 @@ WHERE COUNT { (v)-[:CONTAINS]->() } = $size
 SET v.version = next, v.status = 'complete', v.created_at = datetime(), v.size = $size,
     v.content_hash = $content_hash, v.gradwalk_version = $gradwalk_version,
     v.params = coalesce($params, j.params), v.lineage = $lineage, v.method = j.method,
-    v.pool = j.pool,
+    v.pool = j.pool, v.created_by = j.created_by,
     v.targets = [(j)-[:USED]->(t:Target) | t.name],
     v.feature_run = head([(j)-[:USED]->(fr:FeatureRun) | fr.id]),
     v.graph = head([(j)-[:USED]->(g:InstructionGraph) | g.id])
@@ -137,7 +137,7 @@ RETURN v.staging_id AS staging_id
 """
 
 _VERSION_FIELDS = """
-v {.dataset, .version, .status, .size, .content_hash, .job_id, .method, .pool, .targets,
+v {.dataset, .version, .status, .size, .content_hash, .job_id, .created_by, .method, .pool, .targets,
    .feature_run, .graph, .params, .lineage, .gradwalk_version, .retired_reason,
    created_at: toString(v.created_at), retired_at: toString(v.retired_at)} AS version
 """

@@ -113,6 +113,7 @@ class JobPublic(BaseModel):
     summary: dict[str, Any] | None = None
     feature_run: str | None = None
     graph: str | None = None
+    created_by: str | None = None  # the name of the token that submitted it
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -133,6 +134,7 @@ class VersionPublic(BaseModel):
     size: int
     content_hash: str
     created_at: str | None = None
+    created_by: str | None = None  # the name of the token whose job published it
     job_id: str | None = None
     method: str | None = None
     pool: str | None = None

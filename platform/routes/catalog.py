@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -15,12 +16,16 @@ from gradwalk import errors
 from gradwalk.graph import graph_records
 from gradwalk.platform import catalog, feature_runs, pools
 from gradwalk.platform.cypher import jsonable
-from gradwalk.platform.routes.deps import SettingsDep, StoreDep
+from gradwalk.platform.routes.deps import CuratorDep, SettingsDep, StoreDep
 from gradwalk.platform.schemas import CollectionPublic, Format, ImportFromPath, ImportReportPublic, RecordPublic
+from gradwalk.settings import Settings
 
 router = APIRouter()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
+_CHUNK = 1 << 20
+_RATIO_FLOOR = 1 << 20  # below this many inflated bytes any ratio is fine (small files compress oddly)
 
 
 def server_path(root: Path, requested: str) -> Path:
@@ -45,6 +50,42 @@ def _upload_name(filename: str | None) -> str:
     return name or "upload.jsonl"
 
 
+def inflate_upload(packed: Path, settings: Settings) -> Path:
+    """The gzip upload ``packed`` decompressed next to it (its name without ``.gz``), refused (413)
+    the moment it outgrows GRADWALK_API_MAX_INFLATED_BYTES or inflates more than
+    GRADWALK_API_MAX_INFLATE_RATIO times: a small bomb costs milliseconds, not a worker thread."""
+    limit, ratio = settings.api_max_inflated_bytes, settings.api_max_inflate_ratio
+    inflated = packed.with_suffix("")
+    inflater, pending, data = zlib.decompressobj(_GZIP), False, b""
+    read = written = 0
+    with packed.open("rb") as src, inflated.open("wb") as out:
+        while True:
+            if not data:
+                data = src.read(_CHUNK)
+                read += len(data)
+                if not data:
+                    break
+            try:
+                piece = inflater.decompress(data, _CHUNK)
+            except zlib.error as e:
+                raise errors.InvalidInput(f"{packed.name}: not a valid gzip file ({e})") from e
+            pending, data = True, inflater.unconsumed_tail
+            if inflater.eof:  # a member ends; another may follow
+                inflater, pending, data = zlib.decompressobj(_GZIP), False, inflater.unused_data + data
+            written += len(piece)
+            if written > limit:
+                raise errors.LimitExceeded(f"{packed.name}: inflates to more than {limit:,} bytes "
+                                           "(GRADWALK_API_MAX_INFLATED_BYTES): split it, or import it from the "
+                                           "server's import folder")
+            if written > _RATIO_FLOOR and written > ratio * read:
+                raise errors.LimitExceeded(f"{packed.name}: inflates more than {ratio:g} times its size "
+                                           "(GRADWALK_API_MAX_INFLATE_RATIO): refused as a likely gzip bomb")
+            out.write(piece)
+    if pending:
+        raise errors.InvalidInput(f"{packed.name}: the gzip file ends early (truncated upload?)")
+    return inflated
+
+
 def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
                        lister: Callable[..., list[dict]], getter: Callable[..., dict]) -> None:
     plural = f"{kind}s"
@@ -56,7 +97,7 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
     def show(name: str, store: StoreDep) -> dict:
         return getter(store, name)
 
-    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep) -> dict:
+    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> dict:
         try:
             path = server_path(settings.import_root, body.path)
             return importer(store, name, path, fmt=body.format, split=body.split,
@@ -64,7 +105,7 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
         except OSError as e:  # e.g. a name too long for the file system
             raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
 
-    def upload(name: str, store: StoreDep,
+    def upload(name: str, store: StoreDep, settings: SettingsDep, _: CuratorDep,
                file: Annotated[UploadFile, File(description="A .jsonl/.json file, optionally .gz")],
                format: Annotated[Format, Form()] = "auto",
                skip_invalid: Annotated[bool, Form()] = False) -> dict:
@@ -73,6 +114,8 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
             path = Path(folder) / label
             with path.open("wb") as out:
                 shutil.copyfileobj(file.file, out, 1 << 20)
+            if path.suffix == ".gz":
+                path = inflate_upload(path, settings)
             return importer(store, name, path, fmt=format, skip_invalid=skip_invalid,
                             source_label=label).to_dict()
 

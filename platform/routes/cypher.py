@@ -5,13 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gradwalk.platform import cypher
-from gradwalk.platform.routes.deps import StoreDep
+from gradwalk.platform.routes.deps import SettingsDep, StoreDep
 from gradwalk.platform.schemas import CypherRequest, CypherResultPublic
 
 router = APIRouter(tags=["cypher"])
 
 
 @router.post("/cypher", response_model=CypherResultPublic, name="run_cypher")
-def run_cypher(body: CypherRequest, store: StoreDep) -> dict:
-    """Run a read-only query with parameters, a row limit and a timeout; writes are refused (403)."""
-    return cypher.run(store, body.query, body.params, limit=body.limit, timeout_s=body.timeout_s).to_dict()
+def run_cypher(body: CypherRequest, store: StoreDep, settings: SettingsDep) -> dict:
+    """Run a read-only query with parameters, a row limit and a timeout: Neo4j plans it first, and
+    anything but a plain read is refused (403); results past the response limit answer 413."""
+    return cypher.run(store, body.query, body.params, limit=body.limit, timeout_s=body.timeout_s,
+                      max_bytes=settings.api_max_response_bytes).to_dict()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from gradwalk.platform import datasets, exports
-from gradwalk.platform.routes.deps import StoreDep
+from gradwalk.platform.routes.deps import CallerDep, StoreDep
 from gradwalk.platform.schemas import (
     DatasetPublic,
     DiffPublic,
@@ -85,8 +85,10 @@ def diff_versions(name: Name, store: StoreDep, a: Annotated[int, Query(ge=1, le=
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
-def retire_version(name: Name, version: Version, body: RetireRequest, store: StoreDep) -> dict:
-    """Mark the version retired (recorded with the reason); its rows stay as they are."""
+def retire_version(name: Name, version: Version, body: RetireRequest, store: StoreDep, caller: CallerDep) -> dict:
+    """Mark the version retired (recorded with the reason); its rows stay as they are. Only the
+    curator token whose job published it, or an admin token."""
+    caller.require_owner(datasets.describe(store, name, version).get("created_by"), f"version {version} of {name!r}")
     return datasets.retire(store, name, version, body.reason)
 
 

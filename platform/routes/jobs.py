@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from gradwalk.platform import jobs
-from gradwalk.platform.routes.deps import StoreDep
+from gradwalk.platform.routes.deps import CallerDep, CuratorDep, StoreDep
 from gradwalk.platform.schemas import JobCreate, JobPublic
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -24,9 +24,10 @@ def _public(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("", response_model=JobPublic, status_code=202, name="submit_job")
-def submit_job(body: JobCreate, store: StoreDep) -> dict:
-    """Check the request, record the job and queue it; poll it until it finishes."""
-    job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()))
+def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> dict:
+    """Check the request, record the job (with the caller's token) and queue it; poll it until it
+    finishes. Needs a curator or admin token."""
+    job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()), created_by=caller.name)
     return _public(jobs.get(store, job_id))
 
 
@@ -42,5 +43,7 @@ def get_job(job_id: str, store: StoreDep) -> dict:
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, name="cancel_job")
-def cancel_job(job_id: str, store: StoreDep) -> dict:
+def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> dict:
+    """Cancel a queued or running job: the curator token that submitted it, or an admin token."""
+    caller.require_owner(jobs.get(store, job_id).get("created_by"), f"job {job_id}")
     return _public(jobs.cancel(store, job_id))

@@ -2,9 +2,12 @@ package dev.gradwalk.neo4j;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.HttpConnector;
@@ -16,27 +19,38 @@ import org.neo4j.graphdb.GraphDatabaseService;
 import org.neo4j.graphdb.QueryExecutionException;
 import org.neo4j.io.ByteUnit;
 
+import inet.ipaddr.IPAddressString;
+
 /**
  * Runs an embedded Neo4j DBMS that serves Bolt on one loopback port with authentication on.
  *
- * <p>Usage: {@code Launcher HOME HOST PORT}. The password of the {@code neo4j} user is read from
+ * <p>Usage: {@code Launcher HOME HOST PORT PROCEDURES}. The password of the {@code neo4j} user is read from
  * the environment variable {@code GRADWALK_NEO4J_PASSWORD} (never from the command line, which
  * other users can read) and set on every start, so a changed setting takes effect. Prints
  * {@code GRADWALK-NEO4J-READY} once Bolt accepts connections and shuts down cleanly on SIGTERM.
  * Page cache, transaction timeout and transaction-log retention come from
  * {@code GRADWALK_NEO4J_PAGECACHE_MB}, {@code _TX_TIMEOUT_S} and {@code _TX_LOG_RETENTION}.
+ *
+ * <p>Defence in depth behind the API's own checks, so a query that slips past them still cannot
+ * reach outside the graph: {@code LOAD CSV} reads no file (file URLs off, no import folder) and
+ * fetches no URL (every address blocked); only the comma-separated {@code PROCEDURES} are loaded
+ * (an empty list loads none; Neo4j 5 applies it to plugin procedures, its built-in ones stay);
+ * every transaction ends after the server-side timeout. Bolt keep-alive every 10 s, and clients
+ * told to give up after two missed ones: a connection Neo4j leaves hanging (it does after a stack
+ * overflow writing a deeply nested value) fails in 20 s instead of two minutes.
  */
 public final class Launcher {
     private Launcher() {}
 
     public static void main(String[] args) throws InterruptedException {
-        if (args.length != 3) {
-            System.err.println("usage: Launcher HOME HOST PORT");
+        if (args.length != 4) {
+            System.err.println("usage: Launcher HOME HOST PORT PROCEDURES");
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
         String host = args[1];
         int port = Integer.parseInt(args[2]);
+        List<String> procedures = Arrays.stream(args[3].split(",")).map(String::strip).filter(p -> !p.isEmpty()).toList();
         String password = System.getenv("GRADWALK_NEO4J_PASSWORD");
         if (password == null || password.length() < 8) {
             System.err.println("GRADWALK_NEO4J_PASSWORD must be set to at least 8 characters");
@@ -56,6 +70,12 @@ public final class Launcher {
                 .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pageCacheMb))
                 .setConfig(GraphDatabaseSettings.transaction_timeout, Duration.ofSeconds(txTimeoutS))
                 .setConfig(GraphDatabaseSettings.keep_logical_logs, txLogRetention)
+                .setConfig(GraphDatabaseSettings.allow_file_urls, false)
+                .setConfig(GraphDatabaseInternalSettings.cypher_ip_blocklist,
+                        List.of(new IPAddressString("0.0.0.0/0"), new IPAddressString("::/0")))
+                .setConfig(GraphDatabaseSettings.procedure_allowlist, procedures)
+                .setConfig(BoltConnector.connection_keep_alive, Duration.ofSeconds(10))
+                .setConfig(BoltConnector.connection_keep_alive_probes, 2)
                 .build();
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
