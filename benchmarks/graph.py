@@ -136,7 +136,7 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
     from gradwalk.graph import edge_writer, graph_build
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     n = x.shape[0]
     ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]

@@ -1,4 +1,4 @@
-"""How much faster the in-memory G2IS walk is than a per-candidate transcription of DESIGN §4.4,
+"""How much faster the in-memory G2IS walk is than a per-candidate transcription of docs/architecture.md §4.4,
 and how much slower the walk is when it reads its neighbour lists from Neo4j.
 
 Prints one JSON line. Both walks run on the same synthetic pool (clustered unit rows sharing a
@@ -83,7 +83,7 @@ def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray
     """The pool's instructions, feature run and neighbour table written to Neo4j through the build's
     own steps (start_build, then claim, write and finish each block): (row ids, graph id)."""
     from gradwalk.graph import edge_writer, graph_build
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     n, k = neighbors.shape
     ids = [hashlib.sha256(f"select-{i}".encode()).hexdigest() for i in range(n)]

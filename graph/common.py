@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gradwalk.checks import check_int
 from gradwalk.errors import InvalidInput
 
 FALLBACKS = ("strict", "paper")
@@ -36,9 +37,7 @@ def check_fraction(value: object, name: str, *, allow_zero: bool = False) -> flo
 
 
 def check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(value, name, low=1)
 
 
 def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:

@@ -1,4 +1,4 @@
-"""Building an instruction graph (DESIGN §3, §4.2) from a feature run, and deleting one.
+"""Building an instruction graph (docs/architecture.md §3, §4.2) from a feature run, and deleting one.
 
 Building is split into row blocks (the unit of fan-out, progress and re-runs):
 :func:`start_build` creates or resumes the graph node and says which blocks are missing,
@@ -18,14 +18,14 @@ per-node locks: concurrent block writers taking them deadlock each other; measur
 from __future__ import annotations
 
 import math
-import numbers
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from gradwalk import errors
+from gradwalk.checks import check_int, check_real
 from gradwalk.device import resolve_device
 from gradwalk.graph.edge_writer import EdgeWriter
 from gradwalk.graph.graph_cypher import (
@@ -61,8 +61,6 @@ if TYPE_CHECKING:
     import neo4j
     import torch
 
-    from gradwalk.workers.artifacts import FeatureStore
-
 DEFAULT_K = 64
 DEFAULT_TAU = 0.0
 FEATURE_PART = "train"  # the pool's rows in a feature run; their row ids are Instruction ids
@@ -74,12 +72,19 @@ BLOCK_MISSING, BLOCK_STARTED = -1, -2  # block_edges of a block never started / 
 STALE_AFTER_S = 600.0  # a build silent this long is taken to be dead; a new one may take over
 
 
+class FeatureSource(Protocol):
+    """What a build reads of a feature run; the platform's artifact store is one. The graph room
+    knows this shape, not the store, so it imports nothing above it."""
+
+    root: Any
+
+    def load(self, run_id: str, part: str) -> tuple[list[str], np.ndarray]: ...
+
+    def manifests(self, run_id: str, part: str) -> Sequence[Any]: ...
+
+
 def _check_params(k: object, tau: object) -> tuple[int, float]:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise errors.InvalidInput(f"k must be a positive integer, got {k!r}")
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not -1.0 <= float(tau) <= 1.0:
-        raise errors.InvalidInput(f"tau must be a cosine in [-1, 1], got {tau!r}")
-    return int(k), float(tau) + 0.0
+    return check_int(k, "k", low=1), check_real(tau, "tau", low=-1.0, high=1.0) + 0.0
 
 
 def task_block_rows(nodes: int) -> int:
@@ -87,7 +92,7 @@ def task_block_rows(nodes: int) -> int:
     return max(1, min(nodes, max(MIN_BLOCK_ROWS, math.ceil(nodes / TASK_BLOCKS))))
 
 
-def feature_row_ids(features: FeatureStore, run_id: str) -> list[str]:
+def feature_row_ids(features: FeatureSource, run_id: str) -> list[str]:
     """The instruction ids of a feature run's pool rows, in row order (manifests only, no arrays)."""
     ids = [row for m in features.manifests(run_id, FEATURE_PART) for row in m.row_ids]
     if not ids:
@@ -95,7 +100,7 @@ def feature_row_ids(features: FeatureStore, run_id: str) -> list[str]:
     return ids
 
 
-def load_features(features: FeatureStore, run_id: str, device: str = "auto") -> tuple[list[str], torch.Tensor]:
+def load_features(features: FeatureSource, run_id: str, device: str = "auto") -> tuple[list[str], torch.Tensor]:
     """A run's pool rows (ids, unit-normalised float32 tensor on ``device``): cosines are dot products."""
     import torch
 
@@ -108,7 +113,7 @@ def load_features(features: FeatureStore, run_id: str, device: str = "auto") -> 
     return ids, torch.from_numpy(x).to(resolve_device(device))
 
 
-def _feature_run_rows(store: GraphStore, features: FeatureStore, run_id: str) -> list[str]:
+def _feature_run_rows(store: GraphStore, features: FeatureSource, run_id: str) -> list[str]:
     """The row ids of a complete feature run, checked against its record."""
     found = store.read(FEATURE_RUN, {"run": run_id})
     if not found:
@@ -130,7 +135,7 @@ def _require_instructions(store: GraphStore, ids: Sequence[str]) -> None:
             raise errors.InvalidInput(f"feature rows name instructions that Neo4j does not hold: {names}")
 
 
-def start_build(store: GraphStore, features: FeatureStore, run_id: str, k: int = DEFAULT_K,
+def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int = DEFAULT_K,
                 tau: float = DEFAULT_TAU, *, block_rows: int | None = None, rebuild: bool = False,
                 stale_after_s: float = STALE_AFTER_S) -> tuple[GraphInfo, list[int]]:
     """Create the graph node (or resume an unfinished build) and return it with the missing blocks.
@@ -141,8 +146,8 @@ def start_build(store: GraphStore, features: FeatureStore, run_id: str, k: int =
     resumed build keeps the block layout it started with; ``block_rows`` applies to new graphs.
     """
     k, tau = _check_params(k, tau)
-    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1):
-        raise errors.InvalidInput(f"block_rows must be a positive integer, got {block_rows!r}")
+    if block_rows is not None:
+        check_int(block_rows, "block_rows", low=1)
     ids = _feature_run_rows(store, features, run_id)
     gid = graph_id(run_id, k, tau)
     if rebuild:
@@ -234,7 +239,7 @@ def fail_build(store: GraphStore, info: GraphInfo, error: str) -> None:
     store.write(FAIL_GRAPH, {"graph": info.id, "build": info.build_id, "error": error[:2000]})
 
 
-def build_graph(store: GraphStore, features: FeatureStore, run_id: str, k: int = DEFAULT_K,
+def build_graph(store: GraphStore, features: FeatureSource, run_id: str, k: int = DEFAULT_K,
                 tau: float = DEFAULT_TAU, *, block_rows: int | None = None, device: str = "auto",
                 rebuild: bool = False, progress: Callable[[int, int], None] | None = None) -> GraphInfo:
     """Build (or finish building) the graph of a feature run in this process, block after block.

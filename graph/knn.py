@@ -9,11 +9,11 @@ Torch is imported only when a graph is built: serving selections never needs it.
 
 from __future__ import annotations
 
-import numbers
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gradwalk.checks import check_int, check_real
 from gradwalk.device import resolve_device
 from gradwalk.errors import InvalidInput
 
@@ -45,8 +45,7 @@ def default_block_rows(n: int, device: str = "auto") -> int:
 
 def block_ranges(n: int, block_rows: int) -> list[tuple[int, int]]:
     """The (start, stop) row blocks that cover a pool of ``n`` rows."""
-    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
-        raise InvalidInput(f"block_rows must be a positive integer, got {block_rows!r}")
+    block_rows = check_int(block_rows, "block_rows", low=1)
     return [(start, min(start + block_rows, n)) for start in range(0, n, block_rows)]
 
 
@@ -71,10 +70,8 @@ def _check_finite(x: torch.Tensor) -> None:
 
 
 def _check_params(k: int, tau: float) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidInput(f"k must be a positive integer, got {k!r}")
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not -1.0 <= tau <= 1.0:
-        raise InvalidInput(f"tau must be a cosine in [-1, 1], got {tau!r}")
+    check_int(k, "k", low=1)
+    check_real(tau, "tau", low=-1.0, high=1.0)
 
 
 def _lowest_ids_at_cut(scores: torch.Tensor, kth: torch.Tensor, kk: int) -> torch.Tensor:

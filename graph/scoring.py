@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gradwalk.checks import check_int
 from gradwalk.errors import InvalidInput
 from gradwalk.graph.common import (
     Selection,
@@ -128,12 +129,10 @@ def scored_selection(method: str, scores: np.ndarray, ratio: float, **params: ob
 
 def random_selection(n: int, ratio: float, seed: int = 0) -> Selection:
     """A seeded uniform sample of floor(N·r) rows, in sampled order."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InvalidInput(f"n (the pool size) must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
+    n = check_int(n, "n (the pool size)", low=1)
+    seed = check_int(seed, "seed", low=0)
     ratio = check_fraction(ratio, "ratio")
-    rows = np.random.default_rng(int(seed)).permutation(int(n))[: target_size(int(n), ratio)]
+    rows = np.random.default_rng(seed).permutation(n)[: target_size(n, ratio)]
     return Selection(
         method="random", pool_size=int(n), indices=rows.astype(np.int64), params={"ratio": ratio, "seed": int(seed)}
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gradwalk.checks import check_int
 from gradwalk.errors import InvalidInput
 from gradwalk.graph.common import (
     FALLBACKS,
@@ -148,8 +149,7 @@ class RandomParams(_RatioParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidInput(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int(self.seed, "seed", low=0)
 
 
 @dataclass(frozen=True)

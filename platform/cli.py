@@ -17,6 +17,7 @@ from gradwalk import errors
 from gradwalk.platform import cli_api
 from gradwalk.platform.cli_features import features_app
 from gradwalk.platform.demo import DEFAULT as DEMO_PLAN
+from gradwalk.platform.waiting import progress_bar
 from gradwalk.settings import get_settings
 
 app = typer.Typer(
@@ -101,15 +102,9 @@ def _import(kind: str, name: str, source: str, fmt: str, split: str | None, skip
     from gradwalk.platform import pools
 
     run = pools.import_pool if kind == "pool" else pools.import_target
-    with GraphStore.connect(get_settings()) as store, typer.progressbar(
-        length=1, label=f"importing into {kind} {name}", file=sys.stderr
-    ) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-
+    with GraphStore.connect(get_settings()) as store, progress_bar(f"importing into {kind} {name}") as update:
         report = run(store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-                     source_label=source_label, progress=progress)
+                     source_label=source_label, progress=update)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return
@@ -148,21 +143,15 @@ def graph_build(
     """Build a feature run's kNN graph into Neo4j (resumes an unfinished one; a ready one is kept)."""
     from gradwalk.graph.graph_build import build_graph
     from gradwalk.graph.store import GraphStore
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     settings = get_settings()
-    with GraphStore.connect(settings) as store, typer.progressbar(
-        length=1, label=f"building the graph of {features}", file=sys.stderr
-    ) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.length = max(total, 1)
-            bar.update(done - bar.pos)
-
+    with GraphStore.connect(settings) as store, progress_bar(f"building the graph of {features}") as progress:
         if local:
             info = build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
                                device=settings.device, rebuild=rebuild, progress=progress)
         else:
-            from gradwalk.workers.tasks.graph import submit_build, wait_build
+            from gradwalk.platform.graph_builds import submit_build, wait_build
 
             reply = submit_build(features, k, tau, block_rows=block_rows, rebuild=rebuild)
             info = wait_build(store, reply, progress=progress)
@@ -195,7 +184,7 @@ def _graph_row_ids(store, graph: str) -> list[str]:
     """A graph's node ids: the pool rows of its feature run, in row order."""
     from gradwalk.graph.graph_build import feature_row_ids
     from gradwalk.graph.graph_records import get_graph
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     info = get_graph(store, graph)
     return feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)

@@ -33,7 +33,7 @@ def features_run(
     kind: Annotated[str, typer.Option(help="gradient (LoRA gradient features) or embedding (sentence "
                                            "embeddings).")] = "gradient",
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (GPU default 128, CPU 8).")] = None,
-    proj_dim: Annotated[int | None, typer.Option(help="Projected dims per checkpoint (GPU 8192, CPU 2048).")] = None,
+    proj_dim: Annotated[int | None, typer.Option(help="Projected dims per checkpoint (default 8192 on GPU and CPU: the sparse projection costs about the same at any width).")] = None,
     max_length: Annotated[int | None, typer.Option(help="Token limit per example (GPU 2048, CPU 512).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per batch (per-example gradients, or "
                                                         "embeddings: default 64).")] = None,

@@ -98,8 +98,8 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
     """Run every stage of ``plan`` on ``data`` (by default :func:`demo_data`) and return its summary."""
     from gradwalk.graph.store import GraphStore
     from gradwalk.platform import datasets, feature_runs, jobs, pools, services, sources
+    from gradwalk.platform.graph_builds import submit_build, wait_build
     from gradwalk.platform.waiting import progress_bar
-    from gradwalk.workers.tasks.graph import submit_build, wait_build
 
     times: dict[str, float] = {}
 

@@ -7,7 +7,7 @@ done out of rows total. Shards report themselves done by key, so a redelivered s
 twice.
 
 A run's ``kind`` says what its rows are: ``gradient`` — LoRA gradient features after a warm-up
-(DESIGN.md §4.1), what G2IS, its w/o-graph ablation and LESS read — or ``embedding`` —
+(docs/architecture.md §4.1), what G2IS, its w/o-graph ablation and LESS read — or ``embedding`` —
 all-MiniLM-L6-v2 sentence embeddings, no warm-up, what the embedding baseline and the w/o-gradient
 ablation read (§4.5). Both kinds store the same parts, shards and manifests.
 """
@@ -21,6 +21,8 @@ from typing import Any
 from gradwalk import errors
 from gradwalk.graph.selection import EMBEDDING, FEATURE_INPUTS, GRADIENT
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform import work_queue
+from gradwalk.platform.waiting import wait_until
 
 TRAIN_PART = "train"
 KINDS = tuple(FEATURE_INPUTS)
@@ -169,18 +171,14 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
     ``{"lora_r": 8, "proj_dim": 1024}``) and ``warmup`` the warm-up settings (``fraction``,
     ``epochs``, ``lr``, ``seed``, ...). An embedding run takes only ``model`` (a local
     sentence-transformers folder) and ``batch_size``, and no warm-up."""
-    from gradwalk.workers.app import GPU_QUEUE, app
-
     run_id = create(store, pool, targets, kind=kind, engine=engine or {}, warmup=warmup or {})
-    app.send_task(RUN_TASK, args=[run_id], queue=GPU_QUEUE)
+    work_queue.send(RUN_TASK, [run_id], work_queue.GPU_QUEUE)
     return run_id
 
 
 def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
          progress: Any = None) -> dict[str, Any]:
     """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
-    from gradwalk.platform.waiting import wait_until
-
     return wait_until(lambda: get(store, run_id), done={"complete"}, failed={"failed"},
                       what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)
 

@@ -19,8 +19,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 from gradwalk import errors
+from gradwalk.graph.selection import get_method
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform import work_queue
+from gradwalk.platform.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +122,6 @@ RETURN d.name AS dataset, v.version AS version
 
 
 def _check_request(request: JobRequest) -> dict[str, Any]:
-    from gradwalk.graph.selection import get_method
-
     if not request.targets:
         raise errors.InvalidInput("a selection job needs at least one target")
     if not request.dataset or len(request.dataset) > 200:
@@ -186,10 +189,8 @@ def create(store: GraphStore, request: JobRequest, *, created_by: str | None = N
 
 def submit(store: GraphStore, request: JobRequest, *, created_by: str | None = None) -> str:
     """Record a job (made by token ``created_by``) and queue it on the ``cpu`` workers."""
-    from gradwalk.workers.app import CPU_QUEUE, app
-
     job_id = create(store, request, created_by=created_by)
-    app.send_task(SELECT_TASK, args=[job_id], queue=CPU_QUEUE, task_id=job_id)
+    work_queue.send(SELECT_TASK, [job_id], work_queue.CPU_QUEUE, task_id=job_id)
     return job_id
 
 
@@ -253,12 +254,8 @@ def _revoke(job_id: str) -> None:
     """Tell the workers to drop the job's task unstarted. Only a shortcut: the record says
     cancelled, and a worker reads it before it starts and at every progress report, so a broker
     that cannot be reached (Redis restarting) does not undo the cancel."""
-    from kombu.exceptions import OperationalError
-
-    from gradwalk.workers.app import app
-
     try:
-        app.control.revoke(job_id)
+        work_queue.client().control.revoke(job_id)
     except (OperationalError, OSError) as e:
         log.warning("job %s is cancelled; telling the workers failed (%s), they see it in its record", job_id, e)
 
@@ -284,7 +281,5 @@ def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
 def wait(store: GraphStore, job_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
          progress: Any = None) -> dict[str, Any]:
     """Block until the job succeeded (returned) or failed / was cancelled (raised)."""
-    from gradwalk.platform.waiting import wait_until
-
     return wait_until(lambda: get(store, job_id), done={JobStatus.SUCCEEDED}, failed={JobStatus.FAILED, JobStatus.CANCELLED},
                       what=f"selection job {job_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradwalk import errors
+from gradwalk.graph.migrations import migrate as apply_migrations
+from gradwalk.graph.store import GraphStore
+from gradwalk.platform import work_queue
 from gradwalk.platform.cypher import READ_PROCEDURES
 from gradwalk.settings import Settings
 
@@ -48,7 +51,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _port_answers(host: str, port: int) -> bool:
+def port_answers(host: str, port: int) -> bool:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
@@ -208,7 +211,7 @@ class LocalService:
         return True
 
     def _refuse_taken_port(self, host: str, port: int, setting: str) -> None:
-        if _port_answers(host, port):
+        if port_answers(host, port):
             raise errors.Conflict(
                 f"{self.name}: port {port} on {host} is already taken by another process; "
                 f"stop that process or choose another port with {setting}"
@@ -253,8 +256,6 @@ class Neo4jService(LocalService):
         self.home.mkdir(parents=True, exist_ok=True)
 
     def is_ready(self) -> bool:
-        from gradwalk.graph.store import GraphStore
-
         # Bolt opens before the launcher has set the password: a login attempt then would fail
         # and count towards Neo4j's lock-out, so wait for the launcher's ready line first.
         if not self._launcher_ready():
@@ -365,13 +366,16 @@ class WorkerService(LocalService):
     def is_ready(self) -> bool:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
-        from gradwalk.workers.app import result_within
-
         try:
-            reply = result_within(_ping_app(self.settings).send_task("gradwalk.system.ping", queue=self.queue), 5)
+            ping = work_queue.client(self.settings).send_task("gradwalk.system.ping", queue=self.queue)
+            reply = work_queue.result_within(ping, 5)
         except CeleryTimeout:
             return False
         return bool(reply.get("pid"))
+
+    def answers(self) -> bool:
+        """Alive even while busy: the worker's main process answers a control ping between tasks' work."""
+        return bool(work_queue.client(self.settings).control.ping(destination=[self.node_name()], timeout=2.0))
 
 
 class ApiService(LocalService):
@@ -404,20 +408,6 @@ class ApiService(LocalService):
             return False
 
 
-def _ping_app(settings: Settings):
-    from celery import Celery
-
-    from gradwalk.workers.app import celery_config
-
-    key = settings.redis_url
-    app = _PING_APPS.get(key)
-    if app is None:
-        app = _PING_APPS[key] = Celery("gradwalk-services", set_as_current=False)
-        app.conf.update(celery_config(settings))
-    return app
-
-
-_PING_APPS: dict[str, object] = {}
 
 
 # -- the Neo4j launcher build ---------------------------------------------------------------------
@@ -493,9 +483,7 @@ def build_launcher(settings: Settings, *, echo: Callable[[str], None] = lambda _
 
 # -- the set of services --------------------------------------------------------------------------
 def local_services(settings: Settings) -> list[LocalService]:
-    from gradwalk.workers.app import QUEUES
-
-    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in QUEUES),
+    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in work_queue.QUEUES),
             ApiService(settings)]
 
 
@@ -515,9 +503,6 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
     neo4j.wait_ready()
     echo(f"neo4j   ready at {neo4j.address}" + (f" ({time.monotonic() - start:.1f}s)" if started["neo4j"] else ""))
     if migrate:
-        from gradwalk.graph.migrations import migrate as apply_migrations
-        from gradwalk.graph.store import GraphStore
-
         with GraphStore.connect(settings) as store:
             newly = apply_migrations(store)
         echo(f"migrations applied: {', '.join(m.path.name for m in newly) or 'none pending'}")

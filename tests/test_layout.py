@@ -1,4 +1,4 @@
-"""Packaging and layout (DESIGN.md §1): the rooms import, the stdlib `platform` is never shadowed,
+"""Packaging and layout (docs/architecture.md §2): the rooms import, the stdlib `platform` is never shadowed,
 the CLI helps, docker-compose.yml agrees with the settings."""
 
 from __future__ import annotations
@@ -158,3 +158,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert len(commands) == 2
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert commands[1] in ci_lines
+
+
+def test_the_import_contracts_hold():
+    """pyproject's import-linter contracts: rooms point one way (graph <- platform <- workers), the
+    pure algorithms and the engine import no driver, queue or web server, and layers hold inside
+    each room. Imports inside functions count too."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout

@@ -13,8 +13,8 @@ import functools
 from celery.signals import worker_process_init
 
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform.artifacts import FeatureStore
 from gradwalk.settings import get_settings
-from gradwalk.workers.artifacts import FeatureStore
 
 
 @functools.cache

@@ -24,7 +24,12 @@ import threading
 import time
 from typing import Any
 
+from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
+
+from gradwalk import errors
+from gradwalk.platform.work_queue import celery_config
+from gradwalk.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +136,24 @@ def requeue(channel: Any, tag: str) -> bool:
     return restored[-1]
 
 
+# Neo4j unreachable (restarting, failing over) for longer than the driver's own retries
+# (neo4j_max_retry_s): a task waits until Neo4j answers (up to NEO4J_WAIT_S), then runs again from
+# the start, at most NEO4J_RETRIES times. Every task is idempotent by key, so a rerun is harmless.
+NEO4J_WAIT_S = 600.0
+NEO4J_RETRIES = 3
+
+
+def retry_when_neo4j_is_back(task: Any, error: errors.ServiceUnavailable, store: Any) -> None:
+    """Retry ``task`` at once (raising Celery's Retry) when Neo4j answers again within
+    NEO4J_WAIT_S and retries are left; otherwise return, and the caller records the failure."""
+    if task.request.retries < task.max_retries and wait_for_neo4j(store, NEO4J_WAIT_S):
+        raise task.retry(exc=error, countdown=0)
+
+
 def wait_for_neo4j(store: Any, timeout_s: float, *, poll_s: float = 1.0) -> bool:
     """Wait until Neo4j answers again (True) or ``timeout_s`` has passed (False). A task that lost
     Neo4j (a restart, a failover) waits here and is then retried at once, instead of sleeping
     through a backoff schedule long after Neo4j is back."""
-    from gradwalk import errors
-
     try:
         store.wait_reachable(timeout_s, poll_s=poll_s)
     except errors.ServiceUnavailable:
@@ -149,11 +166,6 @@ _watcher: OrphanWatcher | None = None
 
 @worker_ready.connect
 def _start_watcher(sender: Any = None, **_: Any) -> None:
-    from celery import Celery
-
-    from gradwalk.settings import get_settings
-    from gradwalk.workers.app import celery_config
-
     global _watcher
     settings = get_settings()
     if settings.orphan_check_s <= 0 or sender is None:

@@ -11,7 +11,7 @@ import pytest
 from gradwalk.graph.graph_build import FEATURE_PART
 from gradwalk.graph.neighbors import neighbors
 from gradwalk.graph.store import GraphStore
-from gradwalk.workers.artifacts import FeatureStore
+from gradwalk.platform.artifacts import FeatureStore
 
 ROWS, DIM = 300, 16
 

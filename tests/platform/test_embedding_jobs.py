@@ -22,7 +22,7 @@ from gradwalk import errors
 from gradwalk.graph import graph_build, graph_export, graph_records
 from gradwalk.graph.selection import core_components, embedding_scores, gradient_walk, top_fraction
 from gradwalk.platform import datasets, feature_runs, jobs, pools, sources
-from gradwalk.workers.artifacts import FeatureStore
+from gradwalk.platform.artifacts import FeatureStore
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 

@@ -145,7 +145,7 @@ def stack(settings, tmp_path_factory) -> Iterator[Stack]:
     from gradwalk.graph.store import GraphStore
     from gradwalk.platform import auth
     from gradwalk.platform import services as local
-    from gradwalk.workers.app import celery_config
+    from gradwalk.platform.work_queue import celery_config
 
     state = tmp_path_factory.mktemp("reliability-state")
     own = settings.model_copy(update={
@@ -187,7 +187,7 @@ def stack(settings, tmp_path_factory) -> Iterator[Stack]:
             service.wait_ready()
         app = Celery("gradwalk-reliability", set_as_current=False)
         app.conf.update(celery_config(own))
-        token = auth.create(store, f"reliability-{uuid.uuid4().hex[:8]}")
+        token = auth.create(store, f"reliability-{uuid.uuid4().hex[:8]}", "admin")  # cancels any job
         built = Stack(own, neo4j, redis_service, workers, api, app, store, token)
         print(f"\nprivate stack up in {time.monotonic() - started:.1f}s")
         yield built
@@ -252,7 +252,7 @@ class Walkable:
 def walkable(stack) -> Walkable:
     """A run of 2,000 rows with a ready graph, shared by the tests that walk it."""
     from gradwalk.graph import graph_build as graphs
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     run = _crafter(stack, f"w{uuid.uuid4().hex[:8]}-")(2000)
     info = graphs.build_graph(stack.store, FeatureStore(stack.settings.artifacts), run.id, 8, 0.0, device="cpu")
@@ -263,7 +263,7 @@ def _crafter(stack, prefix: str) -> Callable[..., CraftedRun]:
     import numpy as np
 
     from gradwalk.platform import feature_runs, pools
-    from gradwalk.workers.artifacts import FeatureStore
+    from gradwalk.platform.artifacts import FeatureStore
 
     def make(rows: int, dim: int = 16, target_rows: int = 6, seed: int = 0) -> CraftedRun:
         pool, target = f"{prefix}pool-{rows}", f"{prefix}target"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gradwalk.platform import feature_runs, pools
-from gradwalk.workers.artifacts import FeatureStore
+from gradwalk.platform.artifacts import FeatureStore
 
 from .conftest import chat, wait_for
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gradwalk.platform.services import WorkerService
-from gradwalk.workers.app import QUEUES, app, celery_config
+from gradwalk.platform.work_queue import QUEUES, celery_config
+from gradwalk.workers.app import app
 
 
 @pytest.mark.parametrize("queue", QUEUES)

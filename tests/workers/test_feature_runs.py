@@ -11,7 +11,7 @@ import pytest
 
 from gradwalk import errors
 from gradwalk.platform import feature_runs, pools, sources
-from gradwalk.workers.artifacts import FeatureStore
+from gradwalk.platform.artifacts import FeatureStore
 
 # Small enough for two CPU cores: the real model, short sequences, a narrow projection, one
 # checkpoint (tests/workers/test_engine_features.py covers combining several).
@@ -73,7 +73,8 @@ def test_run_records_settings_and_progress(featurised):
 
 def test_a_redelivered_shard_changes_nothing(featurised, store, settings):
     """Run a finished shard again, as a redelivery would: same manifest, counted once."""
-    from gradwalk.workers.app import GPU_QUEUE, app
+    from gradwalk.platform.work_queue import GPU_QUEUE
+    from gradwalk.workers.app import app
 
     run, *_ = featurised
     features = FeatureStore(settings.artifacts)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from gradwalk import pins
+from gradwalk.checks import check_int
 from gradwalk.errors import InvalidInput, NotFound
 from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.packages import build_once, extract_folder
@@ -80,10 +81,7 @@ def _max_length(folder: Path) -> int:
         raise InvalidInput(f"{folder / pooling['path'] / 'config.json'}: pooling modes {modes}; only "
                            "pooling_mode_mean_tokens is supported")
     found = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
-    if isinstance(found, bool) or not isinstance(found, int) or found < 2:
-        raise InvalidInput(f"{folder / 'sentence_bert_config.json'}: max_seq_length must be an integer >= 2, "
-                           f"got {found!r}")
-    return found
+    return check_int(found, f"{folder / 'sentence_bert_config.json'}: max_seq_length", low=2)
 
 
 def example_text(example: Mapping[str, Any]) -> str:
@@ -103,8 +101,7 @@ class Embedder:
                  model: str | Path | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_int(batch_size, "batch_size", low=1)
         self.model_path = resolve_embedding_model(model, cache_dir)
         self.max_length = _max_length(self.model_path)
         self.batch_size = batch_size

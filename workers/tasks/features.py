@@ -29,8 +29,9 @@ from gradwalk import errors
 from gradwalk.graph.selection import EMBEDDING
 from gradwalk.platform import feature_runs
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
+from gradwalk.platform.work_queue import GPU_QUEUE
 from gradwalk.settings import get_settings
-from gradwalk.workers.app import GPU_QUEUE, app
+from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 
 if TYPE_CHECKING:

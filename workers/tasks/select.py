@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from gradwalk import __version__, errors
+from gradwalk.graph.neighbors import open_neighbors
 from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
 from gradwalk.platform import feature_runs, jobs
+from gradwalk.platform.datasets import JobEnded, publish
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
-from gradwalk.workers.recovery import wait_for_neo4j
+from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ def _inputs(job: dict[str, Any], stack: contextlib.ExitStack) -> tuple[list[str]
     subtasks = [t for t, part in zip(job["targets"], val_parts, strict=True) for _ in range(part.shape[0])]
     neighbors = None
     if "neighbors" in method.needs:
-        from gradwalk.graph.neighbors import open_neighbors
-
         neighbors = stack.enter_context(open_neighbors(graph_store(), job["graph"], ids))
     train_input, val_input = FEATURE_INPUTS[method.feature_kind]
     return ids, SelectionInputs(
@@ -53,11 +53,6 @@ def _inputs(job: dict[str, Any], stack: contextlib.ExitStack) -> tuple[list[str]
     )
 
 
-# Neo4j unreachable (restarting, failing over) for longer than the driver's own retries
-# (neo4j_max_retry_s): the job waits until Neo4j answers (up to NEO4J_WAIT_S), then runs again from
-# the start, at most NEO4J_RETRIES times; datasets.publish gives a job one version whatever happens.
-NEO4J_WAIT_S = 600.0
-NEO4J_RETRIES = 3
 CANCEL_CHECK_S = 2.0  # how often a walk over the graph asks whether its job was cancelled
 
 
@@ -71,8 +66,7 @@ def run_selection(self, job_id: str) -> dict[str, Any]:
         return {"job": job_id, "status": "cancelled"}
     except errors.ServiceUnavailable as e:
         log.warning("job %s: %s; waiting for Neo4j", job_id, e)
-        if self.request.retries < self.max_retries and wait_for_neo4j(store, NEO4J_WAIT_S):
-            raise self.retry(exc=e, countdown=0) from None
+        retry_when_neo4j_is_back(self, e, store)  # a rerun publishes at most one version (datasets.publish)
         _fail(store, job_id, str(e))
         raise
     except errors.GradwalkError as e:
@@ -132,18 +126,7 @@ def _run(store, job_id: str) -> dict[str, Any]:
                                                                     lambda: jobs.report(store, job_id, stage, 0.3)))
         selection = get_method(job["method"]).select(inputs, job["params"])
     jobs.report(store, job_id, "publishing", 0.9)
-    from gradwalk.platform.datasets import JobEnded, publish
-
-    rows = [
-        {
-            "instruction_id": ids[index],
-            "rank": rank,
-            "component": None if selection.component is None else int(selection.component[rank]),
-            "step": None if selection.step is None else int(selection.step[rank]),
-            "score": None if selection.score is None else float(selection.score[rank]),
-        }
-        for rank, index in enumerate(selection)
-    ]
+    rows = [{"instruction_id": ids[record.pop("row")], **record} for record in selection.records()]
     lineage = {
         "job": job_id, "method": job["method"], "params": job["params"], "pool": job["pool"],
         "targets": job["targets"], "feature_run": job.get("feature_run"), "graph": job.get("graph"),

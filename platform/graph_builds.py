@@ -1,0 +1,58 @@
+"""Queue an instruction-graph build on the gpu workers and follow it to the end.
+
+The client side of :mod:`gradwalk.workers.tasks.graph`, by task name: the CLI and the demo call
+these; progress (blocks written) is read from the graph's record in Neo4j.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+
+from gradwalk import errors
+from gradwalk.graph import graph_build, graph_records
+from gradwalk.graph.store import GraphStore
+from gradwalk.platform import work_queue
+from gradwalk.platform.waiting import wait_until
+
+BUILD_TASK = "gradwalk.graph.build"
+
+
+def submit_build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.DEFAULT_TAU, *,
+                 block_rows: int | None = None, rebuild: bool = False, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Queue a build and return the orchestrator's reply (graph id, blocks, the finisher's task id)."""
+    try:
+        return work_queue.result_within(
+            work_queue.send(BUILD_TASK, [run_id, k, tau, block_rows, rebuild], work_queue.GPU_QUEUE), timeout_s)
+    except CeleryTimeout as e:
+        raise errors.ServiceUnavailable(
+            f"no gpu worker took the graph build within {timeout_s:.0f}s; start one with `gradwalk services up`"
+        ) from e
+    except OperationalError as e:
+        raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
+
+
+def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[int, int], None] | None = None,
+               poll_s: float = 0.5, timeout_s: float = 24 * 3600) -> graph_records.GraphInfo:
+    """Wait until a submitted build is ready, telling ``progress(done, total)`` in blocks; a build
+    that stops (failed, deleted, or its finishing task failed) raises with the reason."""
+    graph = reply["graph"]
+    finisher = AsyncResult(reply["finish_task"], app=work_queue.client()) if reply.get("finish_task") else None
+
+    def read() -> dict[str, Any]:
+        info = graph_records.get_graph(store, graph)
+        if info.status == graph_records.BUILDING and finisher is not None and finisher.failed():
+            return {"status": graph_records.FAILED, "error": repr(finisher.result), "info": info}
+        return {"status": info.status, "error": info.error, "info": info}
+
+    def show(record: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(record["info"].blocks_done, record["info"].blocks)
+
+    stopped = {graph_records.FAILED, graph_records.DELETING, graph_records.DELETED}
+    return wait_until(read, done={graph_records.READY}, failed=stopped, what=f"building graph {graph}",
+                      progress=show, timeout_s=timeout_s, poll_s=poll_s)["info"]
