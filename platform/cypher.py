@@ -110,7 +110,7 @@ def check_plan(summary: neo4j.ResultSummary, database: str) -> None:
     if summary.database != database:
         raise errors.NotAllowed(f"the Cypher endpoint reads database {database!r} only; the query targets "
                                 f"{summary.database!r} (no USE of another database)")
-    refused: list[str] = []
+    refused = [] if summary.plan else ["no plan"]
     for operator, details in _operators(summary.plan):
         if operator == "ProcedureCall":
             procedure = details.split("(", 1)[0].strip()
