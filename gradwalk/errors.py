@@ -40,6 +40,13 @@ class NotAllowed(GradwalkError):
     exit_code = 5
 
 
+class Unauthenticated(GradwalkError):
+    """The request carries no valid API token."""
+
+    http_status = 401
+    exit_code = 7
+
+
 class ServiceUnavailable(GradwalkError):
     """A backing service (Neo4j, Redis, a worker) cannot be reached or could not start."""
 

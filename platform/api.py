@@ -24,7 +24,6 @@ from starlette.exceptions import HTTPException
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store import GraphStore
-from gradwalk.platform.auth import Unauthenticated
 from gradwalk.platform.limits import RequestLimits
 from gradwalk.platform.routes import ROUTERS
 from gradwalk.platform.routes.deps import StoreDep, require_token
@@ -45,7 +44,7 @@ async def _gradwalk_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.GradwalkError)
     if exc.http_status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
     return _error(exc.http_status, type(exc).__name__, str(exc), headers)
 
 

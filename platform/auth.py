@@ -54,13 +54,6 @@ class Principal:
                                     "maker or an admin token may change it")
 
 
-class Unauthenticated(errors.GradwalkError):
-    """The request carries no valid API token."""
-
-    http_status = 401
-    exit_code = 7
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -103,12 +96,12 @@ def authenticate(store: GraphStore, token: str | None) -> Principal:
     """The name and role of the live token ``token``; :class:`Unauthenticated` otherwise. A token
     without a known role counts as a reader."""
     if not token:
-        raise Unauthenticated("this endpoint needs an API token: send 'Authorization: Bearer <token>' "
+        raise errors.Unauthenticated("this endpoint needs an API token: send 'Authorization: Bearer <token>' "
                               "(create one with `gradwalk token create NAME`)")
     rows = store.read("MATCH (t:ApiToken {hash: $hash}) WHERE t.revoked_at IS NULL "
                       "RETURN t.name AS name, t.role AS role", {"hash": hash_token(token)})
     if not rows:
-        raise Unauthenticated("the API token is unknown or revoked: create a new one with "
+        raise errors.Unauthenticated("the API token is unknown or revoked: create a new one with "
                               "`gradwalk token create NAME`")
     role = rows[0]["role"]
     return Principal(rows[0]["name"], role if role in ROLES else ROLES[0])

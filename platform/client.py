@@ -26,24 +26,24 @@ import httpx
 
 from gradwalk import errors
 from gradwalk.platform import exports
-from gradwalk.platform.auth import Unauthenticated
 from gradwalk.platform.schemas import (
+    JOB_FINISHED,
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
     ImportReportPublic,
     JobPublic,
+    JobStatus,
     RecordPublic,
     RowPublic,
     VersionPublic,
 )
 
-FINISHED = ("succeeded", "failed", "cancelled")
 DEFAULT_PORT = 8790
 
 _FAMILIES: dict[int, type[errors.GradwalkError]] = {
     400: errors.InvalidInput,
-    401: Unauthenticated,
+    401: errors.Unauthenticated,
     403: errors.NotAllowed,
     404: errors.NotFound,
     408: errors.TimeLimitExceeded,
@@ -264,13 +264,13 @@ class Job:
 
     @property
     def status(self) -> str:
-        if self.info.status not in FINISHED:
+        if self.info.status not in JOB_FINISHED:
             self.refresh()
         return self.info.status
 
     @property
     def progress(self) -> float:
-        if self.info.status not in FINISHED:
+        if self.info.status not in JOB_FINISHED:
             self.refresh()
         return self.info.progress
 
@@ -285,7 +285,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = _ProgressBar(f"job {self.id}") if progress else None
         try:
-            while self.refresh().info.status not in FINISHED:
+            while self.refresh().info.status not in JOB_FINISHED:
                 if bar is not None:
                     bar.show(self.info.progress, self.info.stage)
                 if deadline is not None and time.monotonic() >= deadline:
@@ -297,7 +297,7 @@ class Job:
         finally:
             if bar is not None:
                 bar.close()
-        if self.info.status != "succeeded":
+        if self.info.status != JobStatus.SUCCEEDED:
             reason = self.info.error or self.info.stage or self.info.status
             raise JobFailed(f"job {self.id} {self.info.status}: {reason}")
         return self

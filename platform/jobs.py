@@ -16,7 +16,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from kombu.exceptions import OperationalError
@@ -25,20 +24,12 @@ from gradwalk import errors
 from gradwalk.graph.selection import get_method
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import work_queue
+from gradwalk.platform.schemas import JOB_FINISHED, JobStatus
 from gradwalk.platform.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 SELECT_TASK = "gradwalk.select.run"
 
 
@@ -220,7 +211,7 @@ def start(store: GraphStore, job_id: str) -> dict[str, Any]:
     """Mark a queued job running and return it; a job redelivered after a crash starts again,
     and a finished or cancelled one raises :class:`Cancelled` so the worker skips it."""
     job = get(store, job_id)
-    if job["status"] in FINISHED:
+    if job["status"] in JOB_FINISHED:
         raise Cancelled(f"job {job_id} is already {job['status']}")
     _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.RUNNING,
                 stage="starting", progress=0.0)
@@ -263,7 +254,7 @@ def _revoke(job_id: str) -> None:
 def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
     """Cancel a queued or running job (a finished one is refused)."""
     job = get(store, job_id)
-    if job["status"] in FINISHED:
+    if job["status"] in JOB_FINISHED:
         raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
     if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELLED, stage="cancelled"):
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})

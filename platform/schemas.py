@@ -6,13 +6,27 @@ Pydantic only, so the client can import them without the server's dependencies. 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradwalk.platform import cypher
 
-Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]
+Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]  # ingest's record shapes
+
+
+class JobStatus(StrEnum):
+    """A selection job's life: queued, running, then one of the finished three."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ExportFormat = Literal["jsonl", "rows"]
 Name = Field(min_length=1, max_length=200)
 
@@ -100,7 +114,7 @@ class JobCreate(Request):
 
 class JobPublic(BaseModel):
     id: str
-    status: str
+    status: JobStatus
     method: str | None = None
     params: dict[str, Any] = {}
     pool: str | None = None

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 
 from gradwalk.platform import jobs
 from gradwalk.platform.routes.deps import CallerDep, CuratorDep, StoreDep
-from gradwalk.platform.schemas import JobCreate, JobPublic
+from gradwalk.platform.schemas import JobCreate, JobPublic, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-JobStatusName = Annotated[jobs.JobStatus | None, Query(description="Only jobs in this status.")]
+JobStatusName = Annotated[JobStatus | None, Query(description="Only jobs in this status.")]
 
 
 def _public(job: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gradwalk.platform import datasets, jobs
+from gradwalk.platform.schemas import JOB_FINISHED
 
 from .conftest import wait_for
 
@@ -81,7 +82,7 @@ def test_concurrent_clients_lose_no_job_and_share_no_version(stack, crafted, pre
 
     def all_finished():
         found = [jobs.get(stack.store, j)["status"] for j in submitted]
-        return found if all(s in jobs.FINISHED for s in found) else None
+        return found if all(s in JOB_FINISHED for s in found) else None
 
     final = wait_for(all_finished, timeout_s=180, poll_s=1.0, what=f"{total} jobs to finish")
     elapsed = time.monotonic() - began

@@ -4,7 +4,7 @@ Every subset gets the same number of optimizer steps of the same batch size, wha
 from the same seeded fresh adapter, so subsets differ only in what they contain, never in how much
 compute they get (docs/quality.md). Batches are drawn by cycling through seeded permutations of
 the examples: the same examples in the same order always train the same weights. The schedule is
-the warm-up's (:func:`.warmup.lr_factor`); the loss is the engine's mean response-token loss.
+the warm-up's (:func:`.warmup.lr_factor`), and so is the start (:func:`.warmup.start_training`); the loss is the engine's mean response-token loss.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from gradwalk.errors import InvalidInput
-from gradwalk.workers.device import resolve_device
-from gradwalk.workers.engine.adam import BETA1, BETA2, EPS
 from gradwalk.workers.engine.config import EngineConfig
-from gradwalk.workers.engine.lora import attach_lora, lora_layers, lora_params
-from gradwalk.workers.engine.models import load_model, resolve_model
 from gradwalk.workers.engine.pergrad import batch_losses
-from gradwalk.workers.engine.tokenize import collate, encode_all
-from gradwalk.workers.engine.warmup import lr_factor
+from gradwalk.workers.engine.tokenize import collate
+from gradwalk.workers.engine.warmup import start_training
 
 
 @dataclass(frozen=True)
@@ -57,18 +53,10 @@ def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig 
     """Fine-tune a fresh LoRA adapter (``config``'s model, rank, targets and ``max_length``; no
     dropout) on ``examples`` for exactly ``ft.steps`` steps."""
     ft = ft or FinetuneConfig()
-    device = torch.device(resolve_device(config.device))
-    base, tokenizer = load_model(resolve_model(config.model, config.cache_dir), device)
-    encoded = [e for e in encode_all(tokenizer, examples, config.max_length) if e.n_response]
-    if not encoded:
-        raise InvalidInput("no fine-tune example has a response token left after truncation")
-    torch.manual_seed(ft.seed)  # the adapter's initial A matrices
-    model = attach_lora(base, config.lora_r, config.lora_alpha, config.lora_targets, 0.0)
-    model.train()
-    optimizer = torch.optim.AdamW([p for _, p in lora_params(lora_layers(model))], lr=ft.lr,
-                                  betas=(BETA1, BETA2), eps=EPS, weight_decay=0.0)
-    ramp = max(1, math.ceil(ft.steps * ft.warmup_ratio))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, ft.steps, ramp))
+    training = start_training(examples, config, seed=ft.seed, dropout=0.0, lr=ft.lr, what="fine-tune")
+    model, tokenizer, encoded, optimizer, device = (
+        training.model, training.tokenizer, training.encoded, training.optimizer, training.device)
+    scheduler = training.schedule(ft.steps, max(1, math.ceil(ft.steps * ft.warmup_ratio)))
     generator = torch.Generator().manual_seed(ft.seed)
     queue: list[int] = []
     losses = []

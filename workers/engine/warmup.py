@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,6 +78,41 @@ def lr_factor(step: int, total: int, ramp: int) -> float:
     return (step + 1) / ramp if step < ramp else (total - step) / max(1, total - ramp)
 
 
+@dataclass
+class Training:
+    """A fresh LoRA adapter ready to train on the examples that have a response token: the model
+    (train mode), its tokenizer, the encoded examples, the adapter's named weights and AdamW."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    encoded: list
+    named: list
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+
+    def schedule(self, total: int, ramp: int) -> torch.optim.lr_scheduler.LambdaLR:
+        """The linear warm-up/decay of :func:`lr_factor` over ``total`` steps."""
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, total, ramp))
+
+
+def start_training(examples: Sequence[dict], config: EngineConfig, *, seed: int, dropout: float, lr: float,
+                   what: str) -> Training:
+    """Load ``config``'s model, encode ``examples`` (those cut to no response token cannot train),
+    attach a fresh adapter seeded by ``seed`` and give it AdamW with the engine's Adam constants.
+    The warm-up and the fine-tune both start here."""
+    device = torch.device(resolve_device(config.device))
+    base, tokenizer = load_model(resolve_model(config.model, config.cache_dir), device)
+    encoded = [e for e in encode_all(tokenizer, examples, config.max_length) if e.n_response]
+    if not encoded:
+        raise InvalidInput(f"no {what} example has a response token left after truncation")
+    torch.manual_seed(seed)  # the adapter's initial A matrices
+    model = attach_lora(base, config.lora_r, config.lora_alpha, config.lora_targets, dropout)
+    model.train()
+    named = lora_params(lora_layers(model))
+    optimizer = torch.optim.AdamW([p for _, p in named], lr=lr, betas=(BETA1, BETA2), eps=EPS, weight_decay=0.0)
+    return Training(model, tokenizer, encoded, named, optimizer, device)
+
+
 def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: WarmupConfig | None = None,
            progress: Callable[[int, int], None] | None = None) -> list[Checkpoint]:
     """Train a fresh LoRA adapter on `examples` (already the sampled fraction) for `warm.epochs`
@@ -90,21 +126,13 @@ def warmup(examples: Sequence[dict], out_dir: Path, config: EngineConfig, warm: 
             raise InvalidInput(f"{out_dir} holds a warm-up of other examples or settings; "
                                "give this one its own folder (or delete that one to train again)")
         return load_checkpoints(out_dir)
-    device = torch.device(resolve_device(config.device))
-    base, tokenizer = load_model(resolve_model(config.model, config.cache_dir), device)
-    encoded = [e for e in encode_all(tokenizer, examples, config.max_length) if e.n_response]
-    if not encoded:
-        raise InvalidInput("no warm-up example has a response token left after truncation")
-    torch.manual_seed(warm.seed)  # the adapter's initial A matrices
-    model = attach_lora(base, config.lora_r, config.lora_alpha, config.lora_targets, warm.lora_dropout)
-    model.train()
-    named = lora_params(lora_layers(model))
-    optimizer = torch.optim.AdamW([p for _, p in named], lr=warm.lr, betas=(BETA1, BETA2), eps=EPS,
-                                  weight_decay=0.0)
+    training = start_training(examples, config, seed=warm.seed, dropout=warm.lora_dropout, lr=warm.lr,
+                              what="warm-up")
+    model, tokenizer, encoded, named, optimizer, device = (
+        training.model, training.tokenizer, training.encoded, training.named, training.optimizer, training.device)
     steps_per_epoch = math.ceil(len(encoded) / warm.examples_per_step)
     total = steps_per_epoch * warm.epochs
-    ramp = math.ceil(total * warm.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, ramp))
+    scheduler = training.schedule(total, math.ceil(total * warm.warmup_ratio))
     amp = amp_dtype(device) if amp_dtype(device) == torch.bfloat16 else None
     order = torch.Generator().manual_seed(warm.seed)
     pad = tokenizer.pad_token_id
