@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradwalk.settings import get_settings
+from gradwalk.platform.cli.common import JsonFlag, connect
 
 features_app = typer.Typer(help="Gradient features or embeddings of a pool and its targets (GPU workers).",
                            no_args_is_help=True)
@@ -44,11 +44,13 @@ def features_run(
                                                                "(default 0.05).")] = None,
     warmup_epochs: Annotated[int | None, typer.Option(help="Warm-up epochs, one checkpoint each (default 4).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """Queue a feature run: warm-up, then per-example LoRA gradient features of every row (or, with
-    --kind embedding, a sentence embedding of every row)."""
-    from gradwalk.graph.store import GraphStore
+    --kind embedding, a sentence embedding of every row).
+
+    Example: gradwalk features run my-pool --target gsm8k
+    """
     from gradwalk.platform import feature_runs
 
     engine = {k: v for k, v in {"lora_r": lora_r, "proj_dim": proj_dim, "max_length": max_length,
@@ -56,7 +58,7 @@ def features_run(
     if lora_r is not None:
         engine["lora_alpha"] = 4 * lora_r  # keep LESS's alpha/r = 4
     warmup = {k: v for k, v in {"fraction": warmup_fraction, "epochs": warmup_epochs}.items() if v is not None}
-    with GraphStore.connect(get_settings()) as store:
+    with connect() as store:
         run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup)
         run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
     typer.echo(json.dumps(run) if json_out else f"{run_id} ({run['kind']}): {run['status']} "
@@ -64,12 +66,14 @@ def features_run(
 
 
 @features_app.command("status")
-def features_status(run_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Status and progress (rows done / total) of a feature run."""
-    from gradwalk.graph.store import GraphStore
+def features_status(run_id: str, json_out: JsonFlag = False) -> None:
+    """Status and progress (rows done / total) of a feature run.
+
+    Example: gradwalk features status fr-0123456789ab
+    """
     from gradwalk.platform import feature_runs
 
-    with GraphStore.connect(get_settings()) as store:
+    with connect() as store:
         run = feature_runs.get(store, run_id)
     if json_out:
         typer.echo(json.dumps(run))

@@ -1,0 +1,129 @@
+"""``gradwalk graph``: build, list, inspect, export and delete instruction graphs (in Neo4j directly)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from gradwalk.platform.cli.common import JsonFlag, connect
+from gradwalk.platform.waiting import progress_bar
+from gradwalk.settings import get_settings
+
+graph_app = typer.Typer(help="Instruction graphs: each pool row's k most similar rows, in Neo4j.", no_args_is_help=True)
+
+GraphArg = Annotated[str, typer.Argument(help="Graph id as `graph list` prints it: <run>:k<k>:tau<tau>.")]
+
+
+@graph_app.command("build")
+def graph_build(
+    features: Annotated[str, typer.Option("--features", help="Feature run whose pool rows become the nodes.")],
+    k: Annotated[int, typer.Option("--k", help="Out-edges per node: its k most similar rows.")] = 64,
+    tau: Annotated[float, typer.Option("--tau", help="Least cosine an edge may have.")] = 0.0,
+    block_rows: Annotated[int | None, typer.Option("--block-rows", help="Rows per block task.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the graph first and build it anew.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Build in this process, not on the gpu workers.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Build a feature run's kNN graph into Neo4j (resumes an unfinished one; a ready one is kept).
+
+    Example: gradwalk graph build --features fr-0123456789ab --k 64 --tau 0
+    """
+    from gradwalk.graph.graph_build import build_graph
+    from gradwalk.platform.artifacts import FeatureStore
+
+    settings = get_settings()
+    with connect() as store, progress_bar(f"building the graph of {features}") as progress:
+        if local:
+            info = build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
+                               device=settings.device, rebuild=rebuild, progress=progress)
+        else:
+            from gradwalk.platform.graph_builds import submit_build, wait_build
+
+            reply = submit_build(features, k, tau, block_rows=block_rows, rebuild=rebuild)
+            info = wait_build(store, reply, progress=progress)
+    if json_out:
+        typer.echo(json.dumps(info.to_dict()))
+        return
+    typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges, built in {info.build_s or 0:.1f}s")
+
+
+@graph_app.command("list")
+def graph_list(
+    features: Annotated[str | None, typer.Option("--features", help="Only graphs of this feature run.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Print each instruction graph with its status, build progress and edge count.
+
+    Example: gradwalk graph list --features fr-0123456789ab
+    """
+    from gradwalk.graph.graph_records import list_graphs
+
+    with connect() as store:
+        found = list_graphs(store, features)
+    if json_out:
+        typer.echo(json.dumps([info.to_dict() for info in found]))
+        return
+    for info in found:
+        typer.echo(f"{info.id:<40} {info.status:<9} {info.blocks_done}/{info.blocks} blocks  "
+                   f"{info.nodes} nodes  {info.edges} edges")
+
+
+def _graph_row_ids(store, graph: str) -> list[str]:
+    """A graph's node ids: the pool rows of its feature run, in row order."""
+    from gradwalk.graph.graph_build import feature_row_ids
+    from gradwalk.graph.graph_records import get_graph
+    from gradwalk.platform.artifacts import FeatureStore
+
+    info = get_graph(store, graph)
+    return feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)
+
+
+@graph_app.command("stats")
+def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Print a graph's node and edge counts, degree distributions, weights and connected components.
+
+    Example: gradwalk graph stats fr-0123456789ab:k64:tau0.0
+    """
+    from gradwalk.graph import graph_export
+
+    with connect() as store:
+        row_ids = _graph_row_ids(store, graph)
+        stats = graph_export.graph_stats(store, graph, row_ids)
+    if json_out:
+        typer.echo(json.dumps(stats))
+        return
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{name} {number:.4g}" for name, number in value.items())
+        typer.echo(f"{key:<25} {value}")
+
+
+@graph_app.command("export")
+def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="GraphML file to write.")]) -> None:
+    """Write a graph as GraphML (networkx, igraph, Gephi read it): node name = instruction id, edge w.
+
+    Example: gradwalk graph export fr-0123456789ab:k64:tau0.0 graph.graphml
+    """
+    from gradwalk.graph.graph_export import to_igraph
+
+    with connect() as store:
+        row_ids = _graph_row_ids(store, graph)
+        exported = to_igraph(store, graph, row_ids)
+    exported.write_graphml(out)
+    typer.echo(f"wrote {exported.vcount()} nodes and {exported.ecount()} edges to {out}")
+
+
+@graph_app.command("delete")
+def graph_delete(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Delete a graph's edges (in batches) and its record.
+
+    Example: gradwalk graph delete fr-0123456789ab:k64:tau0.0
+    """
+    from gradwalk.graph.graph_build import delete_graph
+
+    with connect() as store:
+        deleted = delete_graph(store, graph)
+    typer.echo(json.dumps({"graph": graph, "edges_deleted": deleted}) if json_out
+               else f"deleted graph {graph} ({deleted} edges)")

@@ -1,0 +1,64 @@
+"""``gradwalk services``: the local Neo4j, Redis and Celery workers, without Docker."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from gradwalk.platform.cli.common import JsonFlag, echo_err
+from gradwalk.settings import get_settings
+
+services_app = typer.Typer(help="Run the local Neo4j, Redis and Celery workers (no Docker).", no_args_is_help=True)
+
+
+@services_app.command("up")
+def services_up(json_out: JsonFlag = False) -> None:
+    """Start Neo4j, Redis and one worker per queue (gpu, cpu); wait until each answers; migrate.
+
+    Example: gradwalk services up
+    """
+    from gradwalk.platform import services
+
+    statuses = services.up(get_settings(), echo=echo_err)
+    if json_out:
+        typer.echo(json.dumps([s.__dict__ for s in statuses]))
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the processes that `services up` started (and nothing else).
+
+    Example: gradwalk services down
+    """
+    from gradwalk.platform import services
+
+    services.down(get_settings(), echo=echo_err)
+
+
+@services_app.command("status")
+def services_status(json_out: JsonFlag = False) -> None:
+    """Print each local service, its address and pid.
+
+    Example: gradwalk services status --json
+    """
+    from gradwalk.platform import services
+
+    statuses = services.status(get_settings())
+    if json_out:
+        typer.echo(json.dumps([s.__dict__ for s in statuses]))
+        return
+    for s in statuses:
+        typer.echo(f"{s.name:<13} {s.address:<26} {'pid ' + str(s.pid) if s.running else 'stopped'}")
+
+
+@services_app.command("build")
+def services_build() -> None:
+    """Build the local Neo4j launcher with Maven (once; cached by a hash of its sources).
+
+    Example: gradwalk services build
+    """
+    from gradwalk.platform import services
+
+    path = services.build_launcher(get_settings(), echo=echo_err)
+    typer.echo(f"neo4j launcher: {path}")

@@ -1,0 +1,66 @@
+"""The ``gradwalk`` command tree (platform/cli/): the names users type, help that helps, and a
+start that loads no driver, queue or torch. The verbs themselves are tested with what they do
+(test_api.py, test_graph_build.py, test_doctor.py, ...)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from gradwalk.platform.cli import app
+
+# Every command path users and scripts type; a rename or a lost command fails here.
+COMMANDS = {
+    "api", "api serve", "cypher", "demo", "doctor", "migrate",
+    "dataset", "dataset diff", "dataset export", "dataset list", "dataset retire", "dataset rows", "dataset versions",
+    "features", "features run", "features status",
+    "graph", "graph build", "graph delete", "graph export", "graph list", "graph stats",
+    "job", "job cancel", "job list", "job status", "job submit", "job wait",
+    "pool", "pool import", "target", "target import",
+    "services", "services build", "services down", "services status", "services up",
+    "token", "token create", "token list", "token revoke",
+}
+
+
+def _tree() -> dict:
+    """Every command and group by its path (Typer carries its own click, so no click types here)."""
+    found = {}
+
+    def walk(command, path: tuple[str, ...]) -> None:
+        if path:
+            found[" ".join(path)] = command
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_the_command_tree_keeps_its_names():
+    assert set(_tree()) == COMMANDS
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_every_command_helps_with_usage_and_an_example(path):
+    result = CliRunner().invoke(app, [*path.split(), "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"Usage: gradwalk {path} " in result.output
+    if not hasattr(_tree()[path], "commands"):  # a command, not a group
+        assert f"Example: gradwalk {path}" in result.output
+
+
+def test_every_json_option_says_the_same():
+    helps = {(option.help, option.default) for command in _tree().values() for option in command.params
+             if "--json" in getattr(option, "opts", ())}
+    assert helps == {("Print machine-readable JSON.", False)}
+
+
+def test_help_starts_without_driver_queue_or_torch():
+    code = ("import sys; from gradwalk.platform.cli import app; "
+            "print(sorted(m for m in ('neo4j', 'celery', 'torch', 'uvicorn', 'fastapi') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
