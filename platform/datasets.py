@@ -31,7 +31,6 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,10 @@ from typing import Any
 import neo4j
 
 from gradwalk import __version__, errors
+from gradwalk.checks import check_int
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import exports
+from gradwalk.platform.schemas import DiffPublic
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 BATCH_ROWS = 5_000
@@ -203,9 +204,7 @@ def check_name(dataset: object) -> str:
 
 
 def _check_version(version: object) -> int:
-    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
-        raise errors.InvalidInput(f"version must be a positive integer, got {version!r}")
-    return int(version)
+    return check_int(version, "version", low=1)
 
 
 def _optional_int(row: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -405,10 +404,8 @@ def list_datasets(store: GraphStore) -> list[dict[str, Any]]:
 def rows(store: GraphStore, dataset: str, version: int, *, offset: int = 0,
          limit: int = 100) -> list[dict[str, Any]]:
     """A page of a version's rows in rank order, each with its instruction's messages."""
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise errors.InvalidInput(f"offset must be an integer >= 0, got {offset!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_ROWS:
-        raise errors.InvalidInput(f"limit must be an integer in 1..{MAX_PAGE_ROWS}, got {limit!r}")
+    check_int(offset, "offset", low=0)
+    check_int(limit, "limit", low=1, high=MAX_PAGE_ROWS)
     page = _page(store, dataset, version, after=None, offset=offset, limit=limit)
     if not page:
         describe(store, dataset, version)  # NotFound unless the page is simply past the end
@@ -437,36 +434,18 @@ def iter_rows(store: GraphStore, dataset: str, version: int, *,
         after = page[-1]["rank"]
 
 
-@dataclass(frozen=True)
-class Diff:
-    """What changed from version ``a`` to version ``b``: ids in rank order (up to the limit)."""
-
-    dataset: str
-    a: int
-    b: int
-    added: int
-    removed: int
-    kept: int
-    added_ids: list[str]
-    removed_ids: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def diff(store: GraphStore, dataset: str, a: int, b: int, *, limit: int | None = None) -> Diff:
+def diff(store: GraphStore, dataset: str, a: int, b: int, *, limit: int | None = None) -> DiffPublic:
     """Rows added in ``b``, removed from ``a``, and kept by both; ``limit`` caps the id lists."""
     first, second = describe(store, dataset, a), describe(store, dataset, b)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise errors.InvalidInput(f"limit must be an integer >= 0, got {limit!r}")
-    cap = second["size"] + first["size"] if limit is None else limit
+    cap = second["size"] + first["size"] if limit is None else check_int(limit, "limit", low=0)
 
     def only_in(mine: int, other: int) -> dict[str, Any]:
         return store.read(_ONLY_IN, {"dataset": dataset, "mine": mine, "other": other, "limit": cap})[0]
 
     added, removed = only_in(b, a), only_in(a, b)
-    return Diff(dataset, first["version"], second["version"], added["n"], removed["n"],
-                second["size"] - added["n"], added["ids"], removed["ids"])
+    return DiffPublic(dataset=dataset, a=first["version"], b=second["version"], added=added["n"],
+                      removed=removed["n"], kept=second["size"] - added["n"], added_ids=added["ids"],
+                      removed_ids=removed["ids"])
 
 
 # --- change -------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def diff_versions(name: Name, store: StoreDep, a: Annotated[int, Query(ge=1, le=
                   limit: Annotated[int, Query(ge=0, le=100_000, description="Most ids listed per side")] = DIFF_IDS,
                   ) -> dict:
     """Rows added in ``b``, removed from ``a`` and kept, with counts."""
-    return datasets.diff(store, name, a, b, limit=limit).to_dict()
+    return datasets.diff(store, name, a, b, limit=limit)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
