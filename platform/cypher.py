@@ -223,4 +223,12 @@ def run(store: GraphStore, query: str, params: Mapping[str, Any] | None = None, 
             raise errors.InvalidInput(f"the query ran past its {timeout_s:g}s limit: narrow it "
                                       f"(at most {MAX_TIMEOUT_S:g}s)") from e
         raise
+    except errors.ServiceUnavailable as e:
+        # Neo4j answers some malformed queries (a lexical error in a \u escape) with a
+        # Neo.DatabaseError: the query is at fault, not the server.
+        code = getattr(e.__cause__, "code", "") or ""
+        if code.startswith("Neo.DatabaseError"):
+            raise errors.InvalidInput(f"Neo4j could not handle the query ({code}): "
+                                      f"{getattr(e.__cause__, 'message', e)}") from e
+        raise
     return CypherResult(rows, truncated, limit)

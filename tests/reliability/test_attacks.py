@@ -191,6 +191,18 @@ def test_deep_nesting_and_surrogates_get_4xx(stack):
                  lost="nothing")
 
 
+def test_a_query_neo4j_fails_on_internally_is_a_4xx(stack):
+    """Neo4j 5.26 answers these (an escaped keyword at the end) with Neo.DatabaseError.General.UnknownError
+    ("Index 12 out of bounds"): the query is at fault, so 422, not a 500 or a 503."""
+    with web(stack) as api:
+        for query in (r"RETURN 1 \u0043ALL", r"MATCH (n) \u0043ALL", r"WITH 1 AS n \u0043ALL"):
+            answer = api.post("/cypher", json={"query": query})
+            assert answer.status_code == 422, (query, answer.text)
+            assert "Neo.DatabaseError" in answer.json()["error"]["message"]
+    stack.record(fault="queries Neo4j fails on internally (Neo.DatabaseError)", runs=3, outcome="422 naming the code",
+                 lost="nothing")
+
+
 def bomb(inflated_mb: int) -> bytes:
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as packed:
