@@ -96,7 +96,7 @@ def test_cypher_endpoint_refuses_writes_and_changes_nothing(api_url, api_token, 
     with http(api_url, api_token) as web:
         for query in WRITES:
             response = web.post("/cypher", json={"query": query})
-            assert response.status_code in (400, 403), (query, response.text)
+            assert response.status_code in (403, 422), (query, response.text)
             assert response.json()["error"]["message"], query
     assert graph_fingerprint(store) == before
     assert store.read("MATCH (p:ApiProbe {name: $n}) RETURN p.value AS v", {"n": prefix}) == [{"v": "original"}]
@@ -169,8 +169,8 @@ def test_datasets_through_the_api_and_client(client, store, collections, new_job
     assert json.loads(data_file.read_text()) == [{"messages": r["messages"]} for r in expected]
 
 
-def test_published_version_cannot_be_altered_through_the_api(api_url, api_token, store, collections, new_job,
-                                                             prefix):
+def test_published_version_cannot_be_altered_through_the_api(api_url, store, collections, new_job, prefix):
+    api_token = auth.create(store, f"{prefix}admin", "admin")  # the version's job records no token
     name = f"{prefix}ds"
     publish(store, name, collections.ids[:3], new_job(name))
     before = datasets.describe(store, name, 1)
@@ -239,12 +239,13 @@ def test_a_job_through_the_client_publishes_versions(client, collections, prefix
     assert [j.id for j in client.jobs(status="succeeded")][:2] == [second.id, first.id]
 
 
-def test_a_failed_job_raises_the_servers_message(client, store, collections, prefix):
+def test_a_failed_job_raises_the_servers_message(client, api_token, store, collections, prefix):
     from gradwalk.platform import jobs
 
-    # Recorded but never queued, so no worker can finish it before the cancel arrives.
+    # Recorded (as the client's token's) but never queued, so no worker can finish it before the cancel arrives.
     job_id = jobs.create(store, jobs.JobRequest(pool=collections.pool, targets=[collections.target],
-                                                method="random", dataset=f"{prefix}ds", params={"ratio": 0.5}))
+                                                method="random", dataset=f"{prefix}ds", params={"ratio": 0.5}),
+                         created_by=auth.authenticate(store, api_token).name)
     job = client.job(job_id)
     job.cancel()
     assert job.status == "cancelled"
@@ -272,7 +273,10 @@ def test_cli_verbs(api_url, store, collections, new_job, prefix, tmp_path):
     created = cli("token", "create", f"{prefix}cli")
     assert created.returncode == 0 and "cannot be shown again" in created.stderr
     token = created.stdout.strip()
-    assert auth.authenticate(store, token) == f"{prefix}cli"
+    assert auth.authenticate(store, token) == auth.Principal(f"{prefix}cli", "curator")
+    reader = cli("token", "create", f"{prefix}cli-reader", "--role", "reader")
+    assert reader.returncode == 0 and auth.authenticate(store, reader.stdout.strip()).role == "reader"
+    assert cli("token", "create", f"{prefix}cli-bad", "--role", "owner").returncode == 2
 
     name = f"{prefix}ds"
     publish(store, name, collections.ids[:3], new_job(name))
