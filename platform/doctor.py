@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gradwalk import errors, pins
-from gradwalk.platform import services
+from gradwalk.platform import neo4j_launcher, services
 from gradwalk.settings import Settings
 
 # What a first run writes: wheels (~290 MB), the converted model (~540 MB), the Neo4j build
@@ -43,7 +43,7 @@ def run_checks(settings: Settings) -> list[Check]:
 
 def _tools(settings: Settings) -> Iterator[Check]:
     try:
-        services.check_java(settings.java_bin)
+        neo4j_launcher.check_java(settings.java_bin)
         yield Check("java", True, f"{_first_line([settings.java_bin, '-version'])}")
     except errors.ServiceUnavailable as e:
         yield Check("java", False, str(e).split(":")[0], "apt-get install -y openjdk-17-jdk-headless")
@@ -87,7 +87,7 @@ def _ports(settings: Settings) -> Iterator[Check]:
 
 def _launcher(settings: Settings) -> Check:
     try:
-        build = services.launcher_build(settings)
+        build = neo4j_launcher.launcher_build(settings)
     except errors.ServiceUnavailable as e:
         return Check("neo4j build", False, str(e), "set GRADWALK_NEO4J_URI to a running Neo4j 5 server")
     if (build / "neo4j-launcher.jar").is_file():

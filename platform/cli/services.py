@@ -58,7 +58,7 @@ def services_build() -> None:
 
     Example: gradwalk services build
     """
-    from gradwalk.platform import services
+    from gradwalk.platform.neo4j_launcher import build_launcher
 
-    path = services.build_launcher(get_settings(), echo=echo_err)
+    path = build_launcher(get_settings(), echo=echo_err)
     typer.echo(f"neo4j launcher: {path}")

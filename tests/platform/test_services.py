@@ -12,6 +12,7 @@ import pytest
 from gradwalk import errors
 from gradwalk.graph import migrations
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform import neo4j_launcher
 from gradwalk.platform import services as local
 
 
@@ -143,7 +144,7 @@ def test_up_refuses_a_taken_port(settings, tmp_path):
 
 def test_missing_java_is_a_one_line_hint():
     with pytest.raises(errors.ServiceUnavailable, match="apt-get install openjdk-17"):
-        local.check_java("/nonexistent/java")
+        neo4j_launcher.check_java("/nonexistent/java")
 
 
 def test_status_reports_the_session_services(services, settings):
