@@ -13,9 +13,9 @@ raises :class:`JobFailed` with the worker's error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from gradwalk.platform.schemas import (
     RowPublic,
     VersionPublic,
 )
+from gradwalk.platform.waiting import progress_bar
 
 DEFAULT_PORT = 8790
 
@@ -283,20 +284,16 @@ class Job:
         the server's error when it failed or was cancelled, :class:`JobTimeout` (a TimeoutError)
         after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(f"job {self.id}") if progress else None
-        try:
+        with progress_bar(f"job {self.id}") if progress else contextlib.nullcontext() as update:
             while self.refresh().info.status not in JOB_FINISHED:
-                if bar is not None:
-                    bar.show(self.info.progress, self.info.stage)
+                if update is not None:
+                    update(round(1000 * self.info.progress), 1000, self.info.stage or "")
                 if deadline is not None and time.monotonic() >= deadline:
                     raise JobTimeout(f"job {self.id} is still {self.info.status} after {timeout}s; "
                                      "it goes on running")
                 time.sleep(poll_s)
-            if bar is not None:
-                bar.show(self.info.progress, self.info.status)
-        finally:
-            if bar is not None:
-                bar.close()
+            if update is not None:
+                update(round(1000 * self.info.progress), 1000, self.info.status)
         if self.info.status != JobStatus.SUCCEEDED:
             reason = self.info.error or self.info.stage or self.info.status
             raise JobFailed(f"job {self.id} {self.info.status}: {reason}")
@@ -307,28 +304,6 @@ class Job:
         if self.info.version is None or self.info.dataset is None:
             raise errors.Conflict(f"job {self.id} is {self.info.status} and has published no version yet")
         return self._client.dataset(self.info.dataset).version(self.info.version)
-
-
-class _ProgressBar:
-    """A one-line progress bar on stderr."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.shown = False
-
-    def show(self, fraction: float, stage: str | None) -> None:
-        done = int(self.WIDTH * max(0.0, min(1.0, fraction)))
-        sys.stderr.write(f"\r{self.label} [{'#' * done}{'-' * (self.WIDTH - done)}] "
-                         f"{100 * fraction:5.1f}% {stage or '':<20}")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class Dataset:

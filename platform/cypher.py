@@ -28,17 +28,14 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from gradwalk import errors
+from gradwalk.checks import check_int, check_real
+from gradwalk.platform.schemas import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, MAX_LIMIT, MAX_QUERY_CHARS, MAX_TIMEOUT_S
 
 if TYPE_CHECKING:
     import neo4j
 
     from gradwalk.graph.store import GraphStore
 
-DEFAULT_LIMIT = 1_000
-MAX_LIMIT = 10_000
-DEFAULT_TIMEOUT_S = 10.0
-MAX_TIMEOUT_S = 60.0
-MAX_QUERY_CHARS = 100_000
 MAX_DEPTH = 32  # nesting of lists and maps, in parameters and returned values
 DEFAULT_MAX_BYTES = 32 << 20
 INT64 = (-(2**63), 2**63 - 1)
@@ -197,9 +194,8 @@ def run(store: GraphStore, query: str, params: Mapping[str, Any] | None = None, 
         max_bytes: int = DEFAULT_MAX_BYTES) -> CypherResult:
     """Rows of a read-only query (at most ``limit``; ``truncated`` says whether more were left),
     planned and checked first, cut off by the server after ``timeout_s``."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise errors.InvalidInput(f"limit must be an integer in 1..{MAX_LIMIT}, got {limit!r}")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+    check_int(limit, "limit", low=1, high=MAX_LIMIT)
+    if check_real(timeout_s, "timeout_s", high=MAX_TIMEOUT_S) <= 0:
         raise errors.InvalidInput(f"timeout_s must be a number in (0, {MAX_TIMEOUT_S:g}], got {timeout_s!r}")
     if not isinstance(query, str) or not query.strip():
         raise errors.InvalidInput("give a Cypher query")

@@ -20,13 +20,13 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, get_args
 
 from gradwalk import errors
 from gradwalk.platform.record_sources import open_source
+from gradwalk.platform.schemas import Format
 
-Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]
-FORMATS: tuple[str, ...] = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion")
+FORMATS: tuple[str, ...] = get_args(Format)
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 DEFAULT_MAX_RECORD_BYTES = 1_000_000

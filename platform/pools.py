@@ -34,12 +34,8 @@ import neo4j
 
 from gradwalk import errors
 from gradwalk.graph.store import GraphStore
-from gradwalk.platform.ingest import (
-    DEFAULT_MAX_RECORD_BYTES,
-    Format,
-    ReadReport,
-    RecordReader,
-)
+from gradwalk.platform.ingest import DEFAULT_MAX_RECORD_BYTES, ReadReport, RecordReader
+from gradwalk.platform.schemas import Format
 
 log = logging.getLogger(__name__)
 

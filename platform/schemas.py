@@ -1,6 +1,7 @@
 """The REST API's request and response shapes, shared by the server and the Python client.
 
-Pydantic only, so the client can import them without the server's dependencies. Requests are
+Pydantic only, so the client can import them without the server's dependencies; what client and
+server must agree on (job statuses, record shapes, request limits) is defined here, once. Requests are
 ``...Create``/``...Request`` shapes that refuse unknown fields; responses are ``...Public`` shapes.
 """
 
@@ -11,7 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradwalk.platform import cypher
+# What one read-only Cypher request may ask for (the server also bounds the bytes of its answer).
+DEFAULT_LIMIT = 1_000
+MAX_LIMIT = 10_000
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 60.0
+MAX_QUERY_CHARS = 100_000
 
 Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]  # ingest's record shapes
 
@@ -201,10 +207,10 @@ class RetireRequest(Request):
 
 
 class CypherRequest(Request):
-    query: str = Field(min_length=1, max_length=cypher.MAX_QUERY_CHARS)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     params: dict[str, Any] = {}
-    limit: int = Field(default=cypher.DEFAULT_LIMIT, ge=1, le=cypher.MAX_LIMIT)
-    timeout_s: float = Field(default=cypher.DEFAULT_TIMEOUT_S, gt=0, le=cypher.MAX_TIMEOUT_S)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
 
 
 class CypherResultPublic(BaseModel):

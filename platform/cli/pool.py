@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from gradwalk.platform.cli.common import JsonFlag, connect
+from gradwalk.platform.ingest import FORMATS
 from gradwalk.platform.waiting import progress_bar
 
 pool_app = typer.Typer(help="Instruction pools: the examples to select from.", no_args_is_help=True)
 target_app = typer.Typer(help="Targets: validation examples of the task you care about.", no_args_is_help=True)
 
 Source = Annotated[str, typer.Argument(help="A .jsonl/.json(.gz) file or a datasets save_to_disk folder.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="auto, alpaca, sharegpt, messages or prompt_completion.")]
+FormatOpt = Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Split of a DatasetDict folder.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Import the valid records; report the rest.")]
 LabelOpt = Annotated[str | None, typer.Option("--source-label", help="Stored as each record's source.")]

@@ -21,7 +21,6 @@ TINY = dataclasses.replace(
 pytestmark = pytest.mark.timeout(1200)
 
 
-@pytest.fixture(scope="module")
 def tiny_data(shipped) -> DemoData:
     gsm8k = shipped["gsm8k"]
     return DemoData(shipped["pool"][:TINY.pool_size], gsm8k[:TINY.val_size],
