@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gradwalk.platform import auth, datasets, jobs, pools
+from gradwalk.platform import auth, cypher, datasets, jobs, pools
 from gradwalk.platform.api import create_app
 
 from .conftest import chat
@@ -285,6 +285,30 @@ def test_every_request_has_a_wall_time_limit(stack, listener):
                  outcome=f"408 naming GRADWALK_API_REQUEST_TIMEOUT_S after {took:.1f}s; 422 'ran past its 1s "
                          f"limit' after {took_query:.1f}s (Neo4j ends it); LOAD CSV refused before it runs",
                  lost="nothing")
+
+
+def test_neo4j_ends_the_apis_own_queries_and_is_configured_to_limit_the_rest(stack):
+    """The API's store carries its timeout to Neo4j with every transaction; Neo4j itself has a
+    transaction timeout, file URLs off, every address blocked and the procedure allowlist."""
+    from gradwalk import errors
+    from gradwalk.graph.store import GraphStore
+
+    with GraphStore.connect(stack.settings, timeout_s=1.0) as store:
+        started = time.monotonic()
+        with pytest.raises(errors.InvalidInput) as ended:
+            store.read("UNWIND range(1, 10000000000) AS i WITH i WHERE i < 0 RETURN count(*) AS n")
+        assert "TransactionTimedOut" in ended.value.__cause__.code
+        assert time.monotonic() - started < 5
+    settings = {row["name"]: row["value"] for row in stack.store.read(
+        "SHOW SETTINGS YIELD name, value WHERE name IN $names RETURN name, value", {"names": [
+            "db.transaction.timeout", "dbms.security.allow_csv_import_from_file_urls",
+            "dbms.security.procedures.allowlist", "internal.dbms.cypher_ip_blocklist",
+            "server.bolt.connection_keep_alive"]})}
+    assert (stack.settings.neo4j_tx_timeout_s, settings["db.transaction.timeout"]) == (600, "10m")
+    assert settings["dbms.security.allow_csv_import_from_file_urls"] == "false"
+    allowed = set(re.split(r"[\s,\[\]]+", settings["dbms.security.procedures.allowlist"])) - {""}
+    assert allowed == cypher.READ_PROCEDURES, settings
+    assert settings["server.bolt.connection_keep_alive"] == "10s"
 
 
 # -- roles ----------------------------------------------------------------------------------------
