@@ -14,7 +14,7 @@ from gradwalk.platform import feature_runs, pools, sources
 from gradwalk.platform.artifacts import FeatureStore
 
 # Small enough for two CPU cores: the real model, short sequences, a narrow projection, one
-# checkpoint (tests/workers/test_engine_features.py covers combining several).
+# checkpoint (tests/workers/engine/test_features.py covers combining several).
 ENGINE = {"lora_r": 4, "lora_alpha": 16, "max_length": 128, "batch_size": 8, "proj_dim": 256}
 WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
 # The session sets 16 rows per shard, so the run is 13 shard tasks joined by a chord.

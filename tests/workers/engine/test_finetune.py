@@ -14,7 +14,7 @@ from gradwalk.workers.engine.finetune import FinetuneConfig, finetune
 from gradwalk.workers.engine.lora import lora_layers, lora_params
 from gradwalk.workers.engine.models import load_model
 
-from .conftest import chat
+from ..conftest import chat
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
