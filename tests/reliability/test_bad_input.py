@@ -103,7 +103,7 @@ def bad_jobs(run) -> list[tuple[str, dict, int, list[str]]]:
         ("bad fallback", {**base, "method": "g2is", "params": {"ratio": 0.5, "fallback": "guess"}}, 422,
          ["fallback", "'strict'", "'guess'"]),
         ("anchor_pool zero", {**base, "method": "g2is", "params": {"ratio": 0.5, "anchor_pool": 0}}, 422,
-         ["anchor_pool", "positive integer"]),
+         ["anchor_pool", "an integer >= 1"]),
         ("bad reduce", {**base, "method": "embedding", "params": {"ratio": 0.5, "reduce": "sum"}}, 422,
          ["reduce", "'sum'"]),
         ("no targets", {**base, "targets": []}, 422, ["targets"]),
