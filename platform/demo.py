@@ -56,7 +56,7 @@ class DemoData:
 # CPU engine's shape (r=8 on q/v) and the LESS recipe's two warm-up checkpoints. max_length leaves
 # room for the chat template's system prompt above the records' estimated length, so responses
 # are rarely truncated away (such a row has no gradient; the run skips it and reports how many).
-DEFAULT = DemoPlan(pool_size=400, val_size=24, test_size=200, max_tokens=110, max_answer_tokens=60,
+DEFAULT = DemoPlan(pool_size=600, val_size=24, test_size=200, max_tokens=110, max_answer_tokens=60,
                    engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
                    warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 8})
 
