@@ -15,7 +15,7 @@ from gradwalk.settings import get_settings
 def demo(
     pool_size: Annotated[int, typer.Option("--pool-size", min=20, help=(
         "Pool rows: tasks and chat. Features take about 1 s a row on two CPU cores; the default "
-        "finishes in about a quarter of an hour."))] = DEMO_PLAN.pool_size,
+        "finishes in about ten minutes."))] = DEMO_PLAN.pool_size,
     json_out: JsonFlag = False,
 ) -> None:
     """Run the main job end to end on the embedded default: local services, a real pool (evaluation
