@@ -31,10 +31,11 @@ from gradwalk.platform.schemas import (
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
+    FeatureRunPublic,
+    GraphPublic,
     ImportReportPublic,
     JobPublic,
     JobStatus,
-    RecordPublic,
     RowPublic,
     VersionPublic,
 )
@@ -178,14 +179,14 @@ class Client:
     def targets(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(t) for t in self._json("GET", "/targets")]
 
-    def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[RecordPublic]:
+    def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[FeatureRunPublic]:
         """Feature runs (of ``pool``, of ``kind``: ``gradient`` or ``embedding``), newest first."""
         params = {k: v for k, v in {"pool": pool, "kind": kind}.items() if v}
-        return [RecordPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
+        return [FeatureRunPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
 
-    def graphs(self, *, feature_run: str | None = None) -> list[RecordPublic]:
+    def graphs(self, *, feature_run: str | None = None) -> list[GraphPublic]:
         params = {"feature_run": feature_run} if feature_run else {}
-        return [RecordPublic.model_validate(g) for g in self._json("GET", "/graphs", params=params)]
+        return [GraphPublic.model_validate(g) for g in self._json("GET", "/graphs", params=params)]
 
     # -- jobs -----------------------------------------------------------------------------------
     def select(self, *, pool: str, target: str | list[str], dataset: str, method: str = "g2is",

@@ -41,7 +41,7 @@ from gradwalk import __version__, errors
 from gradwalk.checks import check_int
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import exports
-from gradwalk.platform.schemas import DiffPublic
+from gradwalk.platform.schemas import DatasetPublic, DiffPublic, VersionPublic
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 BATCH_ROWS = 5_000
@@ -366,15 +366,15 @@ def _sweep_stale(store: GraphStore, dataset: str, stale_after_s: float) -> None:
 
 # --- read ---------------------------------------------------------------------------------------
 
-def _public(version: dict[str, Any]) -> dict[str, Any]:
+def _public(version: dict[str, Any]) -> VersionPublic:
     out = dict(version)
     for key in ("params", "lineage"):
         out[key] = json.loads(out[key]) if out.get(key) else {}
     out["targets"] = list(out.get("targets") or [])
-    return out
+    return VersionPublic.model_validate(out)
 
 
-def describe(store: GraphStore, dataset: str, version: int) -> dict[str, Any]:
+def describe(store: GraphStore, dataset: str, version: int) -> VersionPublic:
     """One published version: size, content hash, status, created time and lineage."""
     rows = store.read(_DESCRIBE, {"dataset": check_name(dataset), "version": _check_version(version)})
     if not rows:
@@ -388,7 +388,7 @@ def _require_dataset(store: GraphStore, dataset: str) -> None:
         raise errors.NotFound(f"no dataset {dataset!r}")
 
 
-def versions(store: GraphStore, dataset: str) -> list[dict[str, Any]]:
+def versions(store: GraphStore, dataset: str) -> list[VersionPublic]:
     """Every published version of ``dataset``, oldest first."""
     rows = store.read(_VERSIONS, {"dataset": check_name(dataset)})
     if not rows:
@@ -396,9 +396,9 @@ def versions(store: GraphStore, dataset: str) -> list[dict[str, Any]]:
     return [_public(row["version"]) for row in rows]
 
 
-def list_datasets(store: GraphStore) -> list[dict[str, Any]]:
+def list_datasets(store: GraphStore) -> list[DatasetPublic]:
     """Datasets with at least one published version: name, versions, latest (and latest complete)."""
-    return store.read(_LIST)
+    return [DatasetPublic.model_validate(row) for row in store.read(_LIST)]
 
 
 def rows(store: GraphStore, dataset: str, version: int, *, offset: int = 0,
@@ -437,27 +437,27 @@ def iter_rows(store: GraphStore, dataset: str, version: int, *,
 def diff(store: GraphStore, dataset: str, a: int, b: int, *, limit: int | None = None) -> DiffPublic:
     """Rows added in ``b``, removed from ``a``, and kept by both; ``limit`` caps the id lists."""
     first, second = describe(store, dataset, a), describe(store, dataset, b)
-    cap = second["size"] + first["size"] if limit is None else check_int(limit, "limit", low=0)
+    cap = second.size + first.size if limit is None else check_int(limit, "limit", low=0)
 
     def only_in(mine: int, other: int) -> dict[str, Any]:
         return store.read(_ONLY_IN, {"dataset": dataset, "mine": mine, "other": other, "limit": cap})[0]
 
     added, removed = only_in(b, a), only_in(a, b)
-    return DiffPublic(dataset=dataset, a=first["version"], b=second["version"], added=added["n"],
-                      removed=removed["n"], kept=second["size"] - added["n"], added_ids=added["ids"],
+    return DiffPublic(dataset=dataset, a=first.version, b=second.version, added=added["n"],
+                      removed=removed["n"], kept=second.size - added["n"], added_ids=added["ids"],
                       removed_ids=removed["ids"])
 
 
 # --- change -------------------------------------------------------------------------------------
 
-def retire(store: GraphStore, dataset: str, version: int, reason: str) -> dict[str, Any]:
+def retire(store: GraphStore, dataset: str, version: int, reason: str) -> VersionPublic:
     """Mark a version retired, recording when and why; its rows stay readable and unchanged."""
     if not isinstance(reason, str) or not reason.strip():
         raise errors.InvalidInput("give the reason for retiring the version")
     current = describe(store, dataset, version)
-    if current["status"] == VersionStatus.RETIRED:
+    if current.status == VersionStatus.RETIRED:
         raise errors.Conflict(f"version {version} of {dataset!r} was already retired on "
-                              f"{current['retired_at']} ({current['retired_reason']})")
+                              f"{current.retired_at} ({current.retired_reason})")
     if not store.write(_RETIRE, {"dataset": dataset, "version": version, "reason": reason.strip()[:1000]}):
         raise errors.Conflict(f"version {version} of {dataset!r} was retired meanwhile")
     return describe(store, dataset, version)

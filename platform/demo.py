@@ -150,17 +150,16 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
                                                     dataset=plan.dataset, params={"ratio": plan.ratio, **plan.params},
                                                     feature_run=run_id, graph=graph.id))
         with progress_bar(f"selection {job_id}") as update:
-            job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.get("progress", 0)), 100,
-                                                                      j.get("stage", "")))
+            job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.progress), 100, j.stage or ""))
         stage("selection", started)
-        sample = datasets.rows(store, plan.dataset, job["version"], limit=SAMPLE_ROWS) if job.get("version") else []
+        sample = datasets.rows(store, plan.dataset, job.version, limit=SAMPLE_ROWS) if job.version else []
 
-    summary = json.loads(job["summary"]) if isinstance(job.get("summary"), str) else job.get("summary", {})
+    summary = job.summary or {}
     result = {
         "plan": asdict(plan), "times_s": times, "pool_rows": pool_report.size, "target_rows": target_report.size,
-        "feature_run": run_id, "feature_dim": run.get("dim"), "skipped": run.get("skipped", {}),
+        "feature_run": run_id, "feature_dim": run.dim, "skipped": run.skipped,
         "graph": graph.id, "edges": graph.edges,
-        "job": job_id, "dataset": plan.dataset, "version": job.get("version"),
+        "job": job_id, "dataset": plan.dataset, "version": job.version,
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
         "sample": [{k: row[k] for k in ("rank", "component", "step", "messages")} for row in sample],

@@ -22,6 +22,7 @@ from gradwalk import errors
 from gradwalk.graph.selection import EMBEDDING, FEATURE_INPUTS, GRADIENT
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import work_queue
+from gradwalk.platform.schemas import FeatureRunPublic
 from gradwalk.platform.waiting import wait_until
 
 TRAIN_PART = "train"
@@ -104,15 +105,15 @@ def create(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
     return run_id
 
 
-def get(store: GraphStore, run_id: str) -> dict[str, Any]:
+def get(store: GraphStore, run_id: str) -> FeatureRunPublic:
     rows = store.read(_GET, {"id": run_id})
     if not rows:
         raise errors.NotFound(f"no feature run {run_id!r}")
     run = {k: v for k, v in rows[0]["run"].items() if v is not None and not k.startswith("_")}
-    for key in ("engine", "warmup", "checkpoints", "stats", "skipped"):
+    for key in ("engine", "warmup", "checkpoints", "skipped"):
         if key in run:
             run[key] = json.loads(run[key])
-    return run
+    return FeatureRunPublic.model_validate(run)
 
 
 def mark(store: GraphStore, run_id: str, status: str, **extra: Any) -> None:
@@ -177,7 +178,7 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
 
 
 def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
-         progress: Any = None) -> dict[str, Any]:
+         progress: Any = None) -> FeatureRunPublic:
     """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
     return wait_until(lambda: get(store, run_id), done={"complete"}, failed={"failed"},
                       what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)
@@ -185,10 +186,9 @@ def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s
 
 def show_progress(update: Any) -> Any:
     """Turn a run record into progress-bar updates: warm-up steps (gradient runs), then rows."""
-    def show(run: dict[str, Any]) -> None:
-        if run["status"] == "warming up" and run.get("warmup_steps_total"):
-            update(run.get("warmup_steps_done", 0), run["warmup_steps_total"], "warm-up")
-        elif run.get("rows_total"):
-            done = run.get("rows_done", 0) + run.get("rows_in_flight", 0)
-            update(min(done, run["rows_total"]), run["rows_total"], "features")
+    def show(run: FeatureRunPublic) -> None:
+        if run.status == "warming up" and run.warmup_steps_total:
+            update(run.warmup_steps_done or 0, run.warmup_steps_total, "warm-up")
+        elif run.rows_total:
+            update(min(run.rows_done + run.rows_in_flight, run.rows_total), run.rows_total, "features")
     return show

@@ -6,6 +6,7 @@ these; progress (blocks written) is read from the graph's record in Neo4j.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -43,16 +44,16 @@ def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[
     graph = reply["graph"]
     finisher = AsyncResult(reply["finish_task"], app=work_queue.client()) if reply.get("finish_task") else None
 
-    def read() -> dict[str, Any]:
+    def read() -> graph_records.GraphInfo:
         info = graph_records.get_graph(store, graph)
         if info.status == graph_records.BUILDING and finisher is not None and finisher.failed():
-            return {"status": graph_records.FAILED, "error": repr(finisher.result), "info": info}
-        return {"status": info.status, "error": info.error, "info": info}
+            return dataclasses.replace(info, status=graph_records.FAILED, error=repr(finisher.result))
+        return info
 
-    def show(record: dict[str, Any]) -> None:
+    def show(info: graph_records.GraphInfo) -> None:
         if progress is not None:
-            progress(record["info"].blocks_done, record["info"].blocks)
+            progress(info.blocks_done, info.blocks)
 
     stopped = {graph_records.FAILED, graph_records.DELETING, graph_records.DELETED}
     return wait_until(read, done={graph_records.READY}, failed=stopped, what=f"building graph {graph}",
-                      progress=show, timeout_s=timeout_s, poll_s=poll_s)["info"]
+                      progress=show, timeout_s=timeout_s, poll_s=poll_s)

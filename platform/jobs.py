@@ -24,7 +24,7 @@ from gradwalk import errors
 from gradwalk.graph.selection import get_method
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import work_queue
-from gradwalk.platform.schemas import JOB_FINISHED, JobStatus
+from gradwalk.platform.schemas import JOB_FINISHED, JobPublic, JobStatus
 from gradwalk.platform.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -185,17 +185,18 @@ def submit(store: GraphStore, request: JobRequest, *, created_by: str | None = N
     return job_id
 
 
-def get(store: GraphStore, job_id: str) -> dict[str, Any]:
+def get(store: GraphStore, job_id: str) -> JobPublic:
     rows = store.read(_GET, {"id": job_id})
     if not rows:
         raise errors.NotFound(f"no selection job {job_id!r}")
-    job = {k: v for k, v in rows[0]["job"].items() if v is not None}
-    job["params"] = json.loads(job["params"])
-    job["feature_run"], job["graph"] = rows[0]["feature_run"], rows[0]["graph"]
-    return job
+    job = {k: v for k, v in rows[0]["job"].items() if v is not None and not k.startswith("_")}
+    for key in ("params", "summary"):
+        if key in job:
+            job[key] = json.loads(job[key])
+    return JobPublic.model_validate({**job, "feature_run": rows[0]["feature_run"], "graph": rows[0]["graph"]})
 
 
-def list_jobs(store: GraphStore, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def list_jobs(store: GraphStore, *, status: str | None = None, limit: int = 100) -> list[JobPublic]:
     if status is not None and status not in set(JobStatus):
         raise errors.InvalidInput(f"status must be one of {', '.join(JobStatus)}")
     return [get(store, row["id"]) for row in store.read(_LIST, {"status": status, "limit": limit})]
@@ -207,12 +208,12 @@ def _transition(store: GraphStore, job_id: str, allowed: tuple[JobStatus, ...], 
     return bool(rows)
 
 
-def start(store: GraphStore, job_id: str) -> dict[str, Any]:
+def start(store: GraphStore, job_id: str) -> JobPublic:
     """Mark a queued job running and return it; a job redelivered after a crash starts again,
     and a finished or cancelled one raises :class:`Cancelled` so the worker skips it."""
     job = get(store, job_id)
-    if job["status"] in JOB_FINISHED:
-        raise Cancelled(f"job {job_id} is already {job['status']}")
+    if job.status in JOB_FINISHED:
+        raise Cancelled(f"job {job_id} is already {job.status}")
     _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.RUNNING,
                 stage="starting", progress=0.0)
     store.write("MATCH (j:SelectionJob {id: $id}) SET j.started_at = datetime()", {"id": job_id})
@@ -251,11 +252,11 @@ def _revoke(job_id: str) -> None:
         log.warning("job %s is cancelled; telling the workers failed (%s), they see it in its record", job_id, e)
 
 
-def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
+def cancel(store: GraphStore, job_id: str) -> JobPublic:
     """Cancel a queued or running job (a finished one is refused)."""
     job = get(store, job_id)
-    if job["status"] in JOB_FINISHED:
-        raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
+    if job.status in JOB_FINISHED:
+        raise errors.Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
     if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELLED, stage="cancelled"):
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
         _revoke(job_id)
@@ -266,11 +267,11 @@ def cancel(store: GraphStore, job_id: str) -> dict[str, Any]:
                               f"{published[0]['dataset']!r}; it is too late to cancel it (retire the version "
                               "instead)")
     job = get(store, job_id)
-    raise errors.Conflict(f"job {job_id} is already {job['status']}; only queued or running jobs can be cancelled")
+    raise errors.Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
 
 
 def wait(store: GraphStore, job_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
-         progress: Any = None) -> dict[str, Any]:
+         progress: Any = None) -> JobPublic:
     """Block until the job succeeded (returned) or failed / was cancelled (raised)."""
     return wait_until(lambda: get(store, job_id), done={JobStatus.SUCCEEDED}, failed={JobStatus.FAILED, JobStatus.CANCELLED},
                       what=f"selection job {job_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)

@@ -99,13 +99,57 @@ class CollectionPublic(BaseModel):
     updated_at: str | None = None
 
 
-class RecordPublic(BaseModel):
-    """A feature run or an instruction graph: its id and whatever its producer recorded."""
+class GraphPublic(BaseModel):
+    """An instruction graph: its feature run, k and τ, size, and how its build went."""
 
-    model_config = ConfigDict(extra="allow")
+    id: str
+    feature_run: str
+    k: int
+    tau: float
+    status: str  # building, ready, failed, deleting, deleted
+    nodes: int
+    edges: int
+    blocks: int
+    blocks_done: int
+    block_rows: int
+    created_at: str | None = None
+    started_at: str | None = None
+    built_at: str | None = None
+    build_s: float | None = None
+    error: str | None = None
 
-    id: str | None = None
-    status: str | None = None
+
+class Checkpoint(BaseModel):
+    """One warm-up checkpoint of a gradient run: its epoch and the learning rate it ended at."""
+
+    epoch: int
+    lr: float
+
+
+class FeatureRunPublic(BaseModel):
+    """A feature run: what it featurises, with which settings, and how far it got."""
+
+    id: str
+    status: str  # queued, warming up, featurizing, complete, failed
+    kind: str  # gradient or embedding
+    pool: str
+    targets: list[str] = []
+    engine: dict[str, Any] = {}
+    warmup: dict[str, Any] = {}
+    rows_total: int = 0
+    rows_done: int = 0
+    rows_in_flight: int = 0  # rows that running shards have done but not yet counted
+    shards_total: int | None = None
+    warmup_steps_done: int | None = None
+    warmup_steps_total: int | None = None
+    dim: int | None = None
+    checkpoints: list[Checkpoint] = []
+    parts: list[str] = []
+    rows: int | None = None  # pool rows with a feature, once complete
+    skipped: dict[str, int] = {}  # per part, rows without a response token in max_length
+    error: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
 
 
 class JobCreate(Request):

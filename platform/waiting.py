@@ -6,29 +6,41 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 from gradwalk import errors
 
-T = TypeVar("T")
 Progress = Callable[[int, int, str], None]
 
 
-def wait_until(read: Callable[[], dict[str, Any]], *, done: set[str], failed: set[str], what: str,
-               progress: Callable[[dict[str, Any]], None] | None = None, timeout_s: float = 24 * 3600,
-               poll_s: float = 1.0) -> dict[str, Any]:
+class Tracked(Protocol):
+    """A record of long work: a job, a feature run, a graph."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=Tracked)
+
+
+def wait_until(read: Callable[[], R], *, done: set[str], failed: set[str], what: str,
+               progress: Callable[[R], None] | None = None, timeout_s: float = 24 * 3600,
+               poll_s: float = 1.0) -> R:
     """Poll ``read()`` until its ``status`` is in ``done`` (returned) or ``failed`` (raised)."""
     deadline = time.monotonic() + timeout_s
     while True:
         record = read()
         if progress is not None:
             progress(record)
-        if record["status"] in done:
+        if record.status in done:
             return record
-        if record["status"] in failed:
-            raise errors.GradwalkError(f"{what} {record['status']}: {record.get('error') or 'no error recorded'}")
+        if record.status in failed:
+            raise errors.GradwalkError(f"{what} {record.status}: {record.error or 'no error recorded'}")
         if time.monotonic() > deadline:
-            raise errors.ServiceUnavailable(f"{what} still {record['status']} after {timeout_s:.0f}s")
+            raise errors.ServiceUnavailable(f"{what} still {record.status} after {timeout_s:.0f}s")
         time.sleep(poll_s)
 
 

@@ -7,18 +7,21 @@ embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding``
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gradwalk.platform.cli.common import JsonFlag, connect
 
+if TYPE_CHECKING:
+    from gradwalk.graph.store import GraphStore
+    from gradwalk.platform.schemas import FeatureRunPublic
+
 features_app = typer.Typer(help="Gradient features or embeddings of a pool and its targets (GPU workers).",
                            no_args_is_help=True)
 
 
-def _follow(store, run_id: str) -> dict[str, Any]:
+def _follow(store: GraphStore, run_id: str) -> FeatureRunPublic:
     from gradwalk.platform import feature_runs
     from gradwalk.platform.waiting import progress_bar
 
@@ -61,8 +64,7 @@ def features_run(
     with connect() as store:
         run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup)
         run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
-    typer.echo(json.dumps(run) if json_out else f"{run_id} ({run['kind']}): {run['status']} "
-                                                   f"({run.get('rows_done', 0)} rows)")
+    typer.echo(run.model_dump_json() if json_out else f"{run_id} ({run.kind}): {run.status} ({run.rows_done} rows)")
 
 
 @features_app.command("status")
@@ -76,7 +78,7 @@ def features_status(run_id: str, json_out: JsonFlag = False) -> None:
     with connect() as store:
         run = feature_runs.get(store, run_id)
     if json_out:
-        typer.echo(json.dumps(run))
+        typer.echo(run.model_dump_json())
     else:
-        typer.echo(f"{run_id} ({run['kind']}): {run['status']}, {run.get('rows_done', 0)}/{run.get('rows_total', 0)} rows"
-                   + (f", error: {run['error']}" if run.get("error") else ""))
+        typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.rows_done}/{run.rows_total} rows"
+                   + (f", error: {run.error}" if run.error else ""))

@@ -15,9 +15,15 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from gradwalk import errors
 from gradwalk.graph import graph_records
 from gradwalk.platform import catalog, feature_runs, pools
-from gradwalk.platform.cypher import jsonable
 from gradwalk.platform.routes.deps import CuratorDep, SettingsDep, StoreDep
-from gradwalk.platform.schemas import CollectionPublic, Format, ImportFromPath, ImportReportPublic, RecordPublic
+from gradwalk.platform.schemas import (
+    CollectionPublic,
+    FeatureRunPublic,
+    Format,
+    GraphPublic,
+    ImportFromPath,
+    ImportReportPublic,
+)
 from gradwalk.settings import Settings
 
 router = APIRouter()
@@ -87,14 +93,14 @@ def inflate_upload(packed: Path, settings: Settings) -> Path:
 
 
 def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
-                       lister: Callable[..., list[dict]], getter: Callable[..., dict]) -> None:
+                       lister: Callable[..., list[CollectionPublic]], getter: Callable[..., CollectionPublic]) -> None:
     plural = f"{kind}s"
     tags = [plural]
 
-    def list_all(store: StoreDep) -> list[dict]:
+    def list_all(store: StoreDep) -> list[CollectionPublic]:
         return lister(store)
 
-    def show(name: str, store: StoreDep) -> dict:
+    def show(name: str, store: StoreDep) -> CollectionPublic:
         return getter(store, name)
 
     def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> dict:
@@ -135,23 +141,23 @@ _collection_routes("pool", pools.import_pool, catalog.list_pools, catalog.get_po
 _collection_routes("target", pools.import_target, catalog.list_targets, catalog.get_target)
 
 
-@router.get("/feature-runs", response_model=list[RecordPublic], tags=["feature-runs"])
+@router.get("/feature-runs", response_model=list[FeatureRunPublic], tags=["feature-runs"])
 def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None,
-                      kind: Annotated[str | None, Query(max_length=50)] = None) -> list[dict]:
+                      kind: Annotated[str | None, Query(max_length=50)] = None) -> list[FeatureRunPublic]:
     """Feature runs, newest first; each record says its ``kind`` (gradient or embedding)."""
-    return [jsonable(run) for run in catalog.list_feature_runs(store, pool=pool, kind=kind)]
+    return catalog.list_feature_runs(store, pool=pool, kind=kind)
 
 
-@router.get("/feature-runs/{run_id}", response_model=RecordPublic, tags=["feature-runs"])
-def get_feature_run(run_id: str, store: StoreDep) -> dict:
-    return jsonable(feature_runs.get(store, run_id))
+@router.get("/feature-runs/{run_id}", response_model=FeatureRunPublic, tags=["feature-runs"])
+def get_feature_run(run_id: str, store: StoreDep) -> FeatureRunPublic:
+    return feature_runs.get(store, run_id)
 
 
-@router.get("/graphs", response_model=list[RecordPublic], tags=["graphs"])
+@router.get("/graphs", response_model=list[GraphPublic], tags=["graphs"])
 def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[dict]:
     return [info.to_dict() for info in graph_records.list_graphs(store, feature_run)]
 
 
-@router.get("/graphs/{graph_id}", response_model=RecordPublic, tags=["graphs"])
+@router.get("/graphs/{graph_id}", response_model=GraphPublic, tags=["graphs"])
 def get_graph(graph_id: str, store: StoreDep) -> dict:
     return graph_records.get_graph(store, graph_id).to_dict()

@@ -34,17 +34,17 @@ DIFF_IDS = 1_000
 
 
 @router.get("", response_model=list[DatasetPublic], name="list_datasets")
-def list_datasets(store: StoreDep) -> list[dict]:
+def list_datasets(store: StoreDep) -> list[DatasetPublic]:
     return datasets.list_datasets(store)
 
 
 @router.get("/{name}/versions", response_model=list[VersionPublic], name="list_versions")
-def list_versions(name: Name, store: StoreDep) -> list[dict]:
+def list_versions(name: Name, store: StoreDep) -> list[VersionPublic]:
     return datasets.versions(store, name)
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionPublic, name="get_version")
-def get_version(name: Name, version: Version, store: StoreDep) -> dict:
+def get_version(name: Name, version: Version, store: StoreDep) -> VersionPublic:
     return datasets.describe(store, name, version)
 
 
@@ -53,7 +53,7 @@ def get_rows(name: Name, version: Version, store: StoreDep,
              offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
              limit: Annotated[int, Query(ge=1, le=datasets.MAX_PAGE_ROWS)] = 100) -> dict:
     """A page of the version's rows in rank order, with each instruction's messages."""
-    total = datasets.describe(store, name, version)["size"]
+    total = datasets.describe(store, name, version).size
     page = datasets.rows(store, name, version, offset=offset, limit=limit)
     return {"dataset": name, "version": version, "offset": offset, "limit": limit, "total": total, "rows": page}
 
@@ -79,16 +79,16 @@ def export_version(name: Name, version: Version, store: StoreDep,
 def diff_versions(name: Name, store: StoreDep, a: Annotated[int, Query(ge=1, le=MAX_VERSION)],
                   b: Annotated[int, Query(ge=1, le=MAX_VERSION)],
                   limit: Annotated[int, Query(ge=0, le=100_000, description="Most ids listed per side")] = DIFF_IDS,
-                  ) -> dict:
+                  ) -> DiffPublic:
     """Rows added in ``b``, removed from ``a`` and kept, with counts."""
     return datasets.diff(store, name, a, b, limit=limit)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
-def retire_version(name: Name, version: Version, body: RetireRequest, store: StoreDep, caller: CallerDep) -> dict:
+def retire_version(name: Name, version: Version, body: RetireRequest, store: StoreDep, caller: CallerDep) -> VersionPublic:
     """Mark the version retired (recorded with the reason); its rows stay as they are. Only the
     curator token whose job published it, or an admin token."""
-    caller.require_owner(datasets.describe(store, name, version).get("created_by"), f"version {version} of {name!r}")
+    caller.require_owner(datasets.describe(store, name, version).created_by, f"version {version} of {name!r}")
     return datasets.retire(store, name, version, body.reason)
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -16,34 +15,27 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobStatusName = Annotated[JobStatus | None, Query(description="Only jobs in this status.")]
 
 
-def _public(job: dict[str, Any]) -> dict[str, Any]:
-    """The job record with its JSON summary decoded."""
-    if isinstance(job.get("summary"), str):
-        job = {**job, "summary": json.loads(job["summary"])}
-    return job
-
-
 @router.post("", response_model=JobPublic, status_code=202, name="submit_job")
-def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> dict:
+def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> JobPublic:
     """Check the request, record the job (with the caller's token) and queue it; poll it until it
     finishes. Needs a curator or admin token."""
     job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()), created_by=caller.name)
-    return _public(jobs.get(store, job_id))
+    return jobs.get(store, job_id)
 
 
 @router.get("", response_model=list[JobPublic], name="list_jobs")
 def list_jobs(store: StoreDep, status: JobStatusName = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-    return [_public(job) for job in jobs.list_jobs(store, status=status, limit=limit)]
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobPublic]:
+    return jobs.list_jobs(store, status=status, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobPublic, name="get_job")
-def get_job(job_id: str, store: StoreDep) -> dict:
-    return _public(jobs.get(store, job_id))
+def get_job(job_id: str, store: StoreDep) -> JobPublic:
+    return jobs.get(store, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, name="cancel_job")
-def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> dict:
+def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> JobPublic:
     """Cancel a queued or running job: the curator token that submitted it, or an admin token."""
-    caller.require_owner(jobs.get(store, job_id).get("created_by"), f"job {job_id}")
-    return _public(jobs.cancel(store, job_id))
+    caller.require_owner(jobs.get(store, job_id).created_by, f"job {job_id}")
+    return jobs.cancel(store, job_id)

@@ -191,8 +191,7 @@ def test_published_version_cannot_be_altered_through_the_api(api_url, store, col
         assert web.post(f"{path}/retire", json={"reason": "again"}).status_code == 409
         rows = web.get(f"{path}/rows").json()["rows"]
     after = datasets.describe(store, name, 1)
-    assert {k: after[k] for k in ("size", "content_hash", "created_at")} == {
-        k: before[k] for k in ("size", "content_hash", "created_at")}
+    assert (after.size, after.content_hash, after.created_at) == (before.size, before.content_hash, before.created_at)
     assert [r["instruction_id"] for r in rows] == collections.ids[:3]
 
 

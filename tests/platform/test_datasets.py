@@ -43,12 +43,12 @@ def test_publish_numbers_versions_and_records_lineage(store, collections, new_jo
     assert datasets.publish(store, name, selection(collections.ids[5:8]), job_id=second_job, lineage={}) == 2
 
     v1 = datasets.describe(store, name, 1)
-    assert (v1["status"], v1["size"], v1["job_id"]) == ("complete", 5, first_job)
-    assert v1["content_hash"] == datasets.content_hash(collections.ids[:5])
-    assert (v1["method"], v1["pool"], v1["targets"]) == ("random", collections.pool, [collections.target])
-    assert v1["params"] == {"ratio": 0.5, "seed": 0} and v1["lineage"] == {"shortfall": 0}
-    assert v1["gradwalk_version"] == __version__ and v1["created_at"]
-    assert datasets.describe(store, name, 2)["params"] == {"ratio": 0.5, "seed": 1}  # the job's own
+    assert (v1.status, v1.size, v1.job_id) == ("complete", 5, first_job)
+    assert v1.content_hash == datasets.content_hash(collections.ids[:5])
+    assert (v1.method, v1.pool, v1.targets) == ("random", collections.pool, [collections.target])
+    assert v1.params == {"ratio": 0.5, "seed": 0} and v1.lineage == {"shortfall": 0}
+    assert v1.gradwalk_version == __version__ and v1.created_at
+    assert datasets.describe(store, name, 2).params == {"ratio": 0.5, "seed": 1}  # the job's own
     assert store.read("MATCH (:Dataset {name: $d})-[:HAS_VERSION]->(v)-[:PRODUCED_BY]->(j:SelectionJob) "
                       "RETURN v.version AS v, j.id AS job ORDER BY v", {"d": name}) == [
         {"v": 1, "job": first_job}, {"v": 2, "job": second_job}]
@@ -61,9 +61,9 @@ def test_publish_numbers_versions_and_records_lineage(store, collections, new_jo
 
     # A redelivered job gets its version back instead of a new one.
     assert datasets.publish(store, name, rows, job_id=first_job, lineage={}) == 1
-    assert [v["version"] for v in datasets.versions(store, name)] == [1, 2]
+    assert [v.version for v in datasets.versions(store, name)] == [1, 2]
     assert {"name": name, "versions": 2, "latest": 2, "latest_complete": 2}.items() <= next(
-        d for d in datasets.list_datasets(store) if d["name"] == name).items()
+        d for d in datasets.list_datasets(store) if d.name == name).model_dump().items()
 
 
 def test_concurrent_publishes_get_consecutive_versions(settings, store, collections, new_job, prefix):
@@ -89,9 +89,9 @@ def test_concurrent_publishes_get_consecutive_versions(settings, store, collecti
         t.join(timeout=120)
     assert failures == []
     assert sorted(got) == [1, 2, 3, 4]
-    published = {v["job_id"]: v for v in datasets.versions(store, name)}
+    published = {v.job_id: v for v in datasets.versions(store, name)}
     for i, job_id in enumerate(job_ids):
-        assert version_ids(store, name, published[job_id]["version"]) == collections.ids[i:i + 4]
+        assert version_ids(store, name, published[job_id].version) == collections.ids[i:i + 4]
 
 
 def test_failed_publish_leaves_nothing_and_no_gap(store, collections, new_job, prefix):
@@ -173,13 +173,12 @@ def test_published_version_is_immutable(store, collections, new_job, prefix):
             store.read(query, {"d": name})
 
     retired = datasets.retire(store, name, 1, "superseded by a better method")
-    assert retired["status"] == "retired" and retired["retired_reason"] == "superseded by a better method"
-    assert retired["retired_at"]
+    assert retired.status == "retired" and retired.retired_reason == "superseded by a better method"
+    assert retired.retired_at
     with pytest.raises(errors.Conflict, match="already retired"):
         datasets.retire(store, name, 1, "again")
     after = datasets.describe(store, name, 1)
-    assert {k: after[k] for k in ("size", "content_hash", "created_at")} == {
-        k: before[k] for k in ("size", "content_hash", "created_at")}
+    assert (after.size, after.content_hash, after.created_at) == (before.size, before.content_hash, before.created_at)
     assert version_ids(store, name, 1) == collections.ids[:4]
 
 

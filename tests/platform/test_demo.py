@@ -42,9 +42,9 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store):
     assert sum(c["selected"] for c in result["components"]) == result["selected"]
     version = datasets.describe(store, TINY.dataset, result["version"])
     rows = list(datasets.iter_rows(store, TINY.dataset, result["version"]))
-    assert version["size"] == len(rows) == result["selected"]
+    assert version.size == len(rows) == result["selected"]
     assert [r["rank"] for r in rows] == list(range(len(rows)))
-    assert version["lineage"]["method"] == "g2is" and version["lineage"]["graph"] == result["graph"]
+    assert version.lineage["method"] == "g2is" and version.lineage["graph"] == result["graph"]
     assert result["edges"] > 0
     assert any(line.startswith("next steps") for line in lines)
     # The first selected rows are shown with their component and step, as the version holds them.

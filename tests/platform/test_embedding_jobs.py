@@ -8,7 +8,6 @@ run's own arrays. A job whose feature run is of the wrong kind is refused before
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ from gradwalk.graph import graph_build, graph_export, graph_records
 from gradwalk.graph.selection import core_components, embedding_scores, gradient_walk, top_fraction
 from gradwalk.platform import datasets, feature_runs, jobs, pools, sources
 from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.schemas import FeatureRunPublic
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 
@@ -54,28 +54,28 @@ def embedded(store, settings, shipped, tmp_path_factory) -> Embedded:
                            "--kind", "embedding", "--json"], check=False, capture_output=True, text=True,
                           timeout=500)
     assert done.returncode == 0, done.stderr
-    run = json.loads(done.stdout)
+    run = FeatureRunPublic.model_validate_json(done.stdout)
     features = FeatureStore(settings.artifacts)
-    graph = graph_build.build_graph(store, features, run["id"], k=K, device="cpu")
-    ids, train = features.load(run["id"], "train")
-    return Embedded(run, pool, target, graph.id, ids, train, features.load(run["id"], f"val-{target}")[1])
+    graph = graph_build.build_graph(store, features, run.id, k=K, device="cpu")
+    ids, train = features.load(run.id, "train")
+    return Embedded(run, pool, target, graph.id, ids, train, features.load(run.id, f"val-{target}")[1])
 
 
 def published_ids(store, job_id: str) -> list[str]:
     job = jobs.wait(store, job_id, timeout_s=300, poll_s=0.3)
-    return [row["instruction_id"] for row in datasets.iter_rows(store, job["dataset"], job["version"])]
+    return [row["instruction_id"] for row in datasets.iter_rows(store, job.dataset, job.version)]
 
 
 def test_the_run_records_its_kind_and_encoder_and_every_row_once(embedded, store, settings):
     from gradwalk.workers.engine.embeddings import Embedder
 
     run = embedded.run
-    assert (run["kind"], run["status"], run["dim"]) == ("embedding", "complete", 384)
-    assert run["engine"] == {"model": "all-minilm-l6-v2", "max_length": 256, "batch_size": 64}
-    assert run["warmup"] == {} and "checkpoints" not in run
-    assert run["parts"] == ["train", f"val-{embedded.target}"] and run["rows"] == POOL_ROWS
-    assert run["skipped"] == {part: 0 for part in run["parts"]}
-    assert run["rows_done"] == run["rows_total"] == POOL_ROWS + VAL_ROWS
+    assert (run.kind, run.status, run.dim) == ("embedding", "complete", 384)
+    assert run.engine == {"model": "all-minilm-l6-v2", "max_length": 256, "batch_size": 64}
+    assert run.warmup == {} and run.checkpoints == []
+    assert run.parts == ["train", f"val-{embedded.target}"] and run.rows == POOL_ROWS
+    assert run.skipped == {part: 0 for part in run.parts}
+    assert run.rows_done == run.rows_total == POOL_ROWS + VAL_ROWS
     assert embedded.ids == feature_runs.member_ids(store, embedded.pool)  # sorted ids, each once
     assert embedded.train.shape == (POOL_ROWS, 384) and embedded.val.shape == (VAL_ROWS, 384)
     np.testing.assert_allclose(np.linalg.norm(embedded.train, axis=1), 1.0, atol=1e-5)
@@ -87,7 +87,7 @@ def test_the_run_records_its_kind_and_encoder_and_every_row_once(embedded, store
 
 def test_the_graph_builds_on_the_embedding_run(embedded, store):
     info = graph_records.get_graph(store, embedded.graph)
-    assert (info.feature_run, info.status, info.nodes, info.k) == (embedded.run["id"], "ready", POOL_ROWS, K)
+    assert (info.feature_run, info.status, info.nodes, info.k) == (embedded.run.id, "ready", POOL_ROWS, K)
     table = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
     cosines = embedded.train @ embedded.train.T
     np.fill_diagonal(cosines, -np.inf)
@@ -96,7 +96,7 @@ def test_the_graph_builds_on_the_embedding_run(embedded, store):
 
 
 def test_runs_are_listed_by_kind(embedded, client):
-    assert [r.id for r in client.feature_runs(pool=embedded.pool, kind="embedding")] == [embedded.run["id"]]
+    assert [r.id for r in client.feature_runs(pool=embedded.pool, kind="embedding")] == [embedded.run.id]
     assert client.feature_runs(pool=embedded.pool, kind="gradient") == []
     with pytest.raises(errors.InvalidInput, match="kind must be one of gradient, embedding"):
         client.feature_runs(kind="bogus")
@@ -107,7 +107,7 @@ def test_an_embedding_job_takes_the_top_rows_by_cosine_to_the_target(embedded, s
     request = jobs.JobRequest(pool=embedded.pool, targets=[embedded.target], method="embedding",
                               dataset=f"emb-{reduce}-{uuid.uuid4().hex[:8]}", params={"ratio": RATIO, "reduce": reduce})
     job_id = jobs.submit(store, request)
-    assert jobs.get(store, job_id)["feature_run"] == embedded.run["id"]  # the pool's embedding run, unnamed
+    assert jobs.get(store, job_id).feature_run == embedded.run.id  # the pool's embedding run, unnamed
 
     expected = top_fraction(embedding_scores(embedded.train, embedded.val, reduce), RATIO)
     assert published_ids(store, job_id) == [embedded.ids[i] for i in expected]
@@ -118,7 +118,7 @@ def test_the_no_gradient_ablation_walks_the_embedding_graph(embedded, store):
                               dataset=f"emb-walk-{uuid.uuid4().hex[:8]}", params={"ratio": RATIO})
     job_id = jobs.submit(store, request)
     job = jobs.get(store, job_id)
-    assert (job["feature_run"], job["graph"]) == (embedded.run["id"], embedded.graph)
+    assert (job.feature_run, job.graph) == (embedded.run.id, embedded.graph)
 
     components, weights = core_components(embedded.val, 0.5)
     neighbors = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
@@ -132,7 +132,7 @@ def test_a_feature_run_of_the_wrong_kind_is_refused(embedded, store):
         return jobs.JobRequest(pool=embedded.pool, targets=[embedded.target], method=method, dataset="never",
                                params={"ratio": RATIO}, **named)
 
-    run = embedded.run["id"]
+    run = embedded.run.id
     for method in ("g2is", "g2is-no-graph", "less"):
         with pytest.raises(errors.InvalidInput, match=f"feature_run: {run} is of kind 'embedding'; method {method} "
                                                       "needs a feature run of kind 'gradient'"):
@@ -147,9 +147,9 @@ def test_a_feature_run_of_the_wrong_kind_is_refused(embedded, store):
     # A newer complete gradient run of the same pool (its record is all a job's checks read) is
     # refused to the embedding methods by name, and passed over when no run is named.
     gradient = feature_runs.create(store, embedded.pool, [embedded.target], engine={}, warmup={})
-    feature_runs.mark(store, gradient, "complete", parts=embedded.run["parts"], rows=POOL_ROWS)
+    feature_runs.mark(store, gradient, "complete", parts=embedded.run.parts, rows=POOL_ROWS)
     for method in ("embedding", "g2is-no-gradient"):
         with pytest.raises(errors.InvalidInput, match=f"feature_run: {gradient} is of kind 'gradient'; method "
                                                       f"{method} needs a feature run of kind 'embedding'"):
             jobs.create(store, request(method, feature_run=gradient))
-        assert jobs.get(store, jobs.create(store, request(method)))["feature_run"] == run
+        assert jobs.get(store, jobs.create(store, request(method))).feature_run == run

@@ -16,7 +16,7 @@ def run_id(store, prefix, shipped, tmp_path) -> str:
 
 def progress(store, run_id: str) -> tuple[int, int]:
     run = feature_runs.get(store, run_id)
-    return run["rows_done"], run["rows_in_flight"]
+    return run.rows_done, run.rows_in_flight
 
 
 def test_running_shards_move_progress_and_a_finished_one_counts_once(store, run_id):

@@ -377,7 +377,7 @@ def test_curators_touch_only_their_own_work_and_admins_anything(stack, people, p
         refused_retire = api.post(f"/datasets/{dataset}/versions/1/retire", json={"reason": "not yours"})
     for answer in (refused_cancel, refused_retire):
         assert answer.status_code == 403 and alice[0] in answer.json()["error"]["message"], answer.text
-    assert jobs.get(stack.store, job)["status"] == "queued"
+    assert jobs.get(stack.store, job).status == "queued"
     with web(stack, alice[1]) as api:
         version = api.get(f"/datasets/{dataset}/versions/1").json()
         assert version["created_by"] == alice[0] and api.get(f"/jobs/{job}").json()["created_by"] == alice[0]

@@ -39,7 +39,7 @@ def test_a_running_walk_is_cancelled_through_the_api(stack, walkable, prefix):
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
         result = stack.app.AsyncResult(job_id)
-        wait_for(lambda: result.state == "STARTED" and jobs.get(store, job_id)["stage"] == "running g2is",
+        wait_for(lambda: result.state == "STARTED" and jobs.get(store, job_id).stage == "running g2is",
                  timeout_s=120, poll_s=0.02, what="the walk to start")
         # Hold the walk where it is (however fast this machine walks), cancel, let it go on.
         walker = result.info["pid"]
@@ -56,7 +56,7 @@ def test_a_running_walk_is_cancelled_through_the_api(stack, walkable, prefix):
     stopped_s = time.monotonic() - resumed_at
     assert outcome == {"job": job_id, "status": "cancelled"}
     job = jobs.get(store, job_id)
-    assert job["status"] == "cancelled" and job["progress"] < 0.9  # stopped inside the walk
+    assert job.status == "cancelled" and job.progress < 0.9  # stopped inside the walk
     with pytest.raises(errors.NotFound):
         datasets.versions(store, dataset)
     assert staged(store, dataset) == 0
@@ -86,7 +86,7 @@ def test_a_cancel_before_the_commit_publishes_nothing(stack, crafted, prefix):
     with api(stack) as web, pytest.raises(datasets.JobEnded, match="cancelled"):
         datasets.publish(store, dataset, rows, job_id=job_id, lineage={},
                          before_commit=lambda: web.post(f"/jobs/{job_id}/cancel").raise_for_status())
-    assert jobs.get(store, job_id)["status"] == "cancelled"
+    assert jobs.get(store, job_id).status == "cancelled"
     with pytest.raises(errors.NotFound):
         datasets.versions(store, dataset)
     assert staged(store, dataset) == 0
@@ -101,5 +101,5 @@ def test_a_cancel_after_the_commit_is_refused(stack, crafted, prefix):
     with api(stack) as web:
         refused = web.post(f"/jobs/{job_id}/cancel")
     assert refused.status_code == 409 and "already published version 1" in refused.json()["error"]["message"]
-    assert jobs.get(store, job_id)["status"] == "running"  # the worker records it succeeded next
-    assert [v["version"] for v in datasets.versions(store, dataset)] == [1]
+    assert jobs.get(store, job_id).status == "running"  # the worker records it succeeded next
+    assert [v.version for v in datasets.versions(store, dataset)] == [1]

@@ -81,16 +81,16 @@ def test_concurrent_clients_lose_no_job_and_share_no_version(stack, crafted, pre
     assert len(submitted) == len(set(submitted)) == total
 
     def all_finished():
-        found = [jobs.get(stack.store, j)["status"] for j in submitted]
+        found = [jobs.get(stack.store, j).status for j in submitted]
         return found if all(s in JOB_FINISHED for s in found) else None
 
     final = wait_for(all_finished, timeout_s=180, poll_s=1.0, what=f"{total} jobs to finish")
     elapsed = time.monotonic() - began
     assert final == ["succeeded"] * total  # no job lost
     versions = datasets.versions(stack.store, dataset)
-    numbers = [v["version"] for v in versions]
+    numbers = [v.version for v in versions]
     assert sorted(numbers) == list(range(1, total + 1))  # none twice, none skipped
-    assert sorted(v["job_id"] for v in versions) == sorted(submitted)  # one version per job
+    assert sorted(v.job_id for v in versions) == sorted(submitted)  # one version per job
     assert set(statuses) <= {200, 202, 404} and all(code < 500 for code in statuses)
 
     figures = {kind: {"n": len(v), "p50_ms": round(1000 * statistics.median(v), 1),

@@ -40,10 +40,10 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
     graph = build["graph"]
 
     # Both are under way: a job is running and blocks are being written.
-    wait_for(lambda: jobs.get(store, job_ids[0])["status"] != "queued"
+    wait_for(lambda: jobs.get(store, job_ids[0]).status != "queued"
              and graphs.get_graph(store, graph).blocks_done >= 1, timeout_s=120, poll_s=0.05,
              what="a running job and a written block")
-    at_kill = {"jobs": [jobs.get(store, j)["status"] for j in job_ids],
+    at_kill = {"jobs": [jobs.get(store, j).status for j in job_ids],
                "blocks_done": graphs.get_graph(store, graph).blocks_done, "blocks": build["blocks"]}
     stack.kill(stack.neo4j)
     down = time.monotonic()
@@ -56,9 +56,9 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
     jobs_done_s = time.monotonic() - down - outage_s
     assert [j["status"] for j in finished] == ["succeeded"] * JOBS
     versions = datasets.versions(store, dataset)
-    assert sorted(v["version"] for v in versions) == list(range(1, JOBS + 1))  # no gap, no duplicate
-    assert sorted(v["job_id"] for v in versions) == sorted(job_ids)
-    assert all(v["status"] == "complete" and 0 < v["size"] <= int(rows * 0.1) for v in versions)
+    assert sorted(v.version for v in versions) == list(range(1, JOBS + 1))  # no gap, no duplicate
+    assert sorted(v.job_id for v in versions) == sorted(job_ids)
+    assert all(v.status == "complete" and 0 < v.size <= int(rows * 0.1) for v in versions)
     visible = store.read("MATCH (:Dataset {name: $d})-[:HAS_VERSION]->(v:DatasetVersion) "
                          "WHERE v.status <> 'complete' RETURN count(v) AS n", {"d": dataset})[0]["n"]
     assert visible == 0  # a staged version the crash may have left is never attached

@@ -48,8 +48,8 @@ def test_queued_jobs_survive_redis_crash_and_restart(healed, crafted, prefix):
     done = [jobs.wait(store, job_id, timeout_s=120, poll_s=0.5) for job_id in [*crashed, *restarted]]
     assert [j["status"] for j in done] == ["succeeded"] * (2 * PER_BATCH)
     versions = datasets.versions(store, dataset)
-    assert sorted(v["version"] for v in versions) == list(range(1, 2 * PER_BATCH + 1))
-    assert sorted(v["job_id"] for v in versions) == sorted([*crashed, *restarted])
+    assert sorted(v.version for v in versions) == list(range(1, 2 * PER_BATCH + 1))
+    assert sorted(v.job_id for v in versions) == sorted([*crashed, *restarted])
     stack.record(fault="Redis SIGKILLed right after 5 submissions, then restarted", runs=1,
                  outcome=f"5/5 queued jobs kept (AOF, fsync always); restart {crash_s:.1f}s",
                  lost="nothing")

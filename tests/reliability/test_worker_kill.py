@@ -73,7 +73,7 @@ def test_killed_gpu_workers_lose_no_row(healed, prefix):
     whole = wait_for(lambda: shard_on(b), timeout_s=240, poll_s=0.05, what="a shard running on gpu-b")
     stack.kill(b)
     worker_killed_at = time.monotonic()
-    assert feature_runs.get(store, run_id)["status"] == "featurizing"  # both died mid-run
+    assert feature_runs.get(store, run_id).status == "featurizing"  # both died mid-run
 
     run = feature_runs.wait(store, run_id, timeout_s=300, poll_s=0.5)
     done_at = time.monotonic()
@@ -87,8 +87,10 @@ def test_killed_gpu_workers_lose_no_row(healed, prefix):
         assert sorted(listed) == sorted(ids) and len(listed) == len(set(listed)), part
         loaded, x = features.load(run_id, part, verify=True)
         assert x.shape[0] == len(loaded) == sum(m.rows for m in manifests)
-    assert run["rows_done"] == run["rows_total"] == POOL_ROWS + TARGET_ROWS  # counted once per shard
-    assert len(run["done_shards"]) == len(set(run["done_shards"])) == POOL_ROWS // 4 + 1
+    assert run.rows_done == run.rows_total == POOL_ROWS + TARGET_ROWS  # counted once per shard
+    done_shards = stack.store.read("MATCH (fr:FeatureRun {id: $id}) RETURN fr.done_shards AS keys",
+                                   {"id": run_id})[0]["keys"]
+    assert len(done_shards) == len(set(done_shards)) == POOL_ROWS // 4 + 1
     # The two killed shards were each redone, and the run finished on A.
     for task in (victim, whole):
         result = stack.app.AsyncResult(task["id"])
@@ -101,7 +103,7 @@ def test_killed_gpu_workers_lose_no_row(healed, prefix):
     stack.record(fault="SIGKILL of a whole gpu worker (process group) mid-shard (gpu-b)", runs=1,
                  outcome="orphan watcher requeued the task; run complete on gpu-a",
                  lost="nothing", recovered_after_s=round(done_at - worker_killed_at, 1),
-                 rows=POOL_ROWS + TARGET_ROWS, shards=len(run["done_shards"]),
+                 rows=POOL_ROWS + TARGET_ROWS, shards=len(done_shards),
                  child_kill_to_done_s=round(done_at - child_killed_at, 1))
 
 

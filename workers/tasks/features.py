@@ -29,6 +29,7 @@ from gradwalk import errors
 from gradwalk.graph.selection import EMBEDDING
 from gradwalk.platform import feature_runs
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
+from gradwalk.platform.schemas import FeatureRunPublic
 from gradwalk.platform.work_queue import GPU_QUEUE
 from gradwalk.settings import get_settings
 from gradwalk.workers.app import app
@@ -69,13 +70,13 @@ def _encoder(run_id: str) -> Callable[[list[dict[str, Any]], bool, Callable[[int
     model (and adapters and projection) loaded once per worker process; ``progress(done, total)``
     is called as batches finish."""
     run = feature_runs.get(graph_store(), run_id)
-    if run["kind"] == EMBEDDING:
-        embedder = _embedder(run["engine"])
+    if run.kind == EMBEDDING:
+        embedder = _embedder(run.engine)
         return lambda examples, _train, _progress: embedder.encode(examples)
     from gradwalk.workers.engine.features import Featurizer
     from gradwalk.workers.engine.warmup import load_checkpoints
 
-    featurizer = Featurizer(_engine_config(run["engine"]), load_checkpoints(_warmup_dir(run_id)))
+    featurizer = Featurizer(_engine_config(run.engine), load_checkpoints(_warmup_dir(run_id)))
     return lambda examples, train, progress: featurizer.run(
         examples, "train" if train else "validation", progress=progress).rows
 
@@ -95,33 +96,33 @@ def _chunks(ids: list[str], size: int) -> list[list[str]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
-def _prepare_gradients(store: GraphStore, run: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str]) -> dict[str, Any]:
     """Fix a gradient run's engine settings and train its warm-up; what the run records for them."""
     from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
     from gradwalk.workers.engine.warmup import warmup, warmup_indices
 
-    chosen = EngineConfig.for_device(get_settings().device, **run["engine"])
+    chosen = EngineConfig.for_device(get_settings().device, **run.engine)
     engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
     config = _engine_config(engine)
-    warm = WarmupConfig(**run["warmup"])
-    feature_runs.mark(store, run["id"], "warming up", engine=engine)
+    warm = WarmupConfig(**run.warmup)
+    feature_runs.mark(store, run.id, "warming up", engine=engine)
 
     def warm_progress(done: int, total: int) -> None:
-        feature_runs.mark(store, run["id"], "warming up", warmup_steps_done=done, warmup_steps_total=total)
+        feature_runs.mark(store, run.id, "warming up", warmup_steps_done=done, warmup_steps_total=total)
 
     sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
-    checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run["id"]), config, warm,
+    checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run.id), config, warm,
                          progress=warm_progress)
     return {"engine": engine, "dim": len(checkpoints) * config.proj_dim,
             "checkpoints": [{"epoch": n + 1, "lr": c.lr} for n, c in enumerate(checkpoints)]}
 
 
-def _prepare_embeddings(run: dict[str, Any]) -> dict[str, Any]:
+def _prepare_embeddings(run: FeatureRunPublic) -> dict[str, Any]:
     """Load an embedding run's encoder (fetching it on first use); what the run records about it."""
     from gradwalk.workers.engine.embeddings import DEFAULT_EMBEDDING_MODEL
 
-    embedder = _embedder(run["engine"])
-    engine = {"model": run["engine"].get("model", DEFAULT_EMBEDDING_MODEL), "max_length": embedder.max_length,
+    embedder = _embedder(run.engine)
+    engine = {"model": run.engine.get("model", DEFAULT_EMBEDDING_MODEL), "max_length": embedder.max_length,
               "batch_size": embedder.batch_size}
     return {"engine": engine, "dim": embedder.dim}
 
@@ -130,14 +131,14 @@ def _prepare_embeddings(run: dict[str, Any]) -> dict[str, Any]:
 def run_features(run_id: str) -> dict[str, Any]:
     store = graph_store()
     run = feature_runs.get(store, run_id)
-    if run["status"] in ("complete", "failed"):
-        return {"run": run_id, "status": run["status"]}
+    if run.status in ("complete", "failed"):
+        return {"run": run_id, "status": run.status}
     try:
-        ids = feature_runs.member_ids(store, run["pool"])
-        prepared = _prepare_embeddings(run) if run["kind"] == EMBEDDING else _prepare_gradients(store, run, ids)
+        ids = feature_runs.member_ids(store, run.pool)
+        prepared = _prepare_embeddings(run) if run.kind == EMBEDDING else _prepare_gradients(store, run, ids)
         size = get_settings().feature_shard_rows
         shards = [(TRAIN_PART, i, chunk) for i, chunk in enumerate(_chunks(ids, size))]
-        for target in run["targets"]:
+        for target in run.targets:
             shards += [(val_part(target), i, chunk)
                        for i, chunk in enumerate(_chunks(feature_runs.target_ids(store, target), size))]
         feature_runs.mark(store, run_id, "featurizing", rows_total=sum(len(c) for *_, c in shards),
@@ -178,19 +179,19 @@ def finish_features(run_id: str) -> dict[str, Any]:
     The run records ``rows`` (pool rows with a feature) and ``skipped`` (per part, rows without)."""
     store = graph_store()
     run = feature_runs.get(store, run_id)
-    parts = [TRAIN_PART, *(val_part(t) for t in run["targets"])]
+    parts = [TRAIN_PART, *(val_part(t) for t in run.targets)]
     manifests = {part: feature_store().manifests(run_id, part) for part in parts}
     rows = {part: sum(m.rows for m in found) for part, found in manifests.items()}
     skipped = {part: sum(len(m.skipped) for m in found) for part, found in manifests.items()}
-    if sum(rows.values()) + sum(skipped.values()) != run["rows_total"]:
+    if sum(rows.values()) + sum(skipped.values()) != run.rows_total:
         message = (f"feature run {run_id} finished with {sum(rows.values()) + sum(skipped.values())} "
-                   f"of {run['rows_total']} rows on disk")
+                   f"of {run.rows_total} rows on disk")
         feature_runs.mark(store, run_id, "failed", error=message)
         raise errors.Conflict(message)
     featureless = [part for part in parts if rows[part] == 0]
     if featureless:
         message = (f"feature run {run_id}: no row of {', '.join(featureless)} has a response token within "
-                   f"max_length={run['engine'].get('max_length')}; raise max_length or shorten the prompts")
+                   f"max_length={run.engine.get('max_length')}; raise max_length or shorten the prompts")
         feature_runs.mark(store, run_id, "failed", error=message)
         raise errors.InvalidInput(message)
     if any(skipped.values()):

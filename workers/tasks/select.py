@@ -22,6 +22,7 @@ from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
 from gradwalk.platform import feature_runs, jobs
 from gradwalk.platform.datasets import JobEnded, publish
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
+from gradwalk.platform.schemas import JobPublic
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
@@ -29,23 +30,23 @@ from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
 log = logging.getLogger(__name__)
 
 
-def _inputs(job: dict[str, Any], stack: contextlib.ExitStack) -> tuple[list[str], SelectionInputs]:
+def _inputs(job: JobPublic, stack: contextlib.ExitStack) -> tuple[list[str], SelectionInputs]:
     """Row ids of the candidate pool and what the job's method reads about them.
 
     The feature run's arrays fill the inputs of its kind (gradient features or embeddings); the
     job was checked to use a run of the kind its method reads (:func:`jobs.create`). The graph's
     neighbour source stays open until ``stack`` closes."""
-    method = get_method(job["method"])
+    method = get_method(job.method)
     if method.feature_kind is None:
-        ids = feature_runs.member_ids(graph_store(), job["pool"])
+        ids = feature_runs.member_ids(graph_store(), job.pool)
         return ids, SelectionInputs(pool_size=len(ids))
-    run = job["feature_run"]
+    run = job.feature_run
     ids, train = feature_store().load(run, TRAIN_PART)
-    val_parts = [feature_store().load(run, val_part(t))[1] for t in job["targets"]]
-    subtasks = [t for t, part in zip(job["targets"], val_parts, strict=True) for _ in range(part.shape[0])]
+    val_parts = [feature_store().load(run, val_part(t))[1] for t in job.targets]
+    subtasks = [t for t, part in zip(job.targets, val_parts, strict=True) for _ in range(part.shape[0])]
     neighbors = None
     if "neighbors" in method.needs:
-        neighbors = stack.enter_context(open_neighbors(graph_store(), job["graph"], ids))
+        neighbors = stack.enter_context(open_neighbors(graph_store(), job.graph, ids))
     train_input, val_input = FEATURE_INPUTS[method.feature_kind]
     return ids, SelectionInputs(
         **{train_input: train, val_input: np.concatenate(val_parts)}, val_subtasks=subtasks,
@@ -119,24 +120,24 @@ def _run(store, job_id: str) -> dict[str, Any]:
     jobs.report(store, job_id, "loading inputs", 0.05)
     with contextlib.ExitStack() as stack:
         ids, inputs = _inputs(job, stack)
-        stage = f"running {job['method']}"
+        stage = f"running {job.method}"
         jobs.report(store, job_id, stage, 0.3)
         if inputs.neighbors is not None and not isinstance(inputs.neighbors, np.ndarray):
             inputs = dataclasses.replace(inputs, neighbors=_Watched(inputs.neighbors,
                                                                     lambda: jobs.report(store, job_id, stage, 0.3)))
-        selection = get_method(job["method"]).select(inputs, job["params"])
+        selection = get_method(job.method).select(inputs, job.params)
     jobs.report(store, job_id, "publishing", 0.9)
     rows = [{"instruction_id": ids[record.pop("row")], **record} for record in selection.records()]
     lineage = {
-        "job": job_id, "method": job["method"], "params": job["params"], "pool": job["pool"],
-        "targets": job["targets"], "feature_run": job.get("feature_run"), "graph": job.get("graph"),
+        "job": job_id, "method": job.method, "params": job.params, "pool": job.pool,
+        "targets": job.targets, "feature_run": job.feature_run, "graph": job.graph,
         "gradwalk_version": __version__,
     }
     try:
-        version = publish(store, job["dataset"], rows, job_id=job_id, lineage=lineage,
+        version = publish(store, job.dataset, rows, job_id=job_id, lineage=lineage,
                           before_commit=lambda: jobs.report(store, job_id, "publishing", 0.95))
     except JobEnded as e:  # cancelled between the last progress report and the commit
         raise jobs.Cancelled(str(e)) from e
     summary = selection.summary()
-    jobs.succeed(store, job_id, dataset=job["dataset"], version=version, summary=summary)
-    return {"job": job_id, "status": "succeeded", "dataset": job["dataset"], "version": version}
+    jobs.succeed(store, job_id, dataset=job.dataset, version=version, summary=summary)
+    return {"job": job_id, "status": "succeeded", "dataset": job.dataset, "version": version}

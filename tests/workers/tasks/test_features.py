@@ -39,23 +39,23 @@ def featurised(store, settings, shipped, tmp_path_factory):
     run_id = feature_runs.submit(store, name, [target_name], engine=ENGINE, warmup=WARMUP)
     seen: list[tuple[str, int]] = []
     run = feature_runs.wait(store, run_id, timeout_s=900, poll_s=0.5,
-                            progress=lambda r: seen.append((r["status"], r.get("rows_done", 0))))
+                            progress=lambda r: seen.append((r.status, r.rows_done)))
     return run, seen, feature_runs.member_ids(store, name), feature_runs.target_ids(store, target_name)
 
 
 def test_every_row_exactly_once_with_checksums(featurised, settings):
     run, _, pool_ids, target_ids = featurised
     features = FeatureStore(settings.artifacts)
-    ids, x = features.load(run["id"], "train", verify=True)
-    skipped = [i for m in features.manifests(run["id"], "train") for i in m.skipped]
-    assert len(pool_ids) == POOL_ROWS + 1 and len(ids) == len(set(ids)) == run["rows"]
+    ids, x = features.load(run.id, "train", verify=True)
+    skipped = [i for m in features.manifests(run.id, "train") for i in m.skipped]
+    assert len(pool_ids) == POOL_ROWS + 1 and len(ids) == len(set(ids)) == run.rows
     assert sorted(ids + skipped) == sorted(pool_ids) and not set(ids) & set(skipped)
-    assert run["skipped"]["train"] == len(skipped) >= 1  # CUT_AWAY at least
-    val_ids, val = features.load(run["id"], f"val-{run['targets'][0]}", verify=True)
-    val_skipped = [i for m in features.manifests(run["id"], f"val-{run['targets'][0]}") for i in m.skipped]
+    assert run.skipped["train"] == len(skipped) >= 1  # CUT_AWAY at least
+    val_ids, val = features.load(run.id, f"val-{run.targets[0]}", verify=True)
+    val_skipped = [i for m in features.manifests(run.id, f"val-{run.targets[0]}") for i in m.skipped]
     assert sorted(val_ids + val_skipped) == sorted(target_ids)
-    assert x.shape == (len(ids), run["dim"]) and val.shape == (len(val_ids), run["dim"])
-    assert run["dim"] == ENGINE["proj_dim"]  # one warm-up checkpoint
+    assert x.shape == (len(ids), run.dim) and val.shape == (len(val_ids), run.dim)
+    assert run.dim == ENGINE["proj_dim"]  # one warm-up checkpoint
     # Every stored row is a unit feature: rows without a response token are skipped, not zero.
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(val, axis=1), 1.0, atol=1e-4)
@@ -63,10 +63,10 @@ def test_every_row_exactly_once_with_checksums(featurised, settings):
 
 def test_run_records_settings_and_progress(featurised):
     run, seen, pool_ids, target_ids = featurised
-    assert run["status"] == "complete" and run["parts"] == ["train", f"val-{run['targets'][0]}"]
-    assert run["rows_done"] == run["rows_total"] == len(pool_ids) + len(target_ids)
-    assert run["engine"]["lora_r"] == 4 and run["engine"]["proj_dim"] == 256
-    assert [c["epoch"] for c in run["checkpoints"]] == [1] and all(c["lr"] > 0 for c in run["checkpoints"])
+    assert run.status == "complete" and run.parts == ["train", f"val-{run.targets[0]}"]
+    assert run.rows_done == run.rows_total == len(pool_ids) + len(target_ids)
+    assert run.engine["lora_r"] == 4 and run.engine["proj_dim"] == 256
+    assert [c.epoch for c in run.checkpoints] == [1] and all(c.lr > 0 for c in run.checkpoints)
     done = [rows for status, rows in seen if status == "featurizing"]
     assert done == sorted(done)  # progress only grows
 
@@ -78,11 +78,11 @@ def test_a_redelivered_shard_changes_nothing(featurised, store, settings):
 
     run, *_ = featurised
     features = FeatureStore(settings.artifacts)
-    before = features.manifest(run["id"], "train", 0)
-    app.send_task("gradwalk.features.shard", args=[run["id"], "train", 0, before.row_ids],
+    before = features.manifest(run.id, "train", 0)
+    app.send_task("gradwalk.features.shard", args=[run.id, "train", 0, before.row_ids],
                   queue=GPU_QUEUE).get(timeout=300)
-    assert features.manifest(run["id"], "train", 0) == before
-    assert feature_runs.get(store, run["id"])["rows_done"] == run["rows_total"]
+    assert features.manifest(run.id, "train", 0) == before
+    assert feature_runs.get(store, run.id).rows_done == run.rows_total
 
 
 def test_unknown_pool_or_target_is_refused_before_work(featurised, store):
@@ -90,4 +90,4 @@ def test_unknown_pool_or_target_is_refused_before_work(featurised, store):
     with pytest.raises(errors.NotFound, match="pool 'no-such-pool'"):
         feature_runs.submit(store, "no-such-pool", [])
     with pytest.raises(errors.NotFound, match="unknown target 'no-such-target'"):
-        feature_runs.submit(store, run["pool"], ["no-such-target"])
+        feature_runs.submit(store, run.pool, ["no-such-target"])
