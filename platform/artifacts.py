@@ -12,6 +12,7 @@ overwrites. ``part`` is ``train`` for the pool's rows and ``val-<target>`` for a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -71,6 +72,25 @@ class FeatureStore:
                                  list(skipped or []))
         write_text(manifest_path, json.dumps(asdict(manifest)))
         return manifest
+
+    def delete_run(self, run: str) -> int:
+        """Remove every file of feature run ``run`` (shards, manifests, warm-up checkpoints) and its
+        folder; returns the files removed. What is already gone is skipped, so a delete cut short
+        is finished by the next one."""
+        if not run or "/" in run or "\\" in run or run in (".", ".."):
+            raise errors.InvalidInput(f"feature run id {run!r} cannot name a folder")
+        folder = self.root / "features" / run
+        removed = 0
+        for path in sorted(folder.rglob("*"), reverse=True):  # a folder's files sort after it
+            if path.is_dir() and not path.is_symlink():
+                with contextlib.suppress(FileNotFoundError):  # another delete of the run got there first
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+                removed += 1
+        with contextlib.suppress(FileNotFoundError):
+            folder.rmdir()
+        return removed
 
     def manifest(self, run: str, part: str, shard: int) -> ShardManifest | None:
         """The shard's manifest if the shard is finished, else None."""

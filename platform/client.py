@@ -26,6 +26,7 @@ import httpx
 
 from gradwalk import errors
 from gradwalk.platform import exports
+from gradwalk.platform.client_records import Collection, FeatureRun, Graph
 from gradwalk.platform.schemas import (
     JOB_FINISHED,
     CollectionPublic,
@@ -176,8 +177,24 @@ class Client:
     def pools(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(p) for p in self._json("GET", "/pools")]
 
+    def pool(self, name: str) -> Collection:
+        """Pool ``name``: ``.show()``, ``.rows()``, ``.iter_rows()``, ``.delete()``."""
+        return Collection(self, "pool", name)
+
     def targets(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(t) for t in self._json("GET", "/targets")]
+
+    def target(self, name: str) -> Collection:
+        """Target ``name``: ``.show()``, ``.rows()``, ``.iter_rows()``, ``.delete()``."""
+        return Collection(self, "target", name)
+
+    def feature_run(self, run_id: str) -> FeatureRun:
+        """Feature run ``run_id``: ``.show()``, ``.delete()``."""
+        return FeatureRun(self, run_id)
+
+    def graph(self, graph_id: str) -> Graph:
+        """Instruction graph ``graph_id``: ``.show()``, ``.delete()``."""
+        return Graph(self, graph_id)
 
     def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[FeatureRunPublic]:
         """Feature runs (of ``pool``, of ``kind``: ``gradient`` or ``embedding``), newest first."""
@@ -316,6 +333,10 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r})"
+
+    def show(self) -> DatasetPublic:
+        """How many versions it has, and its latest."""
+        return DatasetPublic.model_validate(self._client._json("GET", f"/datasets/{self.name}"))
 
     def versions(self) -> list[Version]:
         found = self._client._json("GET", f"/datasets/{self.name}/versions")

@@ -38,7 +38,7 @@ _CREATE = """
 MATCH (p:Pool {name: $pool, status: 'ready'})
 CREATE (fr:FeatureRun {id: $id, pool: $pool, targets: $targets, kind: $kind, status: 'queued', engine: $engine,
                        warmup: $warmup, rows_total: 0, rows_done: 0, done_shards: [], parts: [],
-                       created_at: datetime()})-[:OF_POOL]->(p)
+                       created_by: $created_by, created_at: datetime()})-[:OF_POOL]->(p)
 WITH fr
 UNWIND $targets AS name
 MATCH (t:Target {name: name, status: 'ready'})
@@ -50,6 +50,7 @@ MATCH (fr:FeatureRun {id: $id})
 OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress)
 WITH fr, coalesce(sum(s.rows), 0) AS in_flight
 RETURN fr {.*, created_at: toString(fr.created_at), finished_at: toString(fr.finished_at),
+           deleted_at: toString(fr.deleted_at), deleting_since: toString(fr.deleting_since),
            rows_in_flight: in_flight} AS run
 """
 
@@ -88,8 +89,9 @@ def _check_kind(kind: str, engine: dict[str, Any], warmup: dict[str, Any]) -> No
 
 
 def create(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRADIENT, engine: dict[str, Any],
-           warmup: dict[str, Any]) -> str:
-    """Record a queued feature run of ``pool`` (and validation features of ``targets``)."""
+           warmup: dict[str, Any], created_by: str | None = None) -> str:
+    """Record a queued feature run of ``pool`` (and validation features of ``targets``), made by
+    token ``created_by``."""
     _check_kind(kind, engine, warmup)
     found = store.read("MATCH (p:Pool {name: $pool, status: 'ready'}) RETURN p.size AS size", {"pool": pool})
     if not found:
@@ -100,7 +102,7 @@ def create(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
     if missing:
         raise errors.NotFound(f"unknown target {', '.join(map(repr, missing))}")
     run_id = f"fr-{uuid.uuid4().hex[:12]}"
-    store.write(_CREATE, {"id": run_id, "pool": pool, "targets": targets, "kind": kind,
+    store.write(_CREATE, {"id": run_id, "pool": pool, "targets": targets, "kind": kind, "created_by": created_by,
                           "engine": json.dumps(engine, sort_keys=True), "warmup": json.dumps(warmup, sort_keys=True)})
     return run_id
 
@@ -117,9 +119,11 @@ def get(store: GraphStore, run_id: str) -> FeatureRunPublic:
 
 
 def mark(store: GraphStore, run_id: str, status: str, **extra: Any) -> None:
-    """Set the status (and JSON-encoded dict/list extras) of a run."""
+    """Set the status (and JSON-encoded dict/list extras) of a run; a run being deleted (or a
+    tombstone) keeps its status, so a late worker cannot bring it back."""
     encoded = {k: json.dumps(v) if isinstance(v, dict | list) and k not in ("parts",) else v for k, v in extra.items()}
-    store.write("MATCH (fr:FeatureRun {id: $id}) SET fr.status = $status, fr += $extra "
+    store.write("MATCH (fr:FeatureRun {id: $id}) WHERE NOT fr.status IN ['deleting', 'deleted'] "
+                "SET fr.status = $status, fr += $extra "
                 "FOREACH (_ IN CASE WHEN $status IN ['complete', 'failed'] THEN [1] ELSE [] END | "
                 "SET fr.finished_at = datetime())",
                 {"id": run_id, "status": status, "extra": encoded})
@@ -164,7 +168,8 @@ FINISHED = ("complete", "failed")
 
 
 def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRADIENT,
-           engine: dict[str, Any] | None = None, warmup: dict[str, Any] | None = None) -> str:
+           engine: dict[str, Any] | None = None, warmup: dict[str, Any] | None = None,
+           created_by: str | None = None) -> str:
     """Record a feature run of ``kind`` (``gradient`` or ``embedding``) and queue it on the ``gpu``
     workers; returns the run id.
 
@@ -172,7 +177,8 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
     ``{"lora_r": 8, "proj_dim": 1024}``) and ``warmup`` the warm-up settings (``fraction``,
     ``epochs``, ``lr``, ``seed``, ...). An embedding run takes only ``model`` (a local
     sentence-transformers folder) and ``batch_size``, and no warm-up."""
-    run_id = create(store, pool, targets, kind=kind, engine=engine or {}, warmup=warmup or {})
+    run_id = create(store, pool, targets, kind=kind, engine=engine or {}, warmup=warmup or {},
+                    created_by=created_by)
     work_queue.send(RUN_TASK, [run_id], work_queue.GPU_QUEUE)
     return run_id
 

@@ -57,3 +57,10 @@ def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[
     stopped = {graph_records.FAILED, graph_records.DELETING, graph_records.DELETED}
     return wait_until(read, done={graph_records.READY}, failed=stopped, what=f"building graph {graph}",
                       progress=show, timeout_s=timeout_s, poll_s=poll_s)
+
+
+def record_maker(store: GraphStore, graph: str, created_by: str | None) -> None:
+    """Record token ``created_by`` as the graph's maker, unless it has one (the first build's)."""
+    if created_by:
+        store.write("MATCH (g:InstructionGraph {id: $graph}) SET g.created_by = coalesce(g.created_by, $who)",
+                    {"graph": graph, "who": created_by})

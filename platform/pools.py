@@ -34,6 +34,7 @@ import neo4j
 
 from gradwalk import errors
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform import import_history
 from gradwalk.platform.ingest import DEFAULT_MAX_RECORD_BYTES, ReadReport, RecordReader
 from gradwalk.platform.schemas import Format
 
@@ -70,7 +71,7 @@ def _queries(member: str, rel: str, owner: str) -> Queries:
         # not stale; the property itself does not outlive the statement.
         claim=f"""
             MERGE (o:{owner} {{name: $name}})
-              ON CREATE SET o.status = 'new', o.created_at = datetime()
+              ON CREATE SET o.status = 'new', o.created_at = datetime(), o.created_by = $created_by
             SET o._lock = true
             REMOVE o._lock
             RETURN o.status AS status, o.import_id AS holder, o.import_new AS holder_new,
@@ -165,17 +166,20 @@ def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "aut
                 source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                 stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                progress: Callable[[int, int], None] | None = None) -> ImportReport:
+                progress: Callable[[int, int], None] | None = None,
+                created_by: str | None = None) -> ImportReport:
     """Add every record of ``source`` to pool ``name`` (created if new) as ``:Instruction`` nodes.
 
     ``source`` is anything :class:`RecordReader` reads; ``source_label`` is stored as the new
     nodes' ``source`` (default: the file or dataset name). ``progress(done, total)`` is called
-    after each batch. All or nothing: on any error, nothing of this import remains.
+    after each batch. All or nothing: on any error, nothing of this import remains. The import is
+    recorded in the pool's history (:mod:`import_history`); ``created_by`` (a token's name) owns
+    the pool if this import creates it.
     """
     return _import("pool", POOL_QUERIES, store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
                    max_record_bytes=max_record_bytes, stale_after_s=stale_after_s,
-                   progress=progress)
+                   progress=progress, created_by=created_by)
 
 
 def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "auto",
@@ -183,19 +187,20 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
                   source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                   stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                  progress: Callable[[int, int], None] | None = None) -> ImportReport:
+                  progress: Callable[[int, int], None] | None = None,
+                  created_by: str | None = None) -> ImportReport:
     """Add every record of ``source`` to target ``name`` as ``:ValExample`` nodes; as
     :func:`import_pool` otherwise."""
     return _import("target", TARGET_QUERIES, store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
                    max_record_bytes=max_record_bytes, stale_after_s=stale_after_s,
-                   progress=progress)
+                   progress=progress, created_by=created_by)
 
 
 def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: Any, *,
             fmt: Format, split: str | None, skip_invalid: bool, source_label: str | None,
             batch_size: int, max_record_bytes: int, stale_after_s: float,
-            progress: Callable[[int, int], None] | None) -> ImportReport:
+            progress: Callable[[int, int], None] | None, created_by: str | None) -> ImportReport:
     if not isinstance(name, str) or not _NAME.match(name):
         raise errors.InvalidInput(f"{kind} name {name!r}: use 1-200 letters, digits, '.', '_' "
                                   "or '-', starting with a letter or digit")
@@ -209,7 +214,7 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
                                        encoding="utf-8", newline="\n") as spool:
         for record in reader.records(report):
             spool.write(f"{record.id}\t{record.messages_json}\n")
-        job = _Import(store, queries, kind, name, uuid.uuid4().hex, batch_size)
+        job = _Import(store, queries, kind, name, uuid.uuid4().hex, batch_size, created_by)
         job.claim(stale_after_s)
         try:
             job.clear_abandoned()
@@ -228,16 +233,18 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
                              f"next import of {kind} {name!r} after {stale_after_s:.0f}s cleans up")
             raise
     log.info("imported %s %r from %s: %d added, %d new", kind, name, label, added, created)
-    return ImportReport(kind, name, job.import_id, label, report, added, created, size)
+    done = ImportReport(kind, name, job.import_id, label, report, added, created, size)
+    import_history.record(store, done, created_by)
+    return done
 
 
 class _Import:
     """The steps of one import of one collection, each guarded by holding the name."""
 
     def __init__(self, store: GraphStore, queries: Queries, kind: str, name: str,
-                 import_id: str, batch_size: int) -> None:
+                 import_id: str, batch_size: int, created_by: str | None = None) -> None:
         self.store, self.q, self.kind, self.name = store, queries, kind, name
-        self.import_id, self.batch_size = import_id, batch_size
+        self.import_id, self.batch_size, self.created_by = import_id, batch_size, created_by
         self.abandoned: list[str] = []
 
     def _params(self, **more: Any) -> dict[str, Any]:
@@ -247,8 +254,11 @@ class _Import:
         """Take the name for this import, or raise Conflict while another import is alive."""
 
         def work(tx: neo4j.ManagedTransaction) -> list[str]:
-            row = tx.run(self.q.claim, self._params()).single(strict=True)
+            row = tx.run(self.q.claim, self._params(created_by=self.created_by)).single(strict=True)
             abandoned, new = list(row["abandoned"]), row["status"] == "new"
+            if row["status"] == "deleting":
+                raise errors.Conflict(f"{self.kind} {self.name!r} is being deleted; finish that with "
+                                      f"`gradwalk {self.kind} delete {self.name}`, then import again")
             if row["status"] == "importing":
                 if row["idle_s"] < stale_after_s:
                     raise errors.Conflict(

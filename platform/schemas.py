@@ -97,6 +97,93 @@ class CollectionPublic(BaseModel):
     last_import_id: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    created_by: str | None = None  # the name of the token whose import created it
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class VersionRef(BaseModel):
+    """One published dataset version, by name and number."""
+
+    dataset: str
+    version: int
+
+
+class DependantsPublic(BaseModel):
+    """What depends on a pool, target, feature run or graph: deleting it without ``force`` is
+    refused while any list here is not empty. ``active_jobs`` (queued or running) refuse it even
+    with ``force``."""
+
+    feature_runs: list[str] = []
+    graphs: list[str] = []
+    versions: list[VersionRef] = []
+    jobs: list[str] = []
+    active_jobs: list[str] = []
+
+    def names(self) -> list[str]:
+        """Every dependant as a person reads it: ``feature run fr-1``, ``version ds v2``, ..."""
+        return ([f"feature run {r}" for r in self.feature_runs] + [f"graph {g}" for g in self.graphs]
+                + [f"version {v.dataset} v{v.version}" for v in self.versions]
+                + [f"job {j}" for j in self.jobs])
+
+
+class ImportPublic(BaseModel):
+    """One finished import into a pool or target, with the lines it skipped."""
+
+    import_id: str
+    source: str
+    at: str | None = None
+    created_by: str | None = None
+    read: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    skip_reasons: list[str] = []
+    added: int = 0
+    created: int = 0
+    size: int = 0
+
+
+class CollectionDetail(CollectionPublic):
+    """A pool or target shown whole: its rows by source, its imports and what depends on it."""
+
+    kind: str
+    sources: dict[str, int] = {}
+    imports: list[ImportPublic] = []
+    dependants: DependantsPublic = DependantsPublic()
+
+
+class MemberRow(BaseModel):
+    """One row of a pool (an instruction) or a target (a validation example)."""
+
+    id: str
+    messages: list[Message]
+    source: str | None = None
+
+
+class MembersPage(BaseModel):
+    kind: str
+    name: str
+    offset: int
+    limit: int
+    total: int
+    rows: list[MemberRow]
+
+
+class DeletePublic(BaseModel):
+    """What a delete did. ``outcome`` is ``deleted`` (gone), ``tombstone`` (its record stays, marked
+    deleted, because a job's lineage names it) or ``already deleted`` (a tombstone, nothing to do).
+    ``removed`` counts what went (rows, edges, files, ...), ``kept`` what stayed for published versions."""
+
+    kind: str
+    name: str
+    outcome: str
+    removed: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    cascaded: list[DeletePublic] = []
 
 
 class GraphPublic(BaseModel):
@@ -117,6 +204,15 @@ class GraphPublic(BaseModel):
     built_at: str | None = None
     build_s: float | None = None
     error: str | None = None
+    created_by: str | None = None  # the token whose build made it
+    deleted_at: str | None = None  # a tombstone's: when and by which token it was deleted
+    deleted_by: str | None = None
+
+
+class GraphDetail(GraphPublic):
+    """A graph shown whole: with what depends on it."""
+
+    dependants: DependantsPublic = DependantsPublic()
 
 
 class Checkpoint(BaseModel):
@@ -150,6 +246,15 @@ class FeatureRunPublic(BaseModel):
     error: str | None = None
     created_at: str | None = None
     finished_at: str | None = None
+    created_by: str | None = None  # the token that queued it
+    deleted_at: str | None = None  # a tombstone's: when and by which token it was deleted
+    deleted_by: str | None = None
+
+
+class FeatureRunDetail(FeatureRunPublic):
+    """A feature run shown whole: with what depends on it."""
+
+    dependants: DependantsPublic = DependantsPublic()
 
 
 class JobCreate(Request):
@@ -210,11 +315,6 @@ class VersionPublic(BaseModel):
     gradwalk_version: str | None = None
     retired_at: str | None = None
     retired_reason: str | None = None
-
-
-class Message(BaseModel):
-    role: str
-    content: str
 
 
 class RowPublic(BaseModel):

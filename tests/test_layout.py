@@ -95,6 +95,7 @@ def test_package_face_stays_light():
 # What `from gradwalk import Client` may load of gradwalk: the client and what it shares with the
 # server, nothing of the server itself. Its import time is measured by benchmarks/client_import.py.
 CLIENT_SIDE = {"gradwalk", "gradwalk.atomic", "gradwalk.errors", "gradwalk.platform", "gradwalk.platform.client",
+               "gradwalk.platform.client_records",
                "gradwalk.platform.exports", "gradwalk.platform.schemas", "gradwalk.platform.waiting"}
 
 

@@ -24,6 +24,7 @@ from gradwalk.platform.cli import (
     migrate,
     pool,
     services,
+    target,
     token,
 )
 from gradwalk.platform.cli.common import run
@@ -41,7 +42,7 @@ app.command("doctor")(doctor.doctor)
 app.command("demo")(demo.demo)
 app.add_typer(services.services_app, name="services")
 app.add_typer(pool.pool_app, name="pool")
-app.add_typer(pool.target_app, name="target")
+app.add_typer(target.target_app, name="target")
 app.add_typer(graph.graph_app, name="graph")
 app.add_typer(features.features_app, name="features")
 app.add_typer(job.job_app, name="job")

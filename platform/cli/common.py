@@ -44,6 +44,24 @@ def connect() -> GraphStore:
     return GraphStore.connect(get_settings())
 
 
+def maker(store: GraphStore) -> str | None:
+    """The name of the token in GRADWALK_API_TOKEN, recorded as the maker of what a command that
+    talks to Neo4j directly creates (so that its curator may delete it); None without one."""
+    import os
+
+    from gradwalk.platform import auth
+
+    token = os.environ.get("GRADWALK_API_TOKEN")
+    if not token:
+        return None
+    try:
+        return auth.authenticate(store, token).name
+    except errors.Unauthenticated:
+        echo_err("warning: GRADWALK_API_TOKEN is unknown or revoked here; no maker is recorded "
+                 "(only an admin token may delete what this makes)")
+        return None
+
+
 def _value(text: str) -> Any:
     """A --param value: JSON when it parses (numbers, true, lists), else the plain string."""
     try:

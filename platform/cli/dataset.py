@@ -25,6 +25,21 @@ def dataset_list(json_out: JsonFlag = False) -> None:
         typer.echo(f"{d.name:<40} {d.versions} version(s), latest v{d.latest}")
 
 
+@dataset_app.command("show")
+def dataset_show(name: str, json_out: JsonFlag = False) -> None:
+    """Show dataset NAME: its number of versions, its latest, and each version's size and status.
+
+    Example: gradwalk dataset show gsm8k-5pct
+    """
+    found = client().dataset(name)
+    info = found.show()
+    if json_out:
+        typer.echo(info.model_dump_json())
+        return
+    typer.echo(f"dataset {info.name}: {info.versions} version(s), latest v{info.latest}, created {info.created_at}")
+    dataset_versions(name, json_out=False)
+
+
 @dataset_app.command("versions")
 def dataset_versions(name: str, json_out: JsonFlag = False) -> None:
     """Every version of dataset NAME with its size, status, hash and job.

@@ -7,11 +7,13 @@ embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding``
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gradwalk.platform.cli.common import JsonFlag, connect
+from gradwalk.platform.cli.common import JsonFlag, client, connect, maker, print_json
+from gradwalk.platform.cli.verbs import ForceFlag, echo_dependants, finish_delete
 
 if TYPE_CHECKING:
     from gradwalk.graph.store import GraphStore
@@ -62,7 +64,8 @@ def features_run(
         engine["lora_alpha"] = 4 * lora_r  # keep LESS's alpha/r = 4
     warmup = {k: v for k, v in {"fraction": warmup_fraction, "epochs": warmup_epochs}.items() if v is not None}
     with connect() as store:
-        run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup)
+        run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup,
+                                     created_by=maker(store))
         run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
     typer.echo(run.model_dump_json() if json_out else f"{run_id} ({run.kind}): {run.status} ({run.rows_done} rows)")
 
@@ -82,3 +85,54 @@ def features_status(run_id: str, json_out: JsonFlag = False) -> None:
     else:
         typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.rows_done}/{run.rows_total} rows"
                    + (f", error: {run.error}" if run.error else ""))
+
+
+
+def _run_line(run: FeatureRunPublic) -> str:
+    return (f"{run.id:<16} {run.kind:<9} {run.status:<11} pool {run.pool}  {run.rows_done}/{run.rows_total} rows  "
+            f"{run.created_at}" + (f"  by {run.created_by}" if run.created_by else ""))
+
+
+@features_app.command("list")
+def features_list(
+    pool: Annotated[str | None, typer.Option(help="Only runs of this pool.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind: gradient or embedding.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List feature runs, newest first, with kind, status, pool and progress (deleted ones as tombstones).
+
+    Example: gradwalk features list --pool my-pool --kind gradient
+    """
+    found = client().feature_runs(pool=pool, kind=kind)
+    if json_out:
+        print_json([run.model_dump() for run in found])
+        return
+    for run in found:
+        typer.echo(_run_line(run))
+
+
+@features_app.command("show")
+def features_show(run_id: str, json_out: JsonFlag = False) -> None:
+    """Show a feature run: its record, and the graphs, jobs and versions that depend on it.
+
+    Example: gradwalk features show fr-0123456789ab
+    """
+    run = client().feature_run(run_id).show()
+    if json_out:
+        typer.echo(run.model_dump_json())
+        return
+    typer.echo(_run_line(run))
+    for key in ("engine", "warmup", "targets", "parts", "error", "deleted_at", "deleted_by"):
+        if getattr(run, key, None):
+            typer.echo(f"  {key}: {json.dumps(run.model_dump()[key])}")
+    echo_dependants(run.dependants)
+
+
+@features_app.command("delete")
+def features_delete(run_id: str, force: ForceFlag = False, json_out: JsonFlag = False) -> None:
+    """Delete a feature run and its artifact files (and, with --force, its graphs); a run a job used
+    stays as a tombstone. Run it again to finish a delete that was cut short.
+
+    Example: gradwalk features delete fr-0123456789ab --force
+    """
+    finish_delete(client().feature_run(run_id).delete(force=force), json_out)

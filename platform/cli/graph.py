@@ -1,13 +1,15 @@
-"""``gradwalk graph``: build, list, inspect, export and delete instruction graphs (in Neo4j directly)."""
+"""``gradwalk graph``: build, inspect and export instruction graphs (in Neo4j directly); list, show and
+delete them through the REST API, as every noun does."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from gradwalk.platform.cli.common import JsonFlag, connect
+from gradwalk.platform.cli.common import JsonFlag, client, connect, maker, print_json
+from gradwalk.platform.cli.verbs import ForceFlag, echo_dependants, finish_delete
 from gradwalk.platform.waiting import progress_bar
 from gradwalk.settings import get_settings
 
@@ -43,6 +45,9 @@ def graph_build(
 
             reply = submit_build(features, k, tau, block_rows=block_rows, rebuild=rebuild)
             info = wait_build(store, reply, progress=progress)
+        from gradwalk.platform.graph_builds import record_maker
+
+        record_maker(store, info.id, maker(store))
     if json_out:
         typer.echo(json.dumps(info.to_dict()))
         return
@@ -58,16 +63,33 @@ def graph_list(
 
     Example: gradwalk graph list --features fr-0123456789ab
     """
-    from gradwalk.graph.graph_records import list_graphs
-
-    with connect() as store:
-        found = list_graphs(store, features)
+    found = client().graphs(feature_run=features)
     if json_out:
-        typer.echo(json.dumps([info.to_dict() for info in found]))
+        print_json([info.model_dump() for info in found])
         return
     for info in found:
-        typer.echo(f"{info.id:<40} {info.status:<9} {info.blocks_done}/{info.blocks} blocks  "
-                   f"{info.nodes} nodes  {info.edges} edges")
+        typer.echo(_graph_line(info))
+
+
+def _graph_line(info: Any) -> str:
+    return (f"{info.id:<40} {info.status:<9} {info.blocks_done}/{info.blocks} blocks  "
+            f"{info.nodes} nodes  {info.edges} edges" + (f"  by {info.created_by}" if info.created_by else ""))
+
+
+@graph_app.command("show")
+def graph_show(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Show a graph's record (k, tau, nodes, edges, build times) and the jobs and versions that depend on it.
+
+    Example: gradwalk graph show fr-0123456789ab:k64:tau0.0
+    """
+    info = client().graph(graph).show()
+    if json_out:
+        typer.echo(info.model_dump_json())
+        return
+    typer.echo(_graph_line(info))
+    typer.echo(f"  feature run {info.feature_run}, k {info.k}, tau {info.tau}, built {info.built_at}"
+               + (f", deleted {info.deleted_at} by {info.deleted_by}" if getattr(info, "deleted_at", None) else ""))
+    echo_dependants(info.dependants)
 
 
 def _graph_row_ids(store, graph: str) -> list[str]:
@@ -116,14 +138,10 @@ def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="Graph
 
 
 @graph_app.command("delete")
-def graph_delete(graph: GraphArg, json_out: JsonFlag = False) -> None:
-    """Delete a graph's edges (in batches) and its record.
+def graph_delete(graph: GraphArg, force: ForceFlag = False, json_out: JsonFlag = False) -> None:
+    """Delete a graph's edges (in batches) and its record; a graph a job used stays as a tombstone.
+    Run it again to finish a delete that was cut short.
 
     Example: gradwalk graph delete fr-0123456789ab:k64:tau0.0
     """
-    from gradwalk.graph.graph_build import delete_graph
-
-    with connect() as store:
-        deleted = delete_graph(store, graph)
-    typer.echo(json.dumps({"graph": graph, "edges_deleted": deleted}) if json_out
-               else f"deleted graph {graph} ({deleted} edges)")
+    finish_delete(client().graph(graph).delete(force=force), json_out)

@@ -54,6 +54,22 @@ def job_status(job_id: str, json_out: JsonFlag = False) -> None:
     typer.echo(info.model_dump_json() if json_out else _job_line(info))
 
 
+@job_app.command("show")
+def job_show(job_id: str, json_out: JsonFlag = False) -> None:
+    """Show a job whole: method, parameters, pool, targets, feature run, graph, result, times and maker.
+
+    Example: gradwalk job show job-0123456789ab
+    """
+    info = client().job(job_id).info
+    if json_out:
+        typer.echo(info.model_dump_json())
+        return
+    typer.echo(_job_line(info))
+    for key, value in info.model_dump(exclude={"id", "status", "progress", "stage", "error"}).items():
+        if value not in (None, [], {}):
+            typer.echo(f"  {key}: {value}")
+
+
 @job_app.command("list")
 def job_list(status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
              limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,

@@ -1,4 +1,5 @@
-"""``gradwalk pool import`` and ``gradwalk target import``: one import, into a pool or a target."""
+"""``gradwalk pool``: import, list, show, rows, delete. ``import`` writes to Neo4j directly; the
+other verbs go through the REST API (:mod:`verbs`), the same ones ``gradwalk target`` has."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from gradwalk.platform.cli.common import JsonFlag, connect
+from gradwalk.platform.cli.common import JsonFlag, connect, maker
+from gradwalk.platform.cli.verbs import add_collection_verbs
 from gradwalk.platform.ingest import FORMATS
 from gradwalk.platform.waiting import progress_bar
 
 pool_app = typer.Typer(help="Instruction pools: the examples to select from.", no_args_is_help=True)
-target_app = typer.Typer(help="Targets: validation examples of the task you care about.", no_args_is_help=True)
 
 Source = Annotated[str, typer.Argument(help="A .jsonl/.json(.gz) file or a datasets save_to_disk folder.")]
 FormatOpt = Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
@@ -21,14 +22,15 @@ SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Import the valid 
 LabelOpt = Annotated[str | None, typer.Option("--source-label", help="Stored as each record's source.")]
 
 
-def _import(kind: str, name: str, source: str, fmt: str, split: str | None, skip_invalid: bool,
-            source_label: str | None, json_out: bool) -> None:
+def run_import(kind: str, name: str, source: str, fmt: str, split: str | None, skip_invalid: bool,
+               source_label: str | None, json_out: bool) -> None:
+    """Import into pool (or target) NAME; the token in GRADWALK_API_TOKEN, if any, is its maker."""
     from gradwalk.platform import pools
 
     run = pools.import_pool if kind == "pool" else pools.import_target
     with connect() as store, progress_bar(f"importing into {kind} {name}") as update:
         report = run(store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-                     source_label=source_label, progress=update)
+                     source_label=source_label, progress=update, created_by=maker(store))
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return
@@ -44,14 +46,7 @@ def pool_import(name: str, source: Source, fmt: FormatOpt = "auto", split: Split
 
     Example: gradwalk pool import my-pool data/pool.jsonl --format alpaca
     """
-    _import("pool", name, source, fmt, split, skip_invalid, source_label, json_out)
+    run_import("pool", name, source, fmt, split, skip_invalid, source_label, json_out)
 
 
-@target_app.command("import")
-def target_import(name: str, source: Source, fmt: FormatOpt = "auto", split: SplitOpt = None,
-                  skip_invalid: SkipOpt = False, source_label: LabelOpt = None, json_out: JsonFlag = False) -> None:
-    """Import validation examples into target NAME (created if new; re-importing is a no-op).
-
-    Example: gradwalk target import gsm8k data/gsm8k-val.jsonl
-    """
-    _import("target", name, source, fmt, split, skip_invalid, source_label, json_out)
+add_collection_verbs(pool_app, "pool", "my-pool")

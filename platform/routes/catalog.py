@@ -1,4 +1,5 @@
-"""Pools and targets (list, show, import from an upload or a server-side path), feature runs, graphs."""
+"""Pools and targets (list, show, rows, delete, import from an upload or a server-side path), feature runs
+and graphs (list, show, delete)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,30 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from gradwalk import errors
-from gradwalk.graph import graph_records
-from gradwalk.platform import catalog, feature_runs, pools
-from gradwalk.platform.routes.deps import CuratorDep, SettingsDep, StoreDep
+from gradwalk.platform import catalog, deletion, pools
+from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.routes.deps import CallerDep, CuratorDep, SettingsDep, StoreDep
 from gradwalk.platform.schemas import (
+    CollectionDetail,
     CollectionPublic,
+    DeletePublic,
+    FeatureRunDetail,
     FeatureRunPublic,
     Format,
+    GraphDetail,
     GraphPublic,
     ImportFromPath,
     ImportReportPublic,
+    MembersPage,
 )
 from gradwalk.settings import Settings
 
 router = APIRouter()
+
+Offset = Annotated[int, Query(ge=0, le=2**62, description="Skip this many rows.")]
+Limit = Annotated[int, Query(ge=1, le=catalog.MAX_PAGE_ROWS, description="At most this many rows.")]
+Force = Annotated[bool, Query(description="Delete although runs, graphs, jobs or versions depend on it: versions "
+                                          "keep their rows, runs and graphs a job used stay as tombstones.")]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
@@ -92,26 +103,32 @@ def inflate_upload(packed: Path, settings: Settings) -> Path:
     return inflated
 
 
-def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
-                       lister: Callable[..., list[CollectionPublic]], getter: Callable[..., CollectionPublic]) -> None:
+def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -> None:
     plural = f"{kind}s"
     tags = [plural]
 
     def list_all(store: StoreDep) -> list[CollectionPublic]:
-        return lister(store)
+        return catalog.list_collections(store, kind)
 
-    def show(name: str, store: StoreDep) -> CollectionPublic:
-        return getter(store, name)
+    def show(name: str, store: StoreDep) -> CollectionDetail:
+        return catalog.show_collection(store, kind, name)
 
-    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> dict:
+    def rows(name: str, store: StoreDep, offset: Offset = 0, limit: Limit = 100) -> MembersPage:
+        return catalog.collection_rows(store, kind, name, offset=offset, limit=limit)
+
+    def delete(name: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
+        return deletion.delete_collection(store, kind, name, features=FeatureStore(settings.artifacts), force=force,
+                                          caller=caller, batch=settings.delete_batch_rows)
+
+    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, caller: CuratorDep) -> dict:
         try:
             path = server_path(settings.import_root, body.path)
-            return importer(store, name, path, fmt=body.format, split=body.split,
-                            skip_invalid=body.skip_invalid, source_label=body.source_label).to_dict()
+            return importer(store, name, path, fmt=body.format, split=body.split, skip_invalid=body.skip_invalid,
+                            source_label=body.source_label, created_by=caller.name).to_dict()
         except OSError as e:  # e.g. a name too long for the file system
             raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
 
-    def upload(name: str, store: StoreDep, settings: SettingsDep, _: CuratorDep,
+    def upload(name: str, store: StoreDep, settings: SettingsDep, caller: CuratorDep,
                file: Annotated[UploadFile, File(description="A .jsonl/.json file, optionally .gz")],
                format: Annotated[Format, Form()] = "auto",
                skip_invalid: Annotated[bool, Form()] = False) -> dict:
@@ -123,12 +140,18 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
             if path.suffix == ".gz":
                 path = inflate_upload(path, settings)
             return importer(store, name, path, fmt=format, skip_invalid=skip_invalid,
-                            source_label=label).to_dict()
+                            source_label=label, created_by=caller.name).to_dict()
 
     router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
                          response_model=list[CollectionPublic], summary=f"List {plural}")
     router.add_api_route(f"/{plural}/{{name}}", show, methods=["GET"], name=f"get_{kind}", tags=tags,
-                         response_model=CollectionPublic, summary=f"Show one {kind}")
+                         response_model=CollectionDetail,
+                         summary=f"Show one {kind}: size, rows per source, imports, dependants")
+    router.add_api_route(f"/{plural}/{{name}}/rows", rows, methods=["GET"], name=f"get_{kind}_rows", tags=tags,
+                         response_model=MembersPage, summary=f"A page of the {kind}'s rows, by id")
+    router.add_api_route(f"/{plural}/{{name}}", delete, methods=["DELETE"], name=f"delete_{kind}", tags=tags,
+                         response_model=DeletePublic,
+                         summary=f"Delete a {kind} (its maker's token or an admin's); versions keep their rows")
     router.add_api_route(f"/{plural}/{{name}}/import", import_path, methods=["POST"], tags=tags,
                          name=f"import_{kind}_from_path", response_model=ImportReportPublic,
                          summary=f"Import a file or folder of the server's import folder into {kind} NAME")
@@ -137,27 +160,41 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport],
                          summary=f"Import an uploaded file into {kind} NAME")
 
 
-_collection_routes("pool", pools.import_pool, catalog.list_pools, catalog.get_pool)
-_collection_routes("target", pools.import_target, catalog.list_targets, catalog.get_target)
+_collection_routes("pool", pools.import_pool)
+_collection_routes("target", pools.import_target)
 
 
-@router.get("/feature-runs", response_model=list[FeatureRunPublic], tags=["feature-runs"])
+@router.get("/feature-runs", response_model=list[FeatureRunPublic], tags=["feature-runs"], name="list_feature_runs")
 def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None,
                       kind: Annotated[str | None, Query(max_length=50)] = None) -> list[FeatureRunPublic]:
     """Feature runs, newest first; each record says its ``kind`` (gradient or embedding)."""
     return catalog.list_feature_runs(store, pool=pool, kind=kind)
 
 
-@router.get("/feature-runs/{run_id}", response_model=FeatureRunPublic, tags=["feature-runs"])
-def get_feature_run(run_id: str, store: StoreDep) -> FeatureRunPublic:
-    return feature_runs.get(store, run_id)
+@router.get("/graphs", response_model=list[GraphPublic], tags=["graphs"], name="list_graphs")
+def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[GraphPublic]:
+    return catalog.list_graphs(store, feature_run)
 
 
-@router.get("/graphs", response_model=list[GraphPublic], tags=["graphs"])
-def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[dict]:
-    return [info.to_dict() for info in graph_records.list_graphs(store, feature_run)]
+def _produced_routes(kind: str, route: str, show: Callable[..., FeatureRunDetail | GraphDetail],
+                     model: type[FeatureRunDetail | GraphDetail], what: str) -> None:
+    """GET and DELETE of one feature run or graph by id."""
+    tags, name = [route], kind.replace(" ", "_")
+
+    def get(key: str, store: StoreDep) -> FeatureRunDetail | GraphDetail:
+        return show(store, key)
+
+    def delete(key: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
+        extra = {"features": FeatureStore(settings.artifacts)} if kind == "feature run" else {}
+        remove = deletion.delete_feature_run if kind == "feature run" else deletion.delete_graph
+        return remove(store, key, force=force, caller=caller, batch=settings.delete_batch_rows, **extra)
+
+    router.add_api_route(f"/{route}/{{key}}", get, methods=["GET"], name=f"get_{name}", tags=tags,
+                         response_model=model, summary=f"Show one {kind} and what depends on it")
+    router.add_api_route(f"/{route}/{{key}}", delete, methods=["DELETE"], name=f"delete_{name}", tags=tags,
+                         response_model=DeletePublic,
+                         summary=f"Delete a {kind} ({what}); a tombstone stays when a job used it")
 
 
-@router.get("/graphs/{graph_id}", response_model=GraphPublic, tags=["graphs"])
-def get_graph(graph_id: str, store: StoreDep) -> dict:
-    return graph_records.get_graph(store, graph_id).to_dict()
+_produced_routes("feature run", "feature-runs", catalog.show_feature_run, FeatureRunDetail, "with its artifact files")
+_produced_routes("graph", "graphs", catalog.show_graph, GraphDetail, "its edges in batches")

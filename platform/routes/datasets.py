@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from gradwalk.platform import datasets, exports
+from gradwalk.platform import datasets, exports, names
 from gradwalk.platform.routes.deps import CallerDep, StoreDep
 from gradwalk.platform.schemas import (
     DatasetPublic,
@@ -36,6 +36,15 @@ DIFF_IDS = 1_000
 @router.get("", response_model=list[DatasetPublic], name="list_datasets")
 def list_datasets(store: StoreDep) -> list[DatasetPublic]:
     return datasets.list_datasets(store)
+
+
+@router.get("/{name}", response_model=DatasetPublic, name="get_dataset")
+def get_dataset(name: Name, store: StoreDep) -> DatasetPublic:
+    """One dataset: its number of versions and its latest (complete) version."""
+    found = {d.name: d for d in datasets.list_datasets(store)}
+    if name not in found:
+        raise names.not_found("dataset", name, list(found), "gradwalk dataset list")
+    return found[name]
 
 
 @router.get("/{name}/versions", response_model=list[VersionPublic], name="list_versions")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from gradwalk.platform import jobs
+from gradwalk import errors
+from gradwalk.platform import catalog, jobs
 from gradwalk.platform.routes.deps import CallerDep, CuratorDep, StoreDep
 from gradwalk.platform.schemas import JobCreate, JobPublic, JobStatus
 
@@ -31,7 +32,10 @@ def list_jobs(store: StoreDep, status: JobStatusName = None,
 
 @router.get("/{job_id}", response_model=JobPublic, name="get_job")
 def get_job(job_id: str, store: StoreDep) -> JobPublic:
-    return jobs.get(store, job_id)
+    try:
+        return jobs.get(store, job_id)
+    except errors.NotFound:
+        raise catalog.missing(store, "job", job_id) from None
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, name="cancel_job")

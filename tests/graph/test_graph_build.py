@@ -157,10 +157,13 @@ def test_cli_builds_on_the_workers_then_prints_stats_and_exports(store, run, tmp
     import networkx as nx
     from typer.testing import CliRunner
 
+    from gradwalk.platform import auth
     from gradwalk.platform.cli import app
 
+    token = auth.create(store, f"{run.id}-admin", "admin")  # list and delete go through the API
+
     def cli(*args: str) -> str:
-        result = CliRunner().invoke(app, ["graph", *args])
+        result = CliRunner().invoke(app, ["graph", *args], env={"GRADWALK_API_TOKEN": token})
         assert result.exit_code == 0, result.output
         return result.stdout
 

@@ -16,11 +16,13 @@ from gradwalk.platform.cli import app
 # Every command path users and scripts type; a rename or a lost command fails here.
 COMMANDS = {
     "api", "api serve", "cypher", "demo", "doctor", "migrate",
-    "dataset", "dataset diff", "dataset export", "dataset list", "dataset retire", "dataset rows", "dataset versions",
-    "features", "features run", "features status",
-    "graph", "graph build", "graph delete", "graph export", "graph list", "graph stats",
-    "job", "job cancel", "job list", "job status", "job submit", "job wait",
-    "pool", "pool import", "target", "target import",
+    "dataset", "dataset diff", "dataset export", "dataset list", "dataset retire", "dataset rows", "dataset show",
+    "dataset versions",
+    "features", "features delete", "features list", "features run", "features show", "features status",
+    "graph", "graph build", "graph delete", "graph export", "graph list", "graph show", "graph stats",
+    "job", "job cancel", "job list", "job show", "job status", "job submit", "job wait",
+    "pool", "pool delete", "pool import", "pool list", "pool rows", "pool show",
+    "target", "target delete", "target import", "target list", "target rows", "target show",
     "services", "services build", "services down", "services status", "services up",
     "token", "token create", "token list", "token revoke",
 }

@@ -353,6 +353,7 @@ def test_a_reader_cannot_write_through_any_route(stack, people, prefix, probe):
         ("POST", f"/jobs/{job}/cancel", {}),
         ("POST", f"/datasets/{dataset}/versions/1/retire", {"json": {"reason": "mine now"}}),
         ("DELETE", f"/datasets/{dataset}/versions/1", {}),
+        ("DELETE", f"/pools/{pool}", {"params": {"force": "true"}}),
         ("POST", "/cypher", {"json": {"query": "MATCH (p:SecurityProbe) SET p.value = 'changed'"}}),
     ]
     with web(stack, reader) as api:
