@@ -142,6 +142,8 @@ class Selection:
 
     Iterating yields the selected row indices in selection order. ``component`` and ``step`` are
     set for the component-driven methods (G2IS, w/o graph), ``score`` for the scoring methods.
+    The walk also sets ``predecessor`` (the row it stood on when it took each row; -1 for an
+    anchor) and ``reached_by`` ("anchor", "edge" along the graph, or "fallback" jump).
     """
 
     method: str
@@ -151,6 +153,8 @@ class Selection:
     component: np.ndarray | None = None
     step: np.ndarray | None = None
     score: np.ndarray | None = None
+    predecessor: np.ndarray | None = None
+    reached_by: tuple[str, ...] | None = None
     components: tuple[ComponentReport, ...] = ()
 
     def __iter__(self) -> Iterator[int]:
@@ -168,9 +172,13 @@ class Selection:
         return self.target - len(self)
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-able dict per selected row, in order: what a version's CONTAINS edge carries."""
+        """One JSON-able dict per selected row, in order: what a version's CONTAINS edge carries
+        (``predecessor`` is a pool row index here, like ``row``)."""
         columns = {"component": self.component, "step": self.step, "score": self.score}
         present = {name: values.tolist() for name, values in columns.items() if values is not None}
+        if self.predecessor is not None and self.reached_by is not None:
+            present["predecessor"] = [None if p < 0 else p for p in self.predecessor.tolist()]
+            present["reached_by"] = list(self.reached_by)
         return [
             {"row": row, "rank": rank, **{name: values[rank] for name, values in present.items()}}
             for rank, row in enumerate(self.indices.tolist())

@@ -229,27 +229,28 @@ class _ComponentWalk:
 
     def run(
         self, neighbors: Callable[[int], np.ndarray], prefetch: Callable[[np.ndarray], None] | None, paper: bool
-    ) -> tuple[list[int], int]:
+    ) -> tuple[list[int], list[bool]]:
         """Walk from the anchor until the budget is met or, in strict mode, nothing qualifies.
 
-        Returns the rows in order and how many came from the fallback.
+        Returns the rows in order and, for each, whether the fallback (not an edge) brought it in.
         """
         self.add(self.best_untaken())
-        rows, fallbacks = [self.last], 0
+        rows, jumped = [self.last], [False]
         while self.size < self.members.shape[0]:
             listed = neighbors(self.last)
             free = listed[~self.taken[listed]]
             if prefetch is not None and free.size:
                 prefetch(free)
             row = self.first_qualifying(free)
+            jumped.append(row is None)
             if row is None:
                 row = self.best_untaken() if paper else self.first_in_order()
                 if row is None:
+                    jumped.pop()
                     break
-                fallbacks += 1
             self.add(row)
             rows.append(row)
-        return rows, fallbacks
+        return rows, jumped
 
     def best_untaken(self) -> int:
         """The untaken row with the largest X·K_i (one always exists: budgets sum to at most N)."""
@@ -390,6 +391,8 @@ def gradient_walk(
     picked: list[int] = []
     component: list[int] = []
     step: list[int] = []
+    predecessor: list[int] = []
+    reached_by: list[str] = []
     reports = []
     for index, (budget, along) in enumerate(zip(budgets.tolist(), _projected(features, directions), strict=True)):
         weight = float(weights[index] / weights.sum())
@@ -400,11 +403,14 @@ def gradient_walk(
         # A walk is a long chain of small products: BLAS threads only add wake-up latency to each
         # (twice the time on a busy machine), so they are held to one while it runs.
         with _blas().limit(limits=1, user_api="blas"):
-            rows, fallbacks = walk.run(lambda node: _listed(source, node, n, checked), prefetch, fallback == "paper")
+            rows, jumped = walk.run(lambda node: _listed(source, node, n, checked), prefetch, fallback == "paper")
         picked += rows
         component += [index] * len(rows)
         step += range(len(rows))
-        reports.append(ComponentReport(index, weight, budget, len(rows), rows[0], fallbacks))
+        predecessor += [-1, *rows[:-1]]  # the row the walk stood on when it took this one
+        reached_by += ["fallback" if jump else "edge" for jump in jumped]
+        reached_by[len(picked) - len(rows)] = "anchor"
+        reports.append(ComponentReport(index, weight, budget, len(rows), rows[0], sum(jumped)))
     return Selection(
         method="g2is",
         pool_size=n,
@@ -412,6 +418,8 @@ def gradient_walk(
         params={"ratio": ratio, "delta": delta, "anchor_pool": anchor_pool, "fallback": fallback},
         component=np.asarray(component, dtype=np.int32),
         step=np.asarray(step, dtype=np.int32),
+        predecessor=np.asarray(predecessor, dtype=np.int64),
+        reached_by=tuple(reached_by),
         components=tuple(reports),
     )
 

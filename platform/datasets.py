@@ -1,8 +1,9 @@
 """Named datasets and their numbered, immutable versions: publish, read, diff, export, retire.
 
 A ``(:Dataset {name})`` owns ``(:DatasetVersion {dataset, version})`` nodes through ``HAS_VERSION``;
-a version ``CONTAINS {rank, component, step, score}`` its instructions and was ``PRODUCED_BY`` one
-selection job, whose ``USED`` edges name the feature run, graph and targets it read.
+a version ``CONTAINS {rank, component, step, score, predecessor, reached_by}`` its instructions
+(``predecessor``: the id of the row the walk came from, docs/cypher.md) and was ``PRODUCED_BY``
+one selection job, whose ``USED`` edges name the feature run, graph and targets it read.
 
 Publishing is all or nothing and numbers versions 1, 2, 3, ... without gaps, also when several
 jobs publish to one dataset at once:
@@ -73,7 +74,8 @@ WITH v
 UNWIND $rows AS row
 MATCH (i:Instruction {id: row.instruction_id})
 MERGE (v)-[c:CONTAINS]->(i)
-SET c.rank = row.rank, c.component = row.component, c.step = row.step, c.score = row.score
+SET c.rank = row.rank, c.component = row.component, c.step = row.step, c.score = row.score,
+    c.predecessor = row.predecessor, c.reached_by = row.reached_by
 RETURN count(c) AS written
 """
 
@@ -173,7 +175,7 @@ MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $v
 MATCH (v)-[c:CONTAINS]->(i:Instruction)
 WHERE $after IS NULL OR c.rank > $after
 RETURN c.rank AS rank, i.id AS instruction_id, i.messages AS messages, c.component AS component,
-       c.step AS step, c.score AS score
+       c.step AS step, c.score AS score, c.predecessor AS predecessor, c.reached_by AS reached_by
 ORDER BY rank SKIP $offset LIMIT $limit
 """
 
@@ -246,9 +248,20 @@ def _checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ranks.add(rank)
         checked.append({"instruction_id": instruction_id, "rank": rank, "score": score,
                         "component": _optional_int(row, "component", where),
-                        "step": _optional_int(row, "step", where)})
+                        "step": _optional_int(row, "step", where), **_trajectory(row, where)})
     checked.sort(key=lambda r: r["rank"])
     return checked
+
+
+def _trajectory(row: Mapping[str, Any], where: str) -> dict[str, str | None]:
+    """The walk's ``predecessor`` (an instruction id, None for an anchor) and ``reached_by``."""
+    out = {}
+    for key in ("predecessor", "reached_by"):
+        value = row.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise errors.InvalidInput(f"{where}: {key} must be a non-empty string or None, got {value!r}")
+        out[key] = value
+    return out
 
 
 def content_hash(instruction_ids: Sequence[str]) -> str:

@@ -324,6 +324,8 @@ class RowPublic(BaseModel):
     component: int | None = None
     step: int | None = None
     score: float | None = None
+    predecessor: str | None = None  # the walk came to this row from that instruction (None: an anchor)
+    reached_by: str | None = None  # "anchor", "edge" or "fallback"
 
 
 class RowsPage(BaseModel):

@@ -113,7 +113,27 @@ def test_anchor_skips_rows_another_component_took(anchor_pool):
 
     assert triples(result) == [(0, 0, 0), (1, 0, 1), (3, 1, 0)]
     assert [c.anchor for c in result.components] == [0, 3]
-    assert result.records()[2] == {"row": 3, "rank": 2, "component": 1, "step": 0}
+    assert result.records()[2] == {"row": 3, "rank": 2, "component": 1, "step": 0,
+                                   "predecessor": None, "reached_by": "anchor"}
+
+
+def test_trajectory_names_the_row_each_step_was_reached_from():
+    x = unit(R0, R1, R2, R3)
+    neighbors = np.array([[1, 3, 2], [2, 0, 3], [1, 3, 0], [0, 1, 2]])
+
+    result = gradient_walk(x, K1, [1.0], neighbors, ratio=0.75, delta=0.5)
+
+    assert [(r["row"], r["predecessor"], r["reached_by"]) for r in result.records()] == [
+        (0, None, "anchor"), (1, 0, "edge"), (3, 1, "edge")]
+
+
+def test_trajectory_marks_the_rows_a_fallback_jumped_to():
+    x, neighbors = NO_WAY_ON
+
+    result = gradient_walk(x, K1, [1.0], neighbors, ratio=1.0, fallback="paper")
+
+    assert result.predecessor.tolist() == [-1, 0, 1, 2]
+    assert result.reached_by == ("anchor", "edge", "fallback", "fallback")
 
 
 @settings(max_examples=60, deadline=None)

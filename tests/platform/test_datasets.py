@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from gradwalk.platform import cypher, datasets
 from gradwalk.platform.ingest import read_records
 
 pytestmark = pytest.mark.services
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def selection(ids: list[str], *, components: bool = False) -> list[dict]:
@@ -64,6 +66,24 @@ def test_publish_numbers_versions_and_records_lineage(store, collections, new_jo
     assert [v.version for v in datasets.versions(store, name)] == [1, 2]
     assert {"name": name, "versions": 2, "latest": 2, "latest_complete": 2}.items() <= next(
         d for d in datasets.list_datasets(store) if d.name == name).model_dump().items()
+
+
+def test_the_walk_trajectory_is_stored_and_queryable(store, collections, new_job, prefix):
+    name, ids = f"{prefix}walked", collections.ids[:4]
+    steps = [(None, "anchor"), (ids[0], "edge"), (ids[1], "fallback"), (None, "anchor")]
+    rows = [{"instruction_id": i, "rank": r, "component": r // 3, "step": r % 3, "score": None,
+             "predecessor": came_from, "reached_by": how} for r, (i, (came_from, how)) in enumerate(zip(ids, steps))]
+    datasets.publish(store, name, rows, job_id=new_job(name), lineage={})
+
+    page = datasets.rows(store, name, 1)
+    assert [(r["predecessor"], r["reached_by"]) for r in page] == steps
+    documented = (ROOT / "docs" / "cypher.md").read_text().split("// The walk of one component as a path")[1]
+    query = documented.split("\n", 1)[1].split("```")[0]
+    walked = cypher.run(store, query, {"dataset": name, "version": 1})
+    assert [(r["step"], r["instruction"], r["came_from"], r["reached_by"]) for r in walked.rows] == [
+        (0, ids[0], None, "anchor"), (1, ids[1], ids[0], "edge"), (2, ids[2], ids[1], "fallback")]
+    with pytest.raises(errors.InvalidInput, match="row 1: predecessor"):
+        datasets.publish(store, name, [rows[0], {**rows[1], "predecessor": 7}], job_id=new_job(name), lineage={})
 
 
 def test_concurrent_publishes_get_consecutive_versions(settings, store, collections, new_job, prefix):
@@ -213,7 +233,9 @@ def test_exports_round_trip(store, collections, new_job, prefix, tmp_path):
     assert [r.id for r in read_records(path).records] == chosen  # re-importable, same ids
 
     datasets.export(store, name, 1, "hf", tmp_path / "hf")
-    assert load_from_disk(str(tmp_path / "hf")).to_list() == expected
+    walk = ("predecessor", "reached_by")  # the walk's trajectory stays in Neo4j (docs/cypher.md)
+    assert load_from_disk(str(tmp_path / "hf")).to_list() == [
+        {k: v for k, v in r.items() if k not in walk} for r in expected]
 
     (tmp_path / "lf").mkdir()
     (tmp_path / "lf" / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "other.json"}}))

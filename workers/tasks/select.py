@@ -127,7 +127,10 @@ def _run(store, job_id: str) -> dict[str, Any]:
                                                                     lambda: jobs.report(store, job_id, stage, 0.3)))
         selection = get_method(job.method).select(inputs, job.params)
     jobs.report(store, job_id, "publishing", 0.9)
-    rows = [{"instruction_id": ids[record.pop("row")], **record} for record in selection.records()]
+    rows = [{**record, "instruction_id": ids[record.pop("row")]} for record in selection.records()]
+    for row in rows:  # the walk's trajectory names pool rows; the version names instructions
+        if row.get("predecessor") is not None:
+            row["predecessor"] = ids[row["predecessor"]]
     lineage = {
         "job": job_id, "method": job.method, "params": job.params, "pool": job.pool,
         "targets": job.targets, "feature_run": job.feature_run, "graph": job.graph,
