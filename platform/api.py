@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store import GraphStore
+from gradwalk.platform import ui
 from gradwalk.platform.limits import RequestLimits
 from gradwalk.platform.routes import ROUTERS
 from gradwalk.platform.routes.deps import StoreDep, require_token
@@ -120,4 +121,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
+    ui.mount(app)  # the web pages under /ui sign in with the same tokens (platform/ui)
     return app

@@ -431,6 +431,7 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
         echo(f"{worker.name:<13} ready on {worker.address}")
     api.wait_ready()
     echo(f"api     ready at {api.address}")
+    echo(f"web ui  at {api.address}/ui (sign in with an API token: `gradwalk token create NAME`)")
     return [s.status() for s in (neo4j, redis_service, *workers, api)]
 
 

@@ -1,0 +1,207 @@
+"""The pages in a real browser (headless Chromium): sign in, submit a G2IS job and watch it finish,
+open its version, the diff with version 1, an instruction's neighbourhood and the walk, and a
+Cypher query; a reader sees no submit or cancel. The screenshots in docs/screenshots come from here."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from gradwalk.platform import datasets
+
+pytestmark = pytest.mark.services
+
+
+def wait(driver, timeout: float = 60):
+    """Polls through the page's own reload when its job finishes."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
+
+
+def sign_in(driver, api_url: str, token: str, then: str = "/ui/") -> None:
+    driver.get(api_url + then)
+    wait(driver).until(seen.presence_of_element_located((By.ID, "token")))
+    assert "/ui/signin" in driver.current_url  # no cookie yet: the page sends us to sign in
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "signin").click()
+    wait(driver).until(seen.presence_of_element_located((By.ID, "whoami")))
+
+
+def drawn(driver, element_id: str) -> dict:
+    """What cytoscape holds in the graph box ``element_id`` once drawn: node and edge counts."""
+    wait(driver).until(lambda d: d.execute_script(f"return document.getElementById('{element_id}').dataset.ready"))
+    return driver.execute_script(
+        f"const cy = document.getElementById('{element_id}').cy;"
+        "return {nodes: cy.nodes().length, edges: cy.edges().length, steps: cy.edges('.step').length,"
+        " anchors: cy.nodes('.anchor').length};")
+
+
+def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, world, tokens, store, screenshot):
+    sign_in(browser, api_url, tokens["curator"])
+    assert browser.find_element(By.ID, "role").text == "curator"
+    assert "submit selection jobs" in browser.find_element(By.ID, "rights").text
+    screenshot(browser, "overview")
+
+    browser.get(api_url + "/ui/jobs")
+    Select(browser.find_element(By.ID, "pool")).select_by_visible_text(world.pool)
+    targets = Select(browser.find_element(By.ID, "targets"))
+    targets.deselect_all()
+    targets.select_by_visible_text(world.target)
+    Select(browser.find_element(By.ID, "method")).select_by_visible_text("g2is")
+    Select(browser.find_element(By.ID, "graph")).select_by_visible_text(world.graph)
+    Select(browser.find_element(By.ID, "feature_run")).select_by_visible_text(world.run)
+    browser.find_element(By.ID, "dataset").send_keys(world.dataset)
+    ratio = browser.find_element(By.ID, "ratio")
+    ratio.clear()
+    ratio.send_keys("0.2")
+    browser.find_element(By.ID, "submit-job").click()
+
+    wait(browser).until(seen.presence_of_element_located((By.ID, "job-percent")))
+    wait(browser, 300).until(lambda d: d.find_element(By.ID, "job-percent").text == "100 %")
+    wait(browser, 60).until(lambda d: d.find_element(By.ID, "job-status").text == "succeeded")
+    wait(browser).until(seen.presence_of_element_located((By.ID, "components")))
+    components = browser.find_elements(By.CSS_SELECTOR, "#components tr")[1:]
+    assert components, "the G2IS components table lists the walk's components"
+    screenshot(browser, "job")
+
+    browser.get(browser.find_element(By.ID, "version-link").get_attribute("href"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr")[1:]
+    size = datasets.describe(store, world.dataset, 2)["size"]
+    assert len(rows) == size and 0 < size <= 48  # at most floor(240 × 0.2), all on the first page of 50
+    assert world.pool in rows[0].text  # each row shows its text
+    assert [li.text.split("\n")[0] for li in browser.find_elements(By.CSS_SELECTOR, "#lineage li span")] == [
+        "version", "job", "feature run", "graph", "targets", "pool"]
+    screenshot(browser, "version")
+
+    # Search the rows by text: one topic of six.
+    search = browser.find_element(By.ID, "row-search")
+    search.send_keys("geometry")
+    search.submit()
+    found = browser.find_elements(By.CSS_SELECTOR, "#rows tr")[1:]
+    assert found and len(found) < size and all("geometry" in r.text for r in found)
+
+    # The diff with version 1, side by side by text.
+    browser.get(f"{api_url}/ui/datasets/{world.dataset}/2")
+    browser.find_element(By.ID, "diff-1").click()
+    counts = browser.find_element(By.ID, "diff-counts").text
+    added = int(re.search(r"(\d+) added", counts).group(1))
+    removed = int(re.search(r"(\d+) removed", counts).group(1))
+    pairs = browser.find_elements(By.CSS_SELECTOR, "#diff tr")[1:]
+    assert len(pairs) == max(added, removed) > 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#diff td.added a")) == added
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#diff td.removed a")) == removed
+    assert world.pool in browser.find_element(By.CSS_SELECTOR, "#diff td.added").text
+    screenshot(browser, "diff")
+
+    # An instruction's neighbourhood: the row and its k = 8 neighbours, with the edges among them.
+    browser.get(f"{api_url}/ui/datasets/{world.dataset}/2")
+    first = browser.find_element(By.CSS_SELECTOR, "#rows a.row-link")
+    instruction = first.get_attribute("href").split("/ui/instructions/")[1].split("?")[0]
+    first.click()
+    graph = drawn(browser, "neighbourhood")
+    expected = store.read("MATCH (i:Instruction {id: $id})-[r:SIMILAR {graph: $g}]->(n) RETURN count(n) AS n",
+                          {"id": instruction, "g": world.graph})[0]["n"]
+    assert graph["nodes"] == 1 + expected == 9
+    assert graph["edges"] >= 8  # at least the row's own out-edges
+    assert "v2" in browser.find_element(By.ID, "in-versions").text
+    screenshot(browser, "instruction")
+
+    # Why these rows: the walk of component 0 drawn as a path from its anchor.
+    browser.get(f"{api_url}/ui/datasets/{world.dataset}/2/why")
+    walk = drawn(browser, "walk-graph")
+    walked = store.read(
+        "MATCH (:Dataset {name: $d})-[:HAS_VERSION]->(v {version: 2})-[c:CONTAINS]->() WHERE c.component = 0 "
+        "RETURN count(*) AS n", {"d": world.dataset})[0]["n"]
+    assert walk["nodes"] == walked and walk["anchors"] == 1 and walk["steps"] == walked - 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#walk-steps li")) == walked
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")  # mix and budget charts
+    screenshot(browser, "why")
+
+
+def test_the_cypher_console_runs_a_documented_query_as_table_and_graph(browser, api_url, world, tokens, screenshot):
+    sign_in(browser, api_url, tokens["reader"], then="/ui/cypher")
+    examples = browser.find_elements(By.CSS_SELECTOR, "#examples a.example")
+    assert len(examples) >= 9
+    strongest = next(e for e in examples if "10 instructions most similar" in e.text)
+    strongest.click()
+    assert "$graph" in browser.find_element(By.ID, "query").get_attribute("value")
+    params = browser.find_element(By.ID, "params")
+    params.clear()
+    params.send_keys(f"graph={world.graph}\nid={world.ids[0]}")
+    browser.find_element(By.ID, "run-query").click()
+    wait(browser).until(seen.presence_of_element_located((By.ID, "result")))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#result tr")[1:]) == 8
+
+    query = browser.find_element(By.ID, "query")
+    query.clear()
+    query.send_keys("MATCH (i:Instruction {id: $id})-[r:SIMILAR {graph: $graph}]->(n) RETURN i, r, n")
+    browser.find_element(By.ID, "run-query").click()
+    graph = drawn(browser, "result-graph")
+    assert graph["nodes"] == 9 and graph["edges"] == 8
+    screenshot(browser, "cypher")
+
+    query = browser.find_element(By.ID, "query")
+    query.clear()
+    query.send_keys("MATCH (n) DETACH DELETE n")
+    browser.find_element(By.ID, "run-query").click()
+    assert "read" in browser.find_element(By.ID, "cypher-problem").text.lower()
+
+
+def test_a_reader_sees_no_submit_or_cancel_and_the_server_refuses_them(browser, api_url, world, tokens, store):
+    from gradwalk.platform import jobs
+
+    queued = jobs.create(store, jobs.JobRequest(pool=world.pool, targets=[world.target], method="random",
+                                                dataset=f"{world.dataset}-held", params={"ratio": 0.1}))
+    sign_in(browser, api_url, tokens["reader"], then="/ui/jobs")
+    assert browser.find_element(By.CSS_SELECTOR, "#whoami .role").text == "reader"
+    assert not browser.find_elements(By.ID, "submit-job")
+    browser.get(f"{api_url}/ui/jobs/{queued}")
+    assert browser.find_element(By.ID, "job-status").text == "queued"
+    assert not browser.find_elements(By.ID, "cancel-job")
+
+    cookie = browser.get_cookie("gradwalk_token")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    with httpx.Client(base_url=api_url, cookies={"gradwalk_token": cookie["value"]}) as web:
+        page = web.get("/ui/jobs")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+        cancel = web.post(f"/ui/jobs/{queued}/cancel", data={"csrf": csrf})
+        submit = web.post("/ui/jobs", data={"csrf": csrf, "pool": world.pool, "targets": world.target,
+                                            "method": "random", "dataset": "nope", "ratio": "0.1"})
+        forged = web.post(f"/ui/jobs/{queued}/cancel", data={"csrf": "0" * 64})
+    assert cancel.status_code == submit.status_code == forged.status_code == 403
+    assert "role 'reader'" in html.unescape(cancel.text) and "security value" in forged.text
+    assert "Traceback" not in cancel.text + submit.text
+    assert jobs.get(store, queued)["status"] == "queued"
+    jobs.cancel(store, queued)
+
+
+def test_unknown_ids_are_404_pages_and_bad_tokens_go_back_to_sign_in(browser, api_url, world, tokens):
+    sign_in(browser, api_url, tokens["reader"])
+    for path in ("/ui/jobs/no-such-job", f"/ui/datasets/{world.dataset}/99", "/ui/instructions/nope",
+                 "/ui/catalog/graphs/nope", "/ui/no/such/page"):
+        browser.get(api_url + path)
+        assert browser.find_element(By.CLASS_NAME, "error-title").text == "Not found", path
+        assert "Traceback" not in browser.page_source
+    with httpx.Client(base_url=api_url, cookies={"gradwalk_token": "gw_wrong"}) as web:
+        answer = web.get("/ui/datasets", follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/signin?next=")
+        wrong = web.post("/ui/signin", data={"token": "gw_wrong", "next": "/ui/"})
+        assert wrong.status_code == 401 and "unknown, revoked or expired" in wrong.text
+        outside = web.post("/ui/signin", data={"token": tokens["reader"], "next": "https://elsewhere.example/"},
+                           follow_redirects=False)
+        assert outside.headers["location"] == "/ui/"  # never an open redirect
+
+
+def test_services_up_prints_the_page_address(settings, api_url):
+    from gradwalk.platform import services as local
+
+    said: list[str] = []
+    local.up(settings, echo=said.append)  # everything runs already: it only checks and reports
+    assert any(f"{api_url}/ui" in line for line in said), said
