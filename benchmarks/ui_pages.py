@@ -4,8 +4,9 @@ Runs against the local services of the process's settings (start them with `grad
 It makes, once, under the names ``bench-ui-*``: a pool of N rows with random unit features (no
 model), a k-NN graph of them, and two versions of M rows (a walk-shaped one whose rows record
 component, step and predecessor, and a random one to diff against). Then it asks for each page
-``--repeat`` times through the running API server and prints one JSON line: the median and worst
-milliseconds per page, and the goal (300 ms). Time is measured from request to the last byte on
+``--repeat`` times through the running API server and prints one JSON line: the first time (it also
+fills the pages' caches of immutable tallies), then the median and worst of the rest, per page,
+and the goal (300 ms). Time is measured from request to the last byte on
 the same machine, so it is server time plus a loopback round trip.
 
     python -m benchmarks.ui_pages                     # N = 100,000, M = 5,000, k = 16
@@ -75,7 +76,7 @@ def _prepare(store: GraphStore, settings, rows: int, version_rows: int, k: int) 
 def _publish_versions(store, dataset, pool, target, run, graph, ids, version_rows) -> None:
     """v1: random rows; v2: walk-shaped rows (4 components, each a chain of predecessors)."""
     rng = np.random.default_rng(1)
-    for version, walked in ((1, False), (2, True)):
+    for walked in (False, True):
         chosen = [ids[i] for i in rng.choice(len(ids), size=version_rows, replace=False)]
         request = jobs.JobRequest(pool=pool, targets=[target], method="g2is" if walked else "random",
                                   dataset=dataset, params={"ratio": version_rows / len(ids)},
@@ -123,13 +124,14 @@ def main() -> None:
     with httpx.Client(base_url=url, cookies={"gradwalk_token": token}, timeout=120) as web:
         for name, path in pages.items():
             times = []
-            for _ in range(args.repeat + 1):  # the first warms Neo4j's page cache and plan cache
+            for _ in range(args.repeat + 1):  # the first also warms Neo4j's plan cache
                 started = time.perf_counter()
                 answer = web.get(path)
                 times.append((time.perf_counter() - started) * 1000)
                 if answer.status_code != 200:
                     raise SystemExit(f"{path}: HTTP {answer.status_code}")
-            results[name] = {"median_ms": round(statistics.median(times[1:]), 1), "max_ms": round(max(times[1:]), 1)}
+            results[name] = {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times[1:]), 1),
+                             "max_ms": round(max(times[1:]), 1)}
     print(json.dumps({"rows": args.rows, "version_rows": args.version_rows, "k": args.k, "goal_ms": GOAL_MS,
                       "over_goal": sorted(n for n, r in results.items() if r["median_ms"] > GOAL_MS),
                       "setup": made["timings"], "pages": results}))

@@ -164,13 +164,13 @@ def run_page(request: Request, me: Caller, run_id: str) -> HTMLResponse:
     return render(request, "run.html", run=run)
 
 
-# Degrees and weights of up to 2,000 of the graph's rows: enough for a histogram's shape, and
+# Degrees and weights of up to 1,000 of the graph's rows: enough for a histogram's shape, and
 # bounded however large the pool.
 _GRAPH_SAMPLE = """
 MATCH (:InstructionGraph {id: $g})-[:BUILT_FROM]->(:FeatureRun)-[:OF_POOL]->(p:Pool)
 MATCH (i:Instruction)-[:IN_POOL]->(p)
-WITH i LIMIT 2000
-OPTIONAL MATCH (i)-[r:SIMILAR {graph: $g}]->()
+WITH i LIMIT 1000
+OPTIONAL MATCH (i)-[r:SIMILAR]->() WHERE r.graph = $g
 WITH i, collect(r.w) AS ws
 RETURN size(ws) AS degree, ws[..8] AS ws
 """
@@ -181,6 +181,6 @@ def graph_page(request: Request, me: Caller, graph_id: str) -> HTMLResponse:
     store = request.app.state.store
     info = get_graph(store, graph_id).to_dict()
     sample = store.read(_GRAPH_SAMPLE, {"g": graph_id})
-    degrees = svg.histogram([r["degree"] for r in sample], title="out-degree (sample of up to 2,000 rows)")
+    degrees = svg.histogram([r["degree"] for r in sample], title="out-degree (sample of up to 1,000 rows)")
     weights = svg.histogram([w for r in sample for w in r["ws"]], title="edge weight, cosine (sample)")
     return render(request, "graph.html", g=info, degrees=degrees, weights=weights)

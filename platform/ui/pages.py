@@ -155,8 +155,8 @@ def cancel(request: Request, me: Caller, job_id: str, csrf: Annotated[str, Form(
 
 
 PLAIN_ERRORS = (
-    ("ServiceUnavailable", "A service the job needs (Neo4j or Redis) could not be reached; it was retried "
-                           "and then given up. Check `gradwalk services status` and submit again."),
+    ("ServiceUnavailable", ("A service the job needs (Neo4j or Redis) could not be reached; it was retried "
+                            "and then given up. Check `gradwalk services status` and submit again.")),
     ("MemoryError", "The worker ran out of memory: use a smaller pool or a smaller ratio."),
     ("cancel", "The job was cancelled."),
 )

@@ -7,6 +7,7 @@ dataset name, a graph id), so a page stays fast on a 100k-row pool (benchmarks/u
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -71,16 +72,32 @@ MATCH (:Pool {name: $pool})<-[:IN_POOL]-(i:Instruction)
 RETURN coalesce(i.source, '(none)') AS source, coalesce(i.task, '(none)') AS task, count(*) AS n
 """
 
+# In the pool's stored order (no sort over 100k rows): a page or a search stops at its LIMIT.
 _POOL_ROWS = """
 MATCH (:Pool {name: $pool})<-[:IN_POOL]-(i:Instruction)
 WHERE $text = '' OR toLower(i.messages) CONTAINS toLower($text)
-RETURN i.id AS id, i.messages AS messages, i.source AS source ORDER BY i.id SKIP $offset LIMIT $limit
+RETURN i.id AS id, i.messages AS messages, i.source AS source SKIP $offset LIMIT $limit
 """
 
+_POOL_KEY = "MATCH (p:Pool {name: $pool}) RETURN p.last_import_id AS import_id, p.size AS size"
+
+# From each walked row out along its own edges (never a scan of the graph's edges).
 _WALK_EDGES = """
-MATCH (a:Instruction)-[r:SIMILAR {graph: $graph}]->(b:Instruction)
-WHERE a.id IN $ids AND b.id IN $ids
+UNWIND $ids AS id
+MATCH (a:Instruction {id: id})-[r:SIMILAR]->(b:Instruction)
+WHERE r.graph = $graph AND b.id IN $ids
 RETURN a.id AS source, b.id AS target, r.w AS w
+"""
+
+_VERSION_IDS = """
+MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $version})-[c:CONTAINS]->(i)
+RETURN i.id AS id ORDER BY c.rank
+"""
+
+_SCORES = """
+MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $version})-[c:CONTAINS]->()
+WHERE c.score IS NOT NULL
+RETURN collect(c.score) AS scores
 """
 
 
@@ -142,10 +159,39 @@ def walk(store: GraphStore, dataset: str, version: int, component: int, graph: s
     return {"steps": [{**s, "label": preview(s.pop("messages"), 48)} for s in steps], "edges": edges}
 
 
-def mix(store: GraphStore, dataset: str, version: int, pool: str | None) -> dict[str, list[dict[str, Any]]]:
+# A published version never changes its rows, and a pool's rows change only with an import, so
+# their tallies are kept per (version, content hash) and per (pool, last import, size).
+@functools.lru_cache(maxsize=64)
+def _version_mix(store: GraphStore, dataset: str, version: int, content_hash: str | None) -> tuple:
+    return tuple(tuple(sorted(r.items())) for r in store.read(_MIX, {"dataset": dataset, "version": version}))
+
+
+@functools.lru_cache(maxsize=32)
+def _pool_mix(store: GraphStore, pool: str, import_id: str | None, size: int | None) -> tuple:
+    return tuple(tuple(sorted(r.items())) for r in store.read(_POOL_MIX, {"pool": pool}))
+
+
+def pool_mix(store: GraphStore, pool: str) -> list[dict[str, Any]]:
+    """Rows per (source, task) of the pool, from the cache while the pool has had no new import."""
+    key = store.read(_POOL_KEY, {"pool": pool})
+    if not key:
+        return []
+    return [dict(r) for r in _pool_mix(store, pool, key[0]["import_id"], key[0]["size"])]
+
+
+def version_ids(store: GraphStore, dataset: str, version: int) -> list[str]:
+    return [r["id"] for r in store.read(_VERSION_IDS, {"dataset": dataset, "version": version})]
+
+
+def scores(store: GraphStore, dataset: str, version: int) -> list[float]:
+    return store.read(_SCORES, {"dataset": dataset, "version": version})[0]["scores"]
+
+
+def mix(store: GraphStore, dataset: str, version: int, content_hash: str | None,
+        pool: str | None) -> dict[str, list[dict[str, Any]]]:
     """Source and task shares of the version against its pool's, largest first."""
-    mine = store.read(_MIX, {"dataset": dataset, "version": version})
-    theirs = store.read(_POOL_MIX, {"pool": pool}) if pool else []
+    mine = [dict(r) for r in _version_mix(store, dataset, version, content_hash)]
+    theirs = pool_mix(store, pool) if pool else []
     out = {}
     for key in ("source", "task"):
         rows = []
@@ -160,6 +206,3 @@ def pool_rows(store: GraphStore, pool: str, text: str, offset: int, limit: int) 
     rows = store.read(_POOL_ROWS, {"pool": pool, "text": text, "offset": offset, "limit": limit})
     return [{**r, "messages": messages(r["messages"])} for r in rows]
 
-
-def pool_mix(store: GraphStore, pool: str) -> list[dict[str, Any]]:
-    return store.read(_POOL_MIX, {"pool": pool})

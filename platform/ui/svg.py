@@ -27,8 +27,7 @@ def bars(rows: Sequence[dict[str, Any]], keys: tuple[str, ...], *, title: str, s
     top = max(max(v) for v in values) or 1
     label_w, plot_w = 170, WIDTH - 230
     height = 30 + len(rows) * (len(keys) * BAR + 6) + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{WIDTH}" height="{height}" '
-             f'role="img" aria-label="{escape(title)}"><text x="4" y="16" class="title">{escape(title)}</text>']
+    parts = [_head(height, title)]
     for j, key in enumerate(keys):
         parts.append(f'<rect x="{WIDTH - 150 + j * 75}" y="6" width="10" height="10" fill="{COLOURS[j]}"/>'
                      f'<text x="{WIDTH - 136 + j * 75}" y="15">{escape(key)}</text>')
@@ -43,6 +42,11 @@ def bars(rows: Sequence[dict[str, Any]], keys: tuple[str, ...], *, title: str, s
                          f'<text x="{label_w + width + 4:.1f}" y="{y + j * BAR + BAR - 3}" class="value">{shown}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _head(height: int, title: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{WIDTH}" height="{height}" '
+            f'role="img" aria-label="{escape(title)}"><text x="4" y="16" class="title">{escape(title)}</text>')
 
 
 def key_label(key: str) -> str:
@@ -61,8 +65,7 @@ def histogram(values: Sequence[float], *, title: str, bins: int = 20) -> str:
         counts[min(bins - 1, int((v - low) / span * bins))] += 1
     top = max(counts)
     plot_h, bar_w = 140, (WIDTH - 60) / bins
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{WIDTH}" height="{plot_h + 60}" '
-             f'role="img" aria-label="{escape(title)}"><text x="4" y="16" class="title">{escape(title)}</text>']
+    parts = [_head(plot_h + 60, title)]
     for i, count in enumerate(counts):
         h = plot_h * count / top
         x = 40 + i * bar_w

@@ -44,12 +44,19 @@ def _texts(store, ids: list[str]) -> dict[str, str]:
 # Before the version routes: /{name}/diff/... must not be read as version "diff".
 @router.get("/{name}/diff/{a}/{b}", response_class=HTMLResponse)
 def diff_page(request: Request, me: Caller, name: str, a: int, b: int) -> HTMLResponse:
-    """Rows removed from ``a`` and added in ``b``, side by side, by their text."""
+    """Rows removed from ``a`` and added in ``b``, side by side, by their text (in rank order; the
+    id sets are compared here, which is faster than per-row existence checks on 5k-row versions)."""
     store = request.app.state.store
-    found = plain(datasets.diff(store, name, a, b, limit=DIFF_ROWS))
-    texts = _texts(store, found["added_ids"] + found["removed_ids"])
-    removed = [{"id": i, "text": texts.get(i, "")} for i in found["removed_ids"]]
-    added = [{"id": i, "text": texts.get(i, "")} for i in found["added_ids"]]
+    first, second = _version(store, name, a), _version(store, name, b)
+    old, new = queries.version_ids(store, name, a), queries.version_ids(store, name, b)
+    kept_old, kept_new = set(old), set(new)
+    added_ids = [i for i in new if i not in kept_old]
+    removed_ids = [i for i in old if i not in kept_new]
+    found = {"a": first["version"], "b": second["version"], "added": len(added_ids), "removed": len(removed_ids),
+             "kept": len(new) - len(added_ids)}
+    texts = _texts(store, added_ids[:DIFF_ROWS] + removed_ids[:DIFF_ROWS])
+    removed = [{"id": i, "text": texts.get(i, "")} for i in removed_ids[:DIFF_ROWS]]
+    added = [{"id": i, "text": texts.get(i, "")} for i in added_ids[:DIFF_ROWS]]
     pairs = [(removed[i] if i < len(removed) else None, added[i] if i < len(added) else None)
              for i in range(max(len(removed), len(added)))]
     return render(request, "diff.html", name=name, d=found, pairs=pairs, shown=DIFF_ROWS)
@@ -117,14 +124,13 @@ def why_page(request: Request, me: Caller, name: str, version: int) -> HTMLRespo
     job = store.read("MATCH (j:SelectionJob {id: $id}) RETURN j.summary AS s", {"id": info.get("job_id")})
     summary = json.loads(job[0]["s"]) if job and job[0]["s"] else {}
     components = summary.get("components") or []
-    mix = queries.mix(store, name, version, info.get("pool"))
+    mix = queries.mix(store, name, version, info.get("content_hash"), info.get("pool"))
     charts = {key: svg.bars(rows, ("selected", "pool"), title=f"{key} share")
               for key, rows in mix.items()}
     budget = svg.bars([{"name": f"c{c['component']}", "budget": c["budget"], "selected": c["selected"]}
                               for c in components], ("budget", "selected"), title="budget vs selected",
                              shares=False)
-    scores = [r["score"] for r in datasets.rows(store, name, version, limit=min(info["size"], 5000))
-              if r.get("score") is not None]
+    scores = queries.scores(store, name, version)
     similarity = svg.histogram(scores, title="score of each row (similarity to the target's features)") if scores else ""
     return render(request, "why.html", v=info, components=components, charts=charts, budget=budget,
                   similarity=similarity, walked=any(c.get("anchor") is not None for c in components))

@@ -127,7 +127,7 @@ class PageRoute(APIRoute):
             except RequestValidationError as e:
                 problems = "; ".join(f"{'.'.join(str(p) for p in x.get('loc', ()))}: {x.get('msg')}" for x in e.errors())
                 return _error_page(request, 422, "Bad input", problems)
-            except Exception:  # noqa: BLE001 - a page never shows a traceback; the log keeps it
+            except Exception:  # a page never shows a traceback; the log keeps it
                 log.exception("%s %s failed unexpectedly", request.method, request.url.path)
                 return _error_page(request, 500, "Something failed",
                                    "The server failed unexpectedly; the API server's log has the details.")

@@ -111,6 +111,7 @@ def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, worl
     assert graph["nodes"] == 1 + expected == 9
     assert graph["edges"] >= 8  # at least the row's own out-edges
     assert "v2" in browser.find_element(By.ID, "in-versions").text
+    browser.execute_script("document.getElementById('in-versions').scrollIntoView()")
     screenshot(browser, "instruction")
 
     # Why these rows: the walk of component 0 drawn as a path from its anchor.
@@ -151,7 +152,8 @@ def test_the_cypher_console_runs_a_documented_query_as_table_and_graph(browser, 
     query.clear()
     query.send_keys("MATCH (n) DETACH DELETE n")
     browser.find_element(By.ID, "run-query").click()
-    assert "read" in browser.find_element(By.ID, "cypher-problem").text.lower()
+    problem = wait(browser).until(seen.presence_of_element_located((By.ID, "cypher-problem")))
+    assert "read-only" in problem.text and "write" in problem.text
 
 
 def test_a_reader_sees_no_submit_or_cancel_and_the_server_refuses_them(browser, api_url, world, tokens, store):
