@@ -45,7 +45,7 @@ RIGHTS = {
 def plain(value: Any) -> Any:
     """A service result as plain data, whether it is a pydantic model or already a dict."""
     if hasattr(value, "model_dump"):
-        return value.model_dump()
+        return value.model_dump(mode="json")
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value

@@ -73,7 +73,7 @@ def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, worl
 
     browser.get(browser.find_element(By.ID, "version-link").get_attribute("href"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr")[1:]
-    size = datasets.describe(store, world.dataset, 2)["size"]
+    size = datasets.describe(store, world.dataset, 2).size
     assert len(rows) == size and 0 < size <= 48  # at most floor(240 × 0.2), all on the first page of 50
     assert world.pool in rows[0].text  # each row shows its text
     assert [li.text.split("\n")[0] for li in browser.find_elements(By.CSS_SELECTOR, "#lineage li span")] == [
@@ -180,7 +180,7 @@ def test_a_reader_sees_no_submit_or_cancel_and_the_server_refuses_them(browser, 
     assert cancel.status_code == submit.status_code == forged.status_code == 403
     assert "role 'reader'" in html.unescape(cancel.text) and "security value" in forged.text
     assert "Traceback" not in cancel.text + submit.text
-    assert jobs.get(store, queued)["status"] == "queued"
+    assert jobs.get(store, queued).status == "queued"
     jobs.cancel(store, queued)
 
 
