@@ -9,7 +9,9 @@ const gradwalk = (() => {
   });
 
   function followJob(box) {
-    if (!box) { return; }
+    // Only a job that is still queued or running is followed; when it ends, the page reloads once
+    // to show what the server renders for a finished job (components table, version link).
+    if (!box || !["queued", "running"].includes(box.dataset.status)) { return; }
     const bar = document.getElementById("progress-bar");
     const tick = () => get(box.dataset.progressUrl).then((job) => {
       const percent = Math.round(100 * job.progress);
@@ -27,7 +29,7 @@ const gradwalk = (() => {
       const cancel = document.getElementById("cancel-form");
       if (cancel && !["queued", "running"].includes(job.status)) { cancel.remove(); }
       if (["queued", "running"].includes(job.status)) { setTimeout(tick, 700); }
-      else if (job.status === "succeeded" && !box.dataset.reloaded) { box.dataset.reloaded = "1"; location.reload(); }
+      else { location.reload(); }
     }).catch(() => setTimeout(tick, 2000));
     tick();
   }
