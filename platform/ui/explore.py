@@ -164,15 +164,15 @@ def run_page(request: Request, me: Caller, run_id: str) -> HTMLResponse:
     return render(request, "run.html", run=run)
 
 
-# Degrees and weights of up to 1,000 of the graph's rows: enough for a histogram's shape, and
+# Degrees and weights of up to 500 of the graph's rows: enough for a histogram's shape, and
 # bounded however large the pool.
 _GRAPH_SAMPLE = """
 MATCH (:InstructionGraph {id: $g})-[:BUILT_FROM]->(:FeatureRun)-[:OF_POOL]->(p:Pool)
 MATCH (i:Instruction)-[:IN_POOL]->(p)
-WITH i LIMIT 1000
+WITH i LIMIT 500
 OPTIONAL MATCH (i)-[r:SIMILAR]->() WHERE r.graph = $g
 WITH i, collect(r.w) AS ws
-RETURN size(ws) AS degree, ws[..8] AS ws
+RETURN collect(size(ws)) AS degrees, collect(ws[..8]) AS weights
 """
 
 
@@ -181,6 +181,7 @@ def graph_page(request: Request, me: Caller, graph_id: str) -> HTMLResponse:
     store = request.app.state.store
     info = get_graph(store, graph_id).to_dict()
     sample = store.read(_GRAPH_SAMPLE, {"g": graph_id})
-    degrees = svg.histogram([r["degree"] for r in sample], title="out-degree (sample of up to 1,000 rows)")
-    weights = svg.histogram([w for r in sample for w in r["ws"]], title="edge weight, cosine (sample)")
+    found = sample[0] if sample else {"degrees": [], "weights": []}
+    degrees = svg.histogram(found["degrees"], title="out-degree (sample of up to 500 rows)")
+    weights = svg.histogram([w for ws in found["weights"] for w in ws], title="edge weight, cosine (sample)")
     return render(request, "graph.html", g=info, degrees=degrees, weights=weights)

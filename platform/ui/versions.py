@@ -22,7 +22,7 @@ from gradwalk.platform.ui.web import Caller, PageRoute, plain, render
 router = APIRouter(prefix="/ui/datasets", route_class=PageRoute, include_in_schema=False)
 
 PAGE_ROWS = 50
-DIFF_ROWS = 200
+DIFF_ROWS = 100
 Offset = Annotated[int, Query(ge=0, le=2**40)]
 
 
