@@ -96,9 +96,9 @@ def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray
     info, todo = graph_build.start_build(store, features, run, k, 0.0)
     for index in todo:
         lo, hi = info.block(index)
-        fresh = graph_build.claim_block(store, info, index)
-        edges = edge_writer.write_edges(store, info, ids, lo, neighbors[lo:hi], cosines[lo:hi], fresh=fresh)
-        graph_build.finish_block(store, info, index, edges)
+        lease = graph_build.claim_block(store, info, index).lease
+        edges = edge_writer.write_edges(store, lease, ids, lo, neighbors[lo:hi], cosines[lo:hi])
+        graph_build.finish_block(store, lease, edges)
     return ids, graph_build.finish_build(store, info).id
 
 

@@ -37,12 +37,16 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
 
 def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
     info, _ = graph_build.start_build(store, run.features, run.id, 6, 0.0, block_rows=run.rows)
-    edge_writer.write_edges(store, info, run.ids, 0, np.array([[5, 9, 7, 8, 3, 4]]),
-                       np.array([[0.9, 0.5, 0.5, 0.5, 0.2, 0.2]], dtype=np.float32), fresh=True)
+    edge_writer.write_edges(store, graph_build.claim_block(store, info, 0).lease, run.ids, 0,
+                            np.array([[5, 9, 7, 8, 3, 4]]), np.array([[0.9, 0.5, 0.5, 0.5, 0.2, 0.2]], dtype=np.float32))
     assert [t for t, _ in neighbors.neighbors(store, info.id, [run.ids[0]])[run.ids[0]]] == [
         run.ids[i] for i in (5, 7, 8, 9, 3, 4)]
 
+    with neighbors.GraphNeighbors(store, info.id, run.ids) as lists:  # the build's rows: stored arrays
+        assert lists.uses_lists and lists[0].tolist() == [5, 7, 8, 9, 3, 4] and lists[1].size == 0
+
     rows = run.ids[::-1]  # the walk's rows in another order than the ids: row of id i is run.rows - 1 - i
-    with neighbors.GraphNeighbors(store, info.id, rows) as lists:
+    with neighbors.GraphNeighbors(store, info.id, rows) as lists:  # the arrays do not index these: edges
+        assert not lists.uses_lists
         assert (run.rows - 1 - lists[run.rows - 1]).tolist() == [5, 9, 8, 7, 4, 3]
         assert lists[0].size == 0 and lists.round_trips == 2
