@@ -139,11 +139,6 @@ WITH g WHERE all(e IN g.block_edges WHERE e >= 0)
 SET g.status = 'ready', g.edges = reduce(total = 0, e IN g.block_edges | total + e), g.build_id = null,
     g.built_at = datetime(), g.updated_at = datetime(),
     g.build_s = duration.inSeconds(g.started_at, datetime()).milliseconds / 1000.0
-WITH g
-CALL {{
-  MATCH (b:GraphBlock {{graph: $graph}})
-  DELETE b
-}}
 RETURN g.id AS id"""
 
 FAIL_GRAPH = f"""
