@@ -86,9 +86,9 @@ class GraphNeighbors:
     """
 
     def __init__(self, store: GraphStore, graph: str, row_ids: Sequence[str], *,
-                 prefetch_limit: int = PREFETCH_LIMIT) -> None:
-        found = store.read(LISTS_MATCH, {"graph": graph, "row_order": row_order(row_ids)})
-        self.uses_lists = bool(found and found[0]["usable"])
+                 prefetch_limit: int = PREFETCH_LIMIT, lists: bool = True) -> None:
+        found = store.read(LISTS_MATCH, {"graph": graph, "row_order": row_order(row_ids)}) if lists else None
+        self.uses_lists = bool(found and found[0]["usable"])  # lists=False reads the edges (for comparison)
         self._session = store.read_session()
         self._rows = RowIndex(graph, row_ids)
         self.prefetch_limit = prefetch_limit
