@@ -31,8 +31,17 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
         assert source.round_trips == 1  # served from the prefetched lists
         from_neo4j = gradient_walk(run.x, components, weights, source, 0.1)
     in_memory = gradient_walk(run.x, components, weights, table, 0.1)
-    assert in_memory.indices.size > 0
+    assert in_memory.indices.size > 0 and source.uses_lists
     np.testing.assert_array_equal(from_neo4j.indices, in_memory.indices)
+
+    # A graph built before neighbour arrays existed has neither them nor the row order they index:
+    # it is read through its edges, and the walk picks the same rows.
+    store.write("MATCH (g:InstructionGraph {id: $graph}) REMOVE g.row_order", {"graph": info.id})
+    store.write("MATCH (l:NeighborList {graph: $graph}) DELETE l", {"graph": info.id})
+    with neighbors.open_neighbors(store, info.id, run.ids) as old:
+        assert not old.uses_lists
+        np.testing.assert_array_equal(gradient_walk(run.x, components, weights, old, 0.1).indices,
+                                      in_memory.indices)
 
 
 def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
