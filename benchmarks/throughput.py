@@ -64,6 +64,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def store_bytes(state: Path) -> dict:
+    """Bytes of Neo4j's store files (databases/) and transaction logs (transactions/) under ``state``."""
+    sizes = {"databases": 0, "transactions": 0}
+    for path in state.rglob("*"):
+        part = next((p for p in path.parts if p in sizes), None)
+        if part is not None and path.is_file():
+            sizes[part] += path.stat().st_size
+    return sizes
+
+
 def build_with(processes: int, store, settings, server, artifacts: Path, run: str, k: int, block_rows: int) -> dict:
     """Build the run's graph from scratch with ``processes`` worker processes; rates and CPU per unit."""
     from gradwalk.graph import graph_build
@@ -130,6 +140,9 @@ def main() -> None:
                     {"id": run, "dim": args.dim, "rows": args.n})
         for processes in args.processes:
             result = build_with(processes, store, server.settings, server, artifacts, run, args.k, args.block_rows)
+            sizes = store_bytes(Path(tmp) / "state")  # one graph at a time: a rebuild deletes the last one first
+            result["store_bytes_per_edge"] = round(sizes["databases"] / (args.n * args.k), 1)
+            result["tx_log_bytes_per_edge"] = round(sizes["transactions"] / (args.n * args.k), 1)
             print(json.dumps({"benchmark": "graph.throughput", "n": args.n, "dim": args.dim, "k": args.k,
                               "block_rows": args.block_rows, "cpus": os.cpu_count(), **result}), flush=True)
 
