@@ -65,6 +65,7 @@ SET b.owner = CASE outcome WHEN 'owned' THEN $owner ELSE b.owner END,
                     ELSE b.lease_until END,
     b.claims = coalesce(b.claims, 0) + CASE outcome WHEN 'owned' THEN 1 ELSE 0 END,
     b.refused = coalesce(b.refused, 0) + CASE outcome WHEN 'held' THEN 1 ELSE 0 END,
+    b.late = coalesce(b.late, 0) + CASE outcome WHEN 'done' THEN 1 ELSE 0 END,
     g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
                      CASE WHEN outcome = 'owned' AND i = $block AND state = $missing THEN $started
                      ELSE g.block_edges[i] END],

@@ -14,7 +14,7 @@ from gradwalk.graph.graph_build import FEATURE_PART
 from gradwalk.graph.neighbors import neighbors
 from gradwalk.platform.artifacts import FeatureStore
 
-ROWS, DIM, K, BLOCK_ROWS = 2000, 16, 32, 1000  # two blocks of 32,000 edges: seconds each to write here
+ROWS, DIM, K, BLOCK_ROWS = 2000, 16, 48, 1000  # two blocks of 48,000 edges: seconds each to write here
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -85,11 +85,9 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
     graph = reply["graph"]
     first = next(m for m in sent if m["body"][1]["index"] == 0)
 
-    block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.owner AS owner, b.claims AS claims, " \
-                 "b.refused AS refused"
-    _wait(lambda: (found := store.read(block_zero, {"graph": graph})) and found[0]["owner"], 120,
-          "the first copy of block 0 to take its lease")
-    with app.producer_or_acquire() as producer:  # the same message again, as a broker redelivers it
+    block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused, " \
+                 "b.late AS late"
+    with app.producer_or_acquire() as producer:  # the same message again at once, as a broker redelivers it
         producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
                          headers=first["headers"], declare=first["declare"], serializer="json",
                          **first["properties"])
@@ -101,7 +99,9 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
     assert done["edges"] == ROWS * K
     record = store.read(block_zero, {"graph": graph})[0]
     assert record["claims"] == 1  # one copy owned block 0 and wrote it ...
-    assert record["refused"] >= 1  # ... while the other found the lease held and waited
+    # ... the other ran too: it found the lease held and waited (refused: three free worker processes
+    # take both copies at once), or, on a machine too busy to start it in time, found the block done
+    assert record["refused"] + record["late"] >= 1
 
     edges = store.read("MATCH ()-[r:SIMILAR {graph: $graph}]->() RETURN count(r) AS n", {"graph": graph})[0]["n"]
     twice = store.read("MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WITH a, b, count(r) AS c WHERE c > 1 "
