@@ -112,12 +112,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed_writes(store, neo4j_pid: int, info, ids: list[str], computed: list, fresh: bool, concurrency: int) -> dict:
+def _timed_writes(store, neo4j_pid: int, lease, ids: list[str], computed: list, fresh: bool, concurrency: int) -> dict:
     """Wall, Neo4j-CPU and client-CPU rates of one EdgeWriter fed the computed pieces, as write_block feeds it."""
+    import dataclasses
+
     from gradwalk.graph.edge_writer import EdgeWriter
 
     server, client, start = cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
-    with EdgeWriter(store, info, fresh=fresh, concurrency=concurrency) as writer:
+    with EdgeWriter(store, dataclasses.replace(lease, fresh=fresh), concurrency=concurrency) as writer:
         for lo, neighbor_ids, weights in computed:
             writer.write(ids, lo, neighbor_ids, weights)
     written, wall = writer.edges, time.perf_counter() - start
@@ -149,18 +151,19 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     features.write_shard(run, graph_build.FEATURE_PART, 0, ids, x)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": x.shape[1], "rows": n})
-    info, _ = graph_build.start_build(store, features, run, k, tau)
+    info, _ = graph_build.start_build(store, features, run, k, tau, block_rows=n)
+    lease = graph_build.claim_block(store, info, 0).lease  # one block: the rows below are all its own
 
     device = resolve_device("auto")
     features_on_device = torch.from_numpy(x).to(device)
     warm_rows = min(n - 1, warmup_edges // k)
     timed = block_ranges(min(n - warm_rows, max(1, edges // k)), default_block_rows(n, device))
     for lo, hi in block_ranges(warm_rows, default_block_rows(n, device)):
-        edge_writer.write_edges(store, info, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device), fresh=True)
+        edge_writer.write_edges(store, lease, ids, lo, *knn_block(features_on_device, lo, hi, k, tau, device))
     computed = [(warm_rows + lo, *knn_block(features_on_device, warm_rows + lo, warm_rows + hi, k, tau, device))
                 for lo, hi in timed]
-    first = _timed_writes(store, neo4j_pid, info, ids, computed, True, concurrency)
-    again = _timed_writes(store, neo4j_pid, info, ids, computed, False, concurrency)
+    first = _timed_writes(store, neo4j_pid, lease, ids, computed, True, concurrency)
+    again = _timed_writes(store, neo4j_pid, lease, ids, computed, False, concurrency)
     start = time.perf_counter()
     deleted = graph_build.delete_graph(store, info.id)
     delete_s = time.perf_counter() - start

@@ -6,10 +6,13 @@ common direction, as gradient features do; neighbour lists exact within each clu
 graph/knn.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
 tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
 
-Then the same neighbour table is stored as an instruction graph (SIMILAR relationships) in a
-private Neo4j started for the run, and the walk is timed again fed by the platform's neighbour
-source (graph.neighbors.open_neighbors), as selection jobs run it; it must pick the same
-rows. ``neo4j_ratio`` is its time over the in-memory walk's.
+Then the same neighbour table is stored as an instruction graph (SIMILAR relationships and each
+row's neighbour array, graph.neighbor_lists) in a private Neo4j started for the run, and the walk
+is timed again fed by the platform's neighbour source (graph.neighbors.open_neighbors), as
+selection jobs run it; it must pick the same rows. ``neo4j_ratio`` is its time over the in-memory
+walk's; ``neo4j_edges_ratio`` the same walk reading each list through its SIMILAR edges instead
+(how graphs built before the arrays are read). ``*_with_server_cpu_ratio`` adds the Neo4j
+process's CPU seconds to the walk's own: on a busy machine the steadier figure.
 
     python -m benchmarks.walk                   # N = 100k, D = 512, k = 64, ratio 5%
     python -m benchmarks.walk --n 20000         # a quick run
@@ -96,34 +99,52 @@ def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray
     info, todo = graph_build.start_build(store, features, run, k, 0.0)
     for index in todo:
         lo, hi = info.block(index)
-        fresh = graph_build.claim_block(store, info, index)
-        edges = edge_writer.write_edges(store, info, ids, lo, neighbors[lo:hi], cosines[lo:hi], fresh=fresh)
-        graph_build.finish_block(store, info, index, edges)
+        lease = graph_build.claim_block(store, info, index).lease
+        edges = edge_writer.write_edges(store, lease, ids, lo, neighbors[lo:hi], cosines[lo:hi])
+        graph_build.finish_block(store, lease, edges)
     return ids, graph_build.finish_build(store, info).id
 
 
-def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed) -> dict:
+def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed, timings) -> dict:
     """Store the table in a private Neo4j, then time the walk fed from it (it must pick ``expected``)."""
     from gradwalk.graph.neighbors import open_neighbors
 
     bench_graph = _load(_HERE / "graph.py", "gradwalk_benchmarks_graph")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-select-") as tmp, contextlib.ExitStack() as stack:
         # Page cache for the whole store (relationships, their properties and indexes): ~300 bytes an edge.
-        store, _ = bench_graph.private_store(Path(tmp), stack, pagecache_mb=max(512, neighbors.size * 300 >> 20))
+        store, server = bench_graph.private_store(Path(tmp), stack, pagecache_mb=max(512, neighbors.size * 300 >> 20))
         start = time.perf_counter()
         ids, graph = store_graph(store, Path(tmp) / "artifacts", train, neighbors, cosines)
         store_s = time.perf_counter() - start
 
-        def walk():  # a fresh source each time: nothing cached from the run before
-            with open_neighbors(store, graph, ids) as source:
-                return source, gradient_walk(train, components, weights, source, args.ratio, args.delta,
-                                             fallback=args.fallback)
+        def walk(lists: bool):  # a fresh source each time: nothing cached from the run before
+            server_cpu = bench_graph.cpu_seconds(server.pid())
+            with open_neighbors(store, graph, ids, lists=lists) as source:
+                picked = gradient_walk(train, components, weights, source, args.ratio, args.delta,
+                                       fallback=args.fallback)
+            if source.uses_lists != lists:
+                raise SystemExit(f"the walk {'did not read' if lists else 'read'} the stored neighbour arrays")
+            return source, picked, bench_graph.cpu_seconds(server.pid()) - server_cpu
 
-        for _ in range(args.repeat):
-            source, picked = timed("neo4j_walk", walk)
-            if triples(picked) != expected:
-                raise SystemExit("the Neo4j-fed walk and the in-memory walk picked different rows")
-    return {"neo4j_store_s": round(store_s, 1), "neo4j_round_trips": source.round_trips}
+        out = {"neo4j_store_s": round(store_s, 1)}
+        for name, lists in (("neo4j_walk", True), ("neo4j_edges_walk", False)):
+            for _ in range(args.repeat):
+                source, picked, server_cpu = timed(name, lambda lists=lists: walk(lists))
+                timings[f"{name}_server_cpu_s"] = min(timings.get(f"{name}_server_cpu_s", np.inf), server_cpu)
+                if triples(picked) != expected:
+                    raise SystemExit("the Neo4j-fed walk and the in-memory walk picked different rows")
+            out[f"{name}_round_trips"] = source.round_trips
+    return out
+
+
+def neo4j_ratios(timings: dict) -> dict:
+    """Each Neo4j-fed walk over the in-memory walk: wall, and this process's CPU plus Neo4j's."""
+    out = {}
+    for name, label in (("neo4j_walk", "neo4j"), ("neo4j_edges_walk", "neo4j_edges")):
+        out[f"{label}_ratio"] = round(timings[f"{name}_s"] / timings["fast_walk_s"], 2)
+        cpu = timings[f"{name}_cpu_s"] + timings[f"{name}_server_cpu_s"]
+        out[f"{label}_with_server_cpu_ratio"] = round(cpu / timings["fast_walk_cpu_s"], 2)
+    return out
 
 
 def triples(selection) -> list[tuple[int, int, int]]:
@@ -171,7 +192,8 @@ def main() -> None:
         )
     if triples(fast) != naive:
         raise SystemExit("the fast walk and the per-candidate walk picked different rows")
-    neo4j = {} if args.no_neo4j else neo4j_walk(train, neighbors, cosines, components, weights, args, naive, timed)
+    neo4j = {} if args.no_neo4j else neo4j_walk(train, neighbors, cosines, components, weights, args, naive, timed,
+                                                     timings)
 
     print(json.dumps({
         "benchmark": "select.gradient_walk",
@@ -195,7 +217,7 @@ def main() -> None:
         "speedup": round(timings["naive_walk_s"] / timings["fast_walk_s"], 1),
         "speedup_cpu": round(timings["naive_walk_cpu_s"] / timings["fast_walk_cpu_s"], 1),
         **neo4j,
-        **({} if args.no_neo4j else {"neo4j_ratio": round(timings["neo4j_walk_s"] / timings["fast_walk_s"], 2)}),
+        **({} if args.no_neo4j else neo4j_ratios(timings)),
         "identical": True,  # checked above: a difference ends the run instead
     }))
 

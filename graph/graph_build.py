@@ -9,6 +9,11 @@ the graph ``ready``. :func:`build_graph` runs the three in this process; the Cel
 the graph node (``block_edges``: edges written, -2 once started, -1 never started), so progress
 counts each block once, and a block's first attempt knows its sources have no edges yet.
 
+A block is written under a lease recorded in Neo4j (a ``(:GraphBlock)`` node, :func:`claim_block`):
+a copy of the block delivered while another copy still holds the lease waits for it and returns
+what it recorded, so no edge is written twice and the Celery chord sees the same result from both
+copies (it counts a header task once). A lease left by a dead writer runs out and is taken over.
+
 One build at a time: each (re)start gets a ``build_id`` that its block tasks carry, and writers
 refresh ``heartbeat_at``. Starting a build while another one is alive is refused; one silent for
 ``stale_after_s`` is taken over, and writes of a superseded build are refused from then on. (No
@@ -18,20 +23,24 @@ per-node locks: concurrent block writers taking them deadlock each other; measur
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from gradwalk import errors
 from gradwalk.checks import check_int, check_real
 from gradwalk.device import resolve_device
-from gradwalk.graph.edge_writer import EdgeWriter
+from gradwalk.graph.edge_writer import LEASE_S, BlockLease, EdgeWriter, LeaseLost
 from gradwalk.graph.graph_cypher import (
+    BLOCK_EDGES,
     CLAIM_BLOCK,
     CLAIM_GRAPH,
+    DELETE_BLOCKS,
     DELETE_EDGES,
+    DELETE_LISTS,
     DROP_GRAPH,
     FAIL_GRAPH,
     FEATURE_RUN,
@@ -55,6 +64,7 @@ from gradwalk.graph.graph_records import (
     superseded,
 )
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
+from gradwalk.graph.neighbor_lists import row_order
 from gradwalk.graph.store import GraphStore
 
 if TYPE_CHECKING:
@@ -70,6 +80,8 @@ IDS_PER_CHECK = 50_000  # instruction ids per existence check
 DELETE_BATCH = 50_000  # edges deleted per transaction
 BLOCK_MISSING, BLOCK_STARTED = -1, -2  # block_edges of a block never started / started, not finished
 STALE_AFTER_S = 600.0  # a build silent this long is taken to be dead; a new one may take over
+LEASE_POLL_S = 2.0  # how often a block's waiting copy looks whether the lease holder is done
+OWNED, HELD, DONE = "owned", "held", "done"  # what claim_block found
 
 
 class FeatureSource(Protocol):
@@ -157,7 +169,7 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
     build = uuid.uuid4().hex
     params = {"graph": gid, "run": run_id, "k": k, "tau": tau, "nodes": len(ids), "block_rows": rows,
               "block_edges": [BLOCK_MISSING] * len(block_ranges(len(ids), rows)), "started": BLOCK_STARTED,
-              "build": build}
+              "build": build, "row_order": row_order(ids)}
 
     def claim(tx: neo4j.ManagedTransaction) -> dict[str, Any]:
         found = tx.run(CLAIM_GRAPH, graph=gid).single()
@@ -184,41 +196,101 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
     return info, [i for i, edges in enumerate(node["block_edges"]) if edges < 0]
 
 
-def claim_block(store: GraphStore, info: GraphInfo, index: int) -> bool:
-    """Mark block ``index`` started; True on its first attempt, whose sources have no edges yet.
+class BlockClaim(NamedTuple):
+    """What :func:`claim_block` found: the block ``done`` (``edges`` recorded), ``held`` by another
+    live writer, or ``owned`` now (``lease`` to write it under)."""
+
+    outcome: str
+    lease: BlockLease | None = None
+    edges: int | None = None
+
+
+def claim_block(store: GraphStore, info: GraphInfo, index: int, owner: str | None = None, *,
+                lease_s: float = LEASE_S) -> BlockClaim:
+    """Try to take the lease of block ``index`` for ``owner`` (a new name when None).
 
     Raises :class:`errors.Conflict` when the build ``info`` names may no longer write."""
-    found = store.write(CLAIM_BLOCK, {"graph": info.id, "build": info.build_id, "block": index,
-                                      "missing": BLOCK_MISSING, "started": BLOCK_STARTED})
+    owner = owner or uuid.uuid4().hex
+    found = store.write(CLAIM_BLOCK, {"graph": info.id, "build": info.build_id, "block": index, "owner": owner,
+                                      "lease_ms": int(lease_s * 1000), "missing": BLOCK_MISSING,
+                                      "started": BLOCK_STARTED})
     if not found:
         raise superseded(info)
-    return found[0]["fresh"]
+    outcome, fresh, edges = found[0]["outcome"], found[0]["fresh"], found[0]["edges"]
+    if outcome == DONE:
+        return BlockClaim(DONE, edges=edges)
+    if outcome == HELD:
+        return BlockClaim(HELD)
+    return BlockClaim(OWNED, lease=BlockLease(info, index, owner, fresh, lease_s))
+
+
+def _recorded_edges(store: GraphStore, info: GraphInfo, index: int) -> int | None:
+    """The edges block ``index`` recorded, once the build finished (None while it is not)."""
+    found = store.read(BLOCK_EDGES, {"graph": info.id, "block": index})
+    if found and found[0]["status"] == READY and found[0]["edges"] is not None and found[0]["edges"] >= 0:
+        return found[0]["edges"]
+    return None
+
+
+def own_block(store: GraphStore, info: GraphInfo, index: int, *, lease_s: float = LEASE_S,
+              poll_s: float = LEASE_POLL_S) -> BlockClaim:
+    """Claim block ``index``, waiting while another live writer holds it: ``owned`` (write it) or
+    ``done`` (the block's edges as recorded, by whichever copy wrote them)."""
+    owner, waited = uuid.uuid4().hex, False
+    while True:
+        try:
+            claim = claim_block(store, info, index, owner, lease_s=lease_s)
+        except errors.Conflict:
+            # While this copy waited, the holder may have finished the block and the build: then
+            # its record is the answer. A copy that never waited is a late task of a dead build.
+            edges = _recorded_edges(store, info, index) if waited else None
+            if edges is None:
+                raise
+            return BlockClaim(DONE, edges=edges)
+        if claim.outcome != HELD:
+            return claim
+        waited = True
+        time.sleep(poll_s)
 
 
 def write_block(store: GraphStore, info: GraphInfo, row_ids: Sequence[str], features: torch.Tensor,
-                index: int, *, device: str = "auto") -> int:
+                index: int, *, device: str = "auto", lease_s: float = LEASE_S, poll_s: float = LEASE_POLL_S) -> int:
     """Compute block ``index`` of the build ``info`` names and write its edges; returns the edge count.
 
     ``features`` are the run's unit rows (see :func:`load_features`). Running a block again
-    replaces its edges, so a retried block task is harmless.
+    replaces its edges, so a retried block task is harmless; a copy that runs while another holds
+    the block's lease waits for it and returns the edge count it recorded.
     """
     if len(row_ids) != info.nodes or features.shape[0] != info.nodes:
         raise errors.Conflict(
             f"graph {info.id} has {info.nodes} rows; got {len(row_ids)} ids and {features.shape[0]} rows"
         )
     start, stop = info.block(index)
-    # A block is computed in pieces that fit the device's scratch memory (graph.knn's budget); a
-    # piece is computed while the one before is being written.
-    with EdgeWriter(store, info, fresh=claim_block(store, info, index)) as writer:
-        for lo, hi in block_ranges(stop - start, default_block_rows(info.nodes, device)):
-            writer.write(row_ids, start + lo, *knn_block(features, start + lo, start + hi, info.k, info.tau, device))
-    finish_block(store, info, index, writer.edges)
-    return writer.edges
+    while True:
+        claim = own_block(store, info, index, lease_s=lease_s, poll_s=poll_s)
+        if claim.outcome == DONE:
+            return claim.edges
+        try:
+            # A block is computed in pieces that fit the device's scratch memory (graph.knn's
+            # budget); a piece is computed while the one before is being written.
+            with EdgeWriter(store, claim.lease) as writer:
+                for lo, hi in block_ranges(stop - start, default_block_rows(info.nodes, device)):
+                    writer.write(row_ids, start + lo, *knn_block(features, start + lo, start + hi, info.k, info.tau,
+                                                                 device))
+            finish_block(store, claim.lease, writer.edges)
+            return writer.edges
+        except LeaseLost:
+            continue  # another copy took the block over: wait for it like any copy
 
 
-def finish_block(store: GraphStore, info: GraphInfo, index: int, edges: int) -> None:
-    """Record block ``index`` as written with ``edges`` edges (refused once the build is superseded)."""
-    if not store.write(MARK_BLOCK, {"graph": info.id, "build": info.build_id, "block": index, "edges": edges}):
+def finish_block(store: GraphStore, lease: BlockLease, edges: int) -> None:
+    """Record the leased block as written with ``edges`` edges and release the lease (refused once
+    the build is superseded; :class:`LeaseLost` when another writer took the block over)."""
+    info = lease.info
+    if not store.write(MARK_BLOCK, {**lease.params, "edges": edges}):
+        now = get_graph(store, info.id)
+        if now.status == BUILDING and now.build_id == info.build_id:
+            raise LeaseLost(f"graph {info.id}: block {lease.index} was taken over by another writer")
         raise superseded(info)
 
 
@@ -273,6 +345,9 @@ def delete_graph(store: GraphStore, graph: str, *, batch: int = DELETE_BATCH, mi
     deleted = 0
     while count := store.write(DELETE_EDGES, {"graph": graph, "limit": batch})[0]["deleted"]:
         deleted += count
+    while store.write(DELETE_LISTS, {"graph": graph, "limit": batch})[0]["deleted"]:
+        pass
+    store.write(DELETE_BLOCKS, {"graph": graph})
     if not marked and not deleted and not missing_ok:
         raise errors.NotFound(f"instruction graph {graph} does not exist")
     store.write(DROP_GRAPH, {"graph": graph})

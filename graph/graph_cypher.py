@@ -3,7 +3,7 @@
 The lifecycle's queries share one condition (``CURRENT``: only the build that owns the graph may
 write), and reading them side by side is how their locking and idempotence are checked. The
 modules that run them: graph_build (claim, blocks, finish, delete), edge_writer (edge batches,
-heartbeat), graph_records (read, list), neighbors (neighbour lists).
+block leases), graph_records (read, list), neighbors and neighbor_lists (neighbour lists).
 """
 
 FEATURE_RUN = "MATCH (r:FeatureRun {id: $run}) RETURN r.status AS status, r.rows AS rows"
@@ -28,7 +28,7 @@ MATCH (g:InstructionGraph {id: $graph}), (r:FeatureRun {id: $run})
 MERGE (g)-[:BUILT_FROM]->(r)
 WITH g, EXISTS { ()-[:SIMILAR {graph: $graph}]->() } AS leftover
 SET g.feature_run = $run, g.k = $k, g.tau = $tau, g.method = 'exact', g.nodes = $nodes,
-    g.block_rows = $block_rows, g.blocks = size($block_edges),
+    g.block_rows = $block_rows, g.blocks = size($block_edges), g.row_order = $row_order,
     g.block_edges = CASE WHEN leftover THEN [e IN $block_edges | $started] ELSE $block_edges END,
     g.blocks_done = 0, g.edges = 0, g.status = 'building', g.build_id = $build, g.error = null,
     g.built_at = null, g.build_s = null, g.created_at = coalesce(g.created_at, datetime()),
@@ -41,11 +41,6 @@ SET g.status = 'building', g.build_id = $build, g.error = null, g.started_at = d
 
 CURRENT = "g.status = 'building' AND g.build_id = $build"  # the build that may write
 
-HEARTBEAT = f"""
-MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
-SET g.heartbeat_at = datetime()
-RETURN g.id AS id"""
-
 READ_GRAPH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g {.*} AS graph"
 
 LIST_GRAPHS = """
@@ -53,17 +48,49 @@ MATCH (g:InstructionGraph)
 WHERE $run IS NULL OR g.feature_run = $run
 RETURN g {.*} AS graph ORDER BY g.id"""
 
-# A block's attempt says whether it is the first (block_edges -1, now -2): only then are its
-# sources known to have no edges of this graph. The node lock makes the claim atomic.
+# A block's writer holds a lease on its (:GraphBlock) node. Under the graph node's lock a claim
+# finds the block 'done' (its edges recorded), 'held' (another owner's lease still runs) or takes it
+# ('owned'); only the first owner of a never-started block (block_edges -1, now -2) is 'fresh': its
+# sources have no edges of this graph yet. A lease that ran out is taken over (not fresh).
 CLAIM_BLOCK = f"""
 MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
 SET g._lock = true
 REMOVE g._lock
-WITH g, g.block_edges[$block] = $missing AS fresh
-SET g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
-                     CASE WHEN fresh AND i = $block THEN $started ELSE g.block_edges[i] END],
+MERGE (b:GraphBlock {{graph: $graph, index: $block}})
+WITH g, b, g.block_edges[$block] AS state,
+     b.owner IS NOT NULL AND b.owner <> $owner AND b.lease_until > datetime() AS held
+WITH g, b, state, CASE WHEN state >= 0 THEN 'done' WHEN held THEN 'held' ELSE 'owned' END AS outcome
+SET b.owner = CASE outcome WHEN 'owned' THEN $owner ELSE b.owner END,
+    b.lease_until = CASE outcome WHEN 'owned' THEN datetime() + duration({{milliseconds: $lease_ms}})
+                    ELSE b.lease_until END,
+    b.claims = coalesce(b.claims, 0) + CASE outcome WHEN 'owned' THEN 1 ELSE 0 END,
+    b.refused = coalesce(b.refused, 0) + CASE outcome WHEN 'held' THEN 1 ELSE 0 END,
+    b.late = coalesce(b.late, 0) + CASE outcome WHEN 'done' THEN 1 ELSE 0 END,
+    g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
+                     CASE WHEN outcome = 'owned' AND i = $block AND state = $missing THEN $started
+                     ELSE g.block_edges[i] END],
     g.heartbeat_at = datetime()
-RETURN fresh"""
+RETURN outcome, outcome = 'owned' AND state = $missing AS fresh, state AS edges"""
+
+# A lease is renewed while its owner works; the build's heartbeat with it.
+RENEW_LEASE = f"""
+MATCH (b:GraphBlock {{graph: $graph, index: $block}}) WHERE b.owner = $owner
+SET b.lease_until = datetime() + duration({{milliseconds: $lease_ms}})
+WITH b
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g.heartbeat_at = datetime()
+RETURN b.owner AS owner"""
+
+# The last statement of every edge batch: it locks the block node, so a claim that takes the lease
+# over waits for this commit, and the batch commits only while its writer still owns the block.
+OWNS_BLOCK = """
+MATCH (b:GraphBlock {graph: $graph, index: $block})
+SET b._lock = true
+REMOVE b._lock
+RETURN b.owner = $owner AS owned"""
+
+# What a finished block recorded, whatever became of its build since.
+BLOCK_EDGES = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.status AS status, g.block_edges[$block] AS edges"
 
 # Before a batch's edges are created again: remove its source nodes' out-edges of this graph,
 # unless this build is no longer the one building it.
@@ -96,7 +123,10 @@ MARK_BLOCK = f"""
 MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
 SET g._lock = true
 REMOVE g._lock
-SET g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
+WITH g
+MATCH (b:GraphBlock {{graph: $graph, index: $block}}) WHERE b.owner = $owner
+SET b.owner = null, b.lease_until = null,
+    g.block_edges = [i IN range(0, size(g.block_edges) - 1) |
                      CASE WHEN i = $block THEN $edges ELSE g.block_edges[i] END]
 SET g.blocks_done = size([e IN g.block_edges WHERE e >= 0]), g.heartbeat_at = datetime(),
     g.updated_at = datetime()
@@ -126,6 +156,16 @@ MATCH ()-[r:SIMILAR {graph: $graph}]->()
 WITH r LIMIT $limit
 DELETE r
 RETURN count(*) AS deleted"""
+
+# A graph's neighbour arrays and block leases go with its edges (MATCH the key's first property:
+# the constraint's index serves it).
+DELETE_LISTS = """
+MATCH (l:NeighborList) WHERE l.graph = $graph AND l.row IS NOT NULL
+WITH l LIMIT $limit
+DELETE l
+RETURN count(*) AS deleted"""
+
+DELETE_BLOCKS = "MATCH (b:GraphBlock) WHERE b.graph = $graph AND b.index IS NOT NULL DELETE b"
 
 # A graph a selection job used stays as a record (its edges gone) so provenance still resolves.
 DROP_GRAPH = """
@@ -160,3 +200,18 @@ CALL {
 }
 WITH id, targets, [i IN range(1, size(weights) - 1) WHERE weights[i] = weights[i - 1]] AS ties
 RETURN collect(id) AS sources, collect(targets) AS targets, collect(ties) AS ties"""
+
+
+# Neighbour arrays (neighbor_lists): set a batch's rows, or read many rows' in one record.
+SET_NEIGHBOR_LISTS = """
+UNWIND range(0, size($rows) - 1) AS i
+MERGE (l:NeighborList {graph: $graph, row: $rows[i]})
+SET l.targets = $lists[i]"""
+
+READ_NEIGHBOR_LISTS = """
+UNWIND $rows AS row
+MATCH (l:NeighborList {graph: $graph, row: row})
+RETURN collect(row) AS rows, collect(l.targets) AS targets"""
+
+# Whether a graph's lists index the caller's row order (neighbor_lists.row_order).
+LISTS_MATCH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.row_order = $row_order AS usable"

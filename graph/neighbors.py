@@ -9,8 +9,9 @@ from typing import Any, Self
 import numpy as np
 
 from gradwalk import errors
-from gradwalk.graph.graph_cypher import NEIGHBOR_ORDER, NEIGHBORS
+from gradwalk.graph.graph_cypher import LISTS_MATCH, NEIGHBOR_ORDER, NEIGHBORS
 from gradwalk.graph.graph_records import ready_graph
+from gradwalk.graph.neighbor_lists import read_neighbor_lists, row_order
 from gradwalk.graph.store import GraphStore, ReadSession
 
 PREFETCH_LIMIT = 64  # neighbour lists a walk prefetch loads at most in one round trip (measured: 16-64 cost alike)
@@ -75,15 +76,19 @@ class GraphNeighbors:
     (the feature rows the walk gets). Lists are read in batches and cached: ``prefetch`` loads the
     uncached lists among the first ``prefetch_limit`` candidates in one round trip, but only when
     the first (the likeliest next node) is missing, so a walk that stays in one neighbourhood
-    mostly runs on the cache. Neo4j sorts each list and sends target ids only (no weights: a walk
-    reads lists of ~5% of a pool, and every value decoded costs); equal cosines are ordered by row
-    index, as graph.knn orders them. Reading the whole table up front would cost far more: the
-    walk touches only a few lists per selected row. The reads go through one session, held until
-    :meth:`close` (or the end of a ``with`` block).
+    mostly runs on the cache. Each list is read as its stored array (graph.neighbor_lists: one
+    property per list, already in walk order) when the graph's lists index these ``row_ids``
+    (``uses_lists``); otherwise (a graph built before lists existed, or other rows) through the
+    edges: Neo4j sorts each list and sends target ids only, equal cosines ordered by row index, as
+    graph.knn orders them. Reading the whole table up front would cost far more: the walk touches
+    only a few lists per selected row. The reads go through one session, held until :meth:`close`
+    (or the end of a ``with`` block).
     """
 
     def __init__(self, store: GraphStore, graph: str, row_ids: Sequence[str], *,
-                 prefetch_limit: int = PREFETCH_LIMIT) -> None:
+                 prefetch_limit: int = PREFETCH_LIMIT, lists: bool = True) -> None:
+        found = store.read(LISTS_MATCH, {"graph": graph, "row_order": row_order(row_ids)}) if lists else None
+        self.uses_lists = bool(found and found[0]["usable"])  # lists=False reads the edges (for comparison)
         self._session = store.read_session()
         self._rows = RowIndex(graph, row_ids)
         self.prefetch_limit = prefetch_limit
@@ -106,7 +111,10 @@ class GraphNeighbors:
             raise errors.InvalidInput(f"rows must lie in [0, {len(self._rows)}), got {rows}")
         self.round_trips += 1
         self._cache.update(dict.fromkeys(rows, np.empty(0, dtype=np.int64)))  # rows without edges
-        self._cache.update(self._rows.ordered(self._session, rows))
+        if self.uses_lists:
+            self._cache.update(read_neighbor_lists(self._session, self._rows.graph, rows))
+        else:
+            self._cache.update(self._rows.ordered(self._session, rows))
 
     def close(self) -> None:
         self._session.close()

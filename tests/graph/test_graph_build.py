@@ -4,6 +4,7 @@ worker and by the CLI."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -68,10 +69,14 @@ def test_rerun_block_resume_and_rebuild_leave_no_duplicates(store, run):
 
 def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
     info, _ = graph_build.start_build(store, run.features, run.id, 10, 0.0, block_rows=100)
-    assert graph_build.claim_block(store, info, 0) is True  # never started: its sources have no edges
-    assert graph_build.claim_block(store, info, 0) is False  # started before: it may have some
+    first = graph_build.claim_block(store, info, 0, lease_s=0.5)
+    assert first.outcome == "owned" and first.lease.fresh  # never started: its sources have no edges
+    assert graph_build.claim_block(store, info, 0).outcome == "held"  # another copy waits while the lease runs
     ids, weights = knn_block(run.x, 0, 50, 10)
-    edge_writer.write_edges(store, info, run.ids, 0, ids, weights, fresh=True)  # then the attempt dies halfway
+    edge_writer.write_edges(store, first.lease, run.ids, 0, ids, weights)  # then the attempt dies halfway
+    time.sleep(1.0)  # its lease runs out
+    second = graph_build.claim_block(store, info, 0)
+    assert second.outcome == "owned" and not second.lease.fresh  # started before: it may have some
     graph_build.fail_build(store, info, "worker lost")
 
     resumed = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")

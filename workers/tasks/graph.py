@@ -4,7 +4,9 @@
 chord of ``gradwalk.graph.block`` tasks, any number of gpu workers taking them; the chord's body
 ``gradwalk.graph.finish`` marks the graph ready. Progress (blocks written) lives on the graph node,
 so any process can watch it. The task bodies only call :mod:`gradwalk.graph.graph_build`,
-the same functions an in-process build runs.
+the same functions an in-process build runs. A block task delivered twice (the broker redelivers
+one whose worker seems gone while it still runs) meets the block's lease in Neo4j: the second copy
+waits for the first and returns the same result, so the chord counts the block once.
 """
 
 from __future__ import annotations

@@ -1,0 +1,115 @@
+"""A kNN block delivered twice, both copies running at once on real gpu workers: the block's lease
+in Neo4j lets one copy write while the other waits for it, so no edge is written twice, and the
+chord counts the block once (the graph ends ready, with every block's edges exactly once)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from gradwalk.graph.graph_build import FEATURE_PART
+from gradwalk.graph.neighbors import neighbors
+from gradwalk.platform.artifacts import FeatureStore
+
+ROWS, DIM, K, BLOCK_ROWS = 2000, 16, 48, 1000  # two blocks of 48,000 edges: seconds each to write here
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture
+def more_gpu_slots(settings):
+    """A second gpu worker with two pool processes beside the session's: three blocks run at once."""
+    from gradwalk.platform.services import WorkerService
+
+    class Twin(WorkerService):
+        def __init__(self) -> None:
+            super().__init__(settings, "gpu")
+            self.name = "worker-gpu-twin"
+
+        def node_name(self) -> str:
+            return f"gpu-twin@{socket.gethostname()}.{self.settings.redis_address[1]}"
+
+        def command(self) -> list[str]:
+            command = super().command()
+            command[command.index("--concurrency") + 1] = "2"
+            return command
+
+    twin = Twin()
+    twin.spawn()
+    try:
+        twin.wait_ready()
+        yield twin
+    finally:
+        twin.stop()
+
+
+def _wait(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix, more_gpu_slots):
+    from celery.signals import before_task_publish
+
+    from gradwalk.workers.app import app
+    from gradwalk.workers.tasks import graph as graph_tasks
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(ROWS, DIM)).astype(np.float32) + 0.2
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"{prefix}{i:05d}" for i in range(ROWS)]
+    run_id = f"{prefix}run"
+    FeatureStore(settings.artifacts).write_shard(run_id, FEATURE_PART, 0, ids, x)
+    store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", [{"id": i} for i in ids])
+    store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
+                {"id": run_id, "dim": DIM, "rows": ROWS})
+
+    sent: list[dict] = []
+
+    def keep(sender=None, body=None, exchange=None, routing_key=None, headers=None, properties=None,
+             declare=None, **_):
+        if sender == graph_tasks.block.name:
+            sent.append({"body": body, "exchange": exchange, "routing_key": routing_key, "headers": dict(headers),
+                         "properties": dict(properties), "declare": declare})
+
+    before_task_publish.connect(keep)
+    try:  # the build's chord is published from this process, so its messages can be kept
+        reply = graph_tasks.build.apply(args=[run_id], kwargs={"k": K, "block_rows": BLOCK_ROWS}).get()
+    finally:
+        before_task_publish.disconnect(keep)
+    graph = reply["graph"]
+    first = next(m for m in sent if m["body"][1]["index"] == 0)
+
+    block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused, " \
+                 "b.late AS late"
+    with app.producer_or_acquire() as producer:  # the same message again at once, as a broker redelivers it
+        producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
+                         headers=first["headers"], declare=first["declare"], serializer="json",
+                         **first["properties"])
+
+    status = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.status AS status, g.edges AS edges, g.error AS error"
+    done = _wait(lambda: (g := store.read(status, {"graph": graph})[0])["status"] in ("ready", "failed") and g, 600,
+                 "the build to end")
+    assert done["status"] == "ready", done["error"]
+    assert done["edges"] == ROWS * K
+    record = store.read(block_zero, {"graph": graph})[0]
+    assert record["claims"] == 1  # one copy owned block 0 and wrote it ...
+    # ... the other ran too: it found the lease held and waited (refused: three free worker processes
+    # take both copies at once), or, on a machine too busy to start it in time, found the block done
+    assert record["refused"] + record["late"] >= 1
+
+    edges = store.read("MATCH ()-[r:SIMILAR {graph: $graph}]->() RETURN count(r) AS n", {"graph": graph})[0]["n"]
+    twice = store.read("MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WITH a, b, count(r) AS c WHERE c > 1 "
+                       "RETURN count(*) AS n", {"graph": graph})[0]["n"]
+    assert (edges, twice) == (ROWS * K, 0)
+    lists = store.read("MATCH (l:NeighborList {graph: $graph}) RETURN l.row AS row, l.targets AS targets "
+                       "ORDER BY row", {"graph": graph})
+    assert [r["row"] for r in lists] == list(range(ROWS))
+    by_id = neighbors(store, graph, ids[:50])  # the arrays say what the edges say
+    for row in range(50):
+        assert [ids[t] for t in lists[row]["targets"]] == [t for t, _ in by_id[ids[row]]]
