@@ -50,6 +50,25 @@ def wait_for(check: Callable[[], Any], *, timeout_s: float, poll_s: float = 0.2,
         time.sleep(poll_s)
 
 
+def running_shards(stack, exclude: set[str]) -> list[dict]:
+    """Tasks of the stack that a live process is executing now: {id, pid, hostname}."""
+    client = stack.redis_client()
+    out = []
+    for key in client.scan_iter("celery-task-meta-*", count=1000):
+        meta = json.loads(client.get(key) or "{}")
+        info = meta.get("result") or {}
+        if meta.get("status") != "STARTED" or meta.get("task_id") in exclude or not isinstance(info, dict):
+            continue
+        pid = info.get("pid")
+        try:
+            alive = b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            alive = False
+        if alive:
+            out.append({"id": meta["task_id"], "pid": pid, "hostname": info.get("hostname")})
+    return out
+
+
 def _named_worker(settings, queue: str, tag: str):
     """A Celery worker of ``queue`` with a node name and pid file of its own (``tag``), so that
     two workers can consume one queue side by side."""

@@ -12,14 +12,13 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from gradwalk.platform import feature_runs, pools
 from gradwalk.platform.artifacts import FeatureStore
 
-from .conftest import chat, wait_for
+from .conftest import chat, running_shards, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,25 +28,6 @@ ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length"
           "proj_dim": 64}
 WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
 POOL_ROWS, TARGET_ROWS = 16, 4
-
-
-def running_shards(stack, exclude: set[str]) -> list[dict]:
-    """Tasks of the stack that a live process is executing now: {id, pid, hostname}."""
-    client = stack.redis_client()
-    out = []
-    for key in client.scan_iter("celery-task-meta-*", count=1000):
-        meta = json.loads(client.get(key) or "{}")
-        info = meta.get("result") or {}
-        if meta.get("status") != "STARTED" or meta.get("task_id") in exclude or not isinstance(info, dict):
-            continue
-        pid = info.get("pid")
-        try:
-            alive = b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            alive = False
-        if alive:
-            out.append({"id": meta["task_id"], "pid": pid, "hostname": info.get("hostname")})
-    return out
 
 
 def test_killed_gpu_workers_lose_no_row(healed, prefix):
