@@ -89,3 +89,14 @@ def test_an_s3_url_that_names_no_bucket_is_refused():
 
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         Settings(artifact_url="/var/artifacts")
+
+
+def test_services_up_runs_s3proxy_only_for_an_s3_store_on_this_host(settings):
+    from gradwalk.platform.services import local_services
+
+    def names(**update) -> list[str]:
+        return [s.name for s in local_services(settings.model_copy(update=update))]
+
+    assert "s3proxy" not in names()  # a local folder needs no server
+    assert "s3proxy" not in names(artifact_url="s3://b/p", s3_endpoint_url="https://s3.example.org")
+    assert names(artifact_url="s3://b/p", s3_endpoint_url="http://127.0.0.1:18080")[:3] == ["neo4j", "redis", "s3proxy"]
