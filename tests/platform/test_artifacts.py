@@ -17,7 +17,8 @@ def features(request, tmp_path) -> FeatureStore:
     if request.param == "local":
         return FeatureStore(tmp_path / "artifacts", cache_dir=tmp_path / "cache")
     s3 = request.getfixturevalue("s3")
-    own = s3.model_copy(update={"artifact_url": f"{s3.artifact_url}/{tmp_path.name}", "cache_dir": tmp_path / "cache"})
+    # A prefix and a host folder (its copies of what it read) of the test's own.
+    own = s3.model_copy(update={"artifact_url": f"{s3.artifact_url}/{tmp_path.name}", "state_dir": tmp_path / "host"})
     store = FeatureStore.from_settings(own)
     assert store.root.startswith("s3://") and not store.files.is_local
     return store
