@@ -74,7 +74,8 @@ def _npy_bytes(x: np.ndarray) -> bytes:
 class FeatureStore:
     """Feature shards under one root: a local folder (the default) or ``s3://bucket/prefix``.
 
-    ``cache_dir`` is this host's folder for shards read from S3 (unused for a local root)."""
+    ``cache_dir`` holds this host's copies of what it reads from S3 (shards, the warm-up), under
+    ``artifact-cache/``; a local root needs none."""
 
     def __init__(self, root: str | os.PathLike[str], *, cache_dir: Path | None = None,
                  storage_options: dict[str, Any] | None = None) -> None:
@@ -87,7 +88,8 @@ class FeatureStore:
     @classmethod
     def from_settings(cls, settings: Any) -> FeatureStore:
         """The store the settings name (GRADWALK_ARTIFACT_URL, else the artifact folder)."""
-        return cls(settings.artifacts, cache_dir=settings.cache_dir, storage_options=s3_options(settings))
+        # The copies are this host's own state, like its logs: never a folder that hosts share.
+        return cls(settings.artifacts, cache_dir=settings.state_dir, storage_options=s3_options(settings))
 
     @staticmethod
     def _prefix(run: str, part: str) -> str:
