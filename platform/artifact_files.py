@@ -152,10 +152,9 @@ class ArtifactFiles:
 
     def download(self, key: str, target: Path) -> None:
         """Copy ``key`` to the local file ``target`` (whole or not at all)."""
-        with atomic_writer(target, binary=True) as f:
-            with self.fs.open(self.path(key), "rb", block_size=8 << 20) as src:
-                while chunk := src.read(8 << 20):
-                    f.write(chunk)
+        with atomic_writer(target, binary=True) as f, self.fs.open(self.path(key), "rb", block_size=8 << 20) as src:
+            while chunk := src.read(8 << 20):
+                f.write(chunk)
 
     def remove(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -14,7 +14,7 @@ from gradwalk import errors
 from gradwalk.java_build import MIN_JAVA, check_java, log_tail, maven_build, source_fingerprint
 from gradwalk.settings import Settings
 
-__all__ = ["MIN_JAVA", "LAUNCHER_SOURCE", "build_launcher", "check_java", "launcher_build", "log_tail"]
+__all__ = ["LAUNCHER_SOURCE", "MIN_JAVA", "build_launcher", "check_java", "launcher_build", "log_tail"]
 
 LAUNCHER_SOURCE = Path(__file__).resolve().parent.parent / "services" / "neo4j-launcher"
 
