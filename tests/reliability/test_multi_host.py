@@ -14,18 +14,16 @@ from collections.abc import Iterator
 import pytest
 
 from gradwalk.graph import graph_records as graphs
-from gradwalk.platform import datasets, feature_runs, jobs, pools
+from gradwalk.platform import datasets, feature_runs, jobs
 from gradwalk.platform.artifacts import FeatureStore
 
-from .conftest import _named_worker, chat, running_shards, wait_for
+from .conftest import TINY_POOL_ROWS as POOL_ROWS
+from .conftest import TINY_TARGET_ROWS as TARGET_ROWS
+from .conftest import _named_worker, running_shards, start_tiny_run, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
-# As in test_worker_kill.py: the real model, as small as a run gets; shards of 4 rows.
-ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length": 64, "batch_size": 4,
-          "proj_dim": 64}
-WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
-POOL_ROWS, TARGET_ROWS, K = 16, 4, 4
+K = 4  # neighbours per row in the graph
 
 
 @pytest.fixture
@@ -54,12 +52,8 @@ def hosts(healed, s3, tmp_path, prefix) -> Iterator[dict]:
 
 def test_workers_on_hosts_that_share_only_the_services(healed, hosts, prefix):
     stack, store = healed, healed.store
-    pool, target = f"{prefix}mh-pool", f"{prefix}mh-target"
-    pools.import_pool(store, pool, [chat(pool, i) for i in range(POOL_ROWS)])
-    pools.import_target(store, target, [chat(target, i) for i in range(TARGET_ROWS)])
-    run_id = feature_runs.create(store, pool, [target], engine=ENGINE, warmup=WARMUP)
     started = time.monotonic()
-    orchestrator = stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+    pool, target, run_id, orchestrator = start_tiny_run(stack, f"{prefix}mh")
     victim = hosts["host-gpu-2"]
 
     # A gpu host dies whole in the middle of a shard; the other hosts finish the run.

@@ -15,30 +15,22 @@ import time
 
 import pytest
 
-from gradwalk.platform import feature_runs, pools
+from gradwalk.platform import feature_runs
 from gradwalk.platform.artifacts import FeatureStore
 
-from .conftest import chat, running_shards, wait_for
+from .conftest import TINY_POOL_ROWS as POOL_ROWS
+from .conftest import TINY_TARGET_ROWS as TARGET_ROWS
+from .conftest import running_shards, start_tiny_run, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
-# The real model, as small as a run gets: a rank-2 adapter on q only, 64 tokens, 64 dims, one
-# warm-up epoch. The stack cuts shards of 4 rows: five shard tasks in all.
-ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length": 64, "batch_size": 4,
-          "proj_dim": 64}
-WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
-POOL_ROWS, TARGET_ROWS = 16, 4
 
 
 def test_killed_gpu_workers_lose_no_row(healed, prefix):
     stack = healed
     store = stack.store
-    pool, target = f"{prefix}kill-pool", f"{prefix}kill-target"
-    pools.import_pool(store, pool, [chat(pool, i) for i in range(POOL_ROWS)])
-    pools.import_target(store, target, [chat(target, i) for i in range(TARGET_ROWS)])
-    run_id = feature_runs.create(store, pool, [target], engine=ENGINE, warmup=WARMUP)
     started = time.monotonic()
-    orchestrator = stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+    pool, target, run_id, orchestrator = start_tiny_run(stack, f"{prefix}kill")
     a, b = stack.workers["gpu-a"], stack.workers["gpu-b"]
 
     def shard_on(worker):
