@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=lambda: _default_home() / "state")
     cache_dir: Path = Field(default_factory=lambda: _default_home() / "cache")
     artifact_dir: Path | None = None
+    # Where feature shards live when hosts share no disk: ``s3://bucket/prefix`` (any S3-compatible
+    # server). Unset: the local folder above. Workers on every host point at the same URL.
+    artifact_url: str | None = None
+    s3_endpoint_url: str | None = None  # unset: AWS itself; a loopback URL: `services up` starts s3proxy there
+    s3_access_key_id: str | None = None  # unset: the S3 client's own chain (AWS_* variables, instance role)
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
 
     # Neo4j (Bolt). The local launcher binds to the host and port of this URI.
     neo4j_uri: str = "bolt://127.0.0.1:17687"
@@ -107,9 +114,20 @@ class Settings(BaseSettings):
             raise ValueError("GRADWALK_NEO4J_PASSWORD must be set outside local development")
 
     @property
-    def artifacts(self) -> Path:
-        """Root folder of the artifact store (feature shards, manifests)."""
-        return self.artifact_dir or self.state_dir / "artifacts"
+    def artifacts(self) -> str:
+        """Where the artifact store lives (feature shards, manifests): an ``s3://`` URL or a folder."""
+        return self.artifact_url or str(self.artifact_dir or self.state_dir / "artifacts")
+
+    @field_validator("artifact_url", mode="after")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"GRADWALK_ARTIFACT_URL must look like s3://bucket/prefix, not {value!r} "
+                             "(a local folder goes in GRADWALK_ARTIFACT_DIR)")
+        return value.rstrip("/")
 
     @property
     def import_root(self) -> Path:

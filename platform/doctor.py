@@ -2,7 +2,7 @@
 
 Each check answers ok or not with a detail, and a command that fixes it when it fails: the tools
 the local services need (Java 17, Maven, redis-server), free ports, disk space for the state and
-cache folders, the Neo4j build, each pinned package (cached and intact, or else still served by
+cache folders, the Neo4j build, the local S3 server (s3proxy), each pinned package (cached and intact, or else still served by
 the registry: asked without downloading the file), and the services themselves when they are up.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gradwalk import errors, pins
-from gradwalk.platform import neo4j_launcher, services
+from gradwalk.platform import neo4j_launcher, s3proxy, services
 from gradwalk.settings import Settings
 
 # What a first run writes: wheels (~290 MB), the converted model (~540 MB), the Neo4j build
@@ -37,7 +37,7 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a fresh machine would need them fixed."""
-    return [*_tools(settings), *_folders(settings), *_ports(settings), _launcher(settings),
+    return [*_tools(settings), *_folders(settings), *_ports(settings), _launcher(settings), _s3proxy(settings),
             *(_package(settings, name) for name in pins.PINS), *_running(settings)]
 
 
@@ -93,6 +93,17 @@ def _launcher(settings: Settings) -> Check:
     if (build / "neo4j-launcher.jar").is_file():
         return Check("neo4j build", True, str(build))
     return Check("neo4j build", False, "not built yet (Maven, about a minute)", "gradwalk services build")
+
+
+def _s3proxy(settings: Settings) -> Check:
+    build = s3proxy.s3proxy_build(settings)
+    if (build / "lib" / s3proxy.S3PROXY_JAR).is_file():
+        return Check("s3proxy", True, str(build))
+    if s3proxy.wanted(settings):
+        return Check("s3proxy", False, "not fetched yet, and GRADWALK_ARTIFACT_URL needs it (Maven, ~45 MB)",
+                     "gradwalk services build")
+    return Check("s3proxy", True, "not fetched (needed by the tests and by an s3:// store on this host: "
+                                  "gradwalk services build)")
 
 
 def _package(settings: Settings, name: str) -> Check:

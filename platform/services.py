@@ -26,7 +26,7 @@ from pathlib import Path
 from gradwalk import errors
 from gradwalk.graph.migrations import migrate as apply_migrations
 from gradwalk.graph.store import GraphStore
-from gradwalk.platform import work_queue
+from gradwalk.platform import s3proxy, work_queue
 from gradwalk.platform.cypher import READ_PROCEDURES
 from gradwalk.platform.neo4j_launcher import build_launcher, check_java, launcher_build, log_tail
 from gradwalk.settings import Settings
@@ -257,7 +257,6 @@ class Neo4jService(LocalService):
         except errors.ServiceUnavailable:
             return False
 
-
     def _launcher_ready(self) -> bool:
         try:
             text = self.log_file.read_text(errors="replace")
@@ -398,12 +397,47 @@ class ApiService(LocalService):
             return False
 
 
+class S3ProxyService(LocalService):
+    """The local S3 server (platform/s3proxy.py), objects as files under ``state/s3``."""
+
+    name = "s3proxy"
+    ready_timeout_s = 60.0
+
+    @property
+    def address(self) -> str:
+        return self.settings.s3_endpoint_url or ""
+
+    @property
+    def properties(self) -> Path:
+        return self.settings.state_dir / "run" / "s3proxy.conf"
+
+    def marker(self) -> str:
+        return str(self.properties)
+
+    def command(self) -> list[str]:
+        return s3proxy.command(self.settings, self.properties)
+
+    def prepare(self) -> None:
+        check_java(self.settings.java_bin, "the local S3 server")
+        self._refuse_taken_port(*s3proxy.address(self.settings), "GRADWALK_S3_ENDPOINT_URL")
+        s3proxy.build_s3proxy(self.settings)
+        s3proxy.write_properties(self.settings, self.properties, self.settings.state_dir / "s3")
+
+    def is_ready(self) -> bool:
+        import httpx
+
+        try:  # any S3 answer (an anonymous request is refused) means the server is up
+            return httpx.get(self.address, timeout=2).status_code in (200, 403)
+        except httpx.HTTPError:
+            return False
 
 
 # -- the set of services --------------------------------------------------------------------------
 def local_services(settings: Settings) -> list[LocalService]:
-    return [Neo4jService(settings), RedisService(settings), *(WorkerService(settings, q) for q in work_queue.QUEUES),
-            ApiService(settings)]
+    """Every local service, in start order (s3proxy only when the artifact store is S3 on this host)."""
+    s3 = [S3ProxyService(settings)] if s3proxy.wanted(settings) else []
+    return [Neo4jService(settings), RedisService(settings), *s3,
+            *(WorkerService(settings, q) for q in work_queue.QUEUES), ApiService(settings)]
 
 
 def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool = True) -> list[ServiceStatus]:
@@ -411,11 +445,18 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
 
     Neo4j starts first and warms up while Redis and the workers come up; the API starts after the
     migrations."""
-    neo4j, redis_service, *workers, api = local_services(settings)
+    neo4j, redis_service, *middle, api = local_services(settings)
+    s3 = [s for s in middle if isinstance(s, S3ProxyService)]
+    workers = [s for s in middle if isinstance(s, WorkerService)]
     build_launcher(settings, echo=echo)
-    started = {s.name: s.spawn() for s in (neo4j, redis_service)}
+    if s3:
+        s3proxy.build_s3proxy(settings, echo=echo)
+    started = {s.name: s.spawn() for s in (neo4j, redis_service, *s3)}
     redis_service.wait_ready()
     echo(f"redis   ready at {redis_service.address}")
+    for service in s3:
+        service.wait_ready()
+        echo(f"s3proxy ready at {service.address}")
     for worker in workers:
         started[worker.name] = worker.spawn()
     start = time.monotonic()
@@ -432,7 +473,7 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
     api.wait_ready()
     echo(f"api     ready at {api.address}")
     echo(f"web ui  at {api.address}/ui (sign in with an API token: `gradwalk token create NAME`)")
-    return [s.status() for s in (neo4j, redis_service, *workers, api)]
+    return [s.status() for s in (neo4j, redis_service, *s3, *workers, api)]
 
 
 def down(settings: Settings, *, echo: Callable[[str], None] = print) -> None:

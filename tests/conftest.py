@@ -47,8 +47,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # Fixtures that start real services: the session's (``services``, and with it every fixture built
-# on it: ``store``, ``api_url``, ...), the fault tests' private stack, test_services.py's private pair.
-SERVICE_FIXTURES = frozenset({"services", "stack", "private"})
+# on it: ``store``, ``api_url``, ...), the fault tests' private stack, test_services.py's private pair,
+# the session's S3 server and the multi-host test's hosts.
+SERVICE_FIXTURES = frozenset({"services", "stack", "private", "s3", "hosts"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
@@ -76,6 +77,30 @@ def services(settings) -> Iterator[list]:
         yield local.up(settings, echo=lambda _: None)
     finally:
         local.down(settings, echo=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def s3(settings, tmp_path_factory) -> Iterator:
+    """A real S3 server (s3proxy, filesystem backend) on a free port, for the whole session: the
+    settings that point the artifact store at a bucket of it."""
+    from pydantic import SecretStr
+
+    from gradwalk.platform.services import S3ProxyService
+
+    own = settings.model_copy(update={
+        "state_dir": tmp_path_factory.mktemp("s3-state"),
+        "artifact_url": "s3://gradwalk-test/artifacts",
+        "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "s3_access_key_id": "gradwalk-test",
+        "s3_secret_access_key": SecretStr(secrets.token_urlsafe(16)),
+    })
+    server = S3ProxyService(own)
+    try:
+        server.spawn()
+        server.wait_ready()
+        yield own
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -157,8 +157,13 @@ def test_compose_matches_the_settings():
         env = services[name]["environment"]
         assert set(env) <= known, set(env) - known
         assert env["GRADWALK_NEO4J_PASSWORD"].startswith("${")  # taken from the environment
+    # Workers share the S3 service's bucket, not a volume (hosts that share no disk work the same).
+    assert services["s3"]["image"].startswith("andrewgaul/s3proxy:")
+    for name in ("gpu-worker", "cpu-worker"):
+        assert services[name]["environment"]["GRADWALK_ARTIFACT_URL"].startswith("s3://")
+        assert not any("artifacts" in volume for volume in services[name].get("volumes", []))
     text = (ROOT / "docker-compose.yml").read_text()
-    assert not re.search(r"(PASSWORD|AUTH):\s+(?!\S*\$\{)\S", text)
+    assert not re.search(r"(PASSWORD|AUTH|SECRET_ACCESS_KEY|CREDENTIAL):\s+(?!\S*\$\{)\S", text)
 
 
 def test_ci_runs_exactly_the_readme_test_command():

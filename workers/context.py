@@ -26,7 +26,7 @@ def graph_store() -> GraphStore:
 
 @functools.cache
 def feature_store() -> FeatureStore:
-    return FeatureStore(get_settings().artifacts)
+    return FeatureStore.from_settings(get_settings())
 
 
 @worker_process_init.connect

@@ -38,7 +38,7 @@ def graph_build(
     settings = get_settings()
     with connect() as store, progress_bar(f"building the graph of {features}") as progress:
         if local:
-            info = build_graph(store, FeatureStore(settings.artifacts), features, k, tau, block_rows=block_rows,
+            info = build_graph(store, FeatureStore.from_settings(settings), features, k, tau, block_rows=block_rows,
                                device=settings.device, rebuild=rebuild, progress=progress)
         else:
             from gradwalk.platform.graph_builds import submit_build, wait_build
@@ -99,7 +99,7 @@ def _graph_row_ids(store, graph: str) -> list[str]:
     from gradwalk.platform.artifacts import FeatureStore
 
     info = get_graph(store, graph)
-    return feature_row_ids(FeatureStore(get_settings().artifacts), info.feature_run)
+    return feature_row_ids(FeatureStore.from_settings(get_settings()), info.feature_run)
 
 
 @graph_app.command("stats")

@@ -54,11 +54,14 @@ def services_status(json_out: JsonFlag = False) -> None:
 
 @services_app.command("build")
 def services_build() -> None:
-    """Build the local Neo4j launcher with Maven (once; cached by a hash of its sources).
+    """Build the local Neo4j launcher and fetch s3proxy, the local S3 server, with Maven (once each;
+    cached by a hash of their sources).
 
     Example: gradwalk services build
     """
     from gradwalk.platform.neo4j_launcher import build_launcher
+    from gradwalk.platform.s3proxy import build_s3proxy
 
-    path = build_launcher(get_settings(), echo=echo_err)
-    typer.echo(f"neo4j launcher: {path}")
+    settings = get_settings()
+    typer.echo(f"neo4j launcher: {build_launcher(settings, echo=echo_err)}")
+    typer.echo(f"s3proxy: {build_s3proxy(settings, echo=echo_err)}")

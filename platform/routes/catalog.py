@@ -117,7 +117,7 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -
         return catalog.collection_rows(store, kind, name, offset=offset, limit=limit)
 
     def delete(name: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
-        return deletion.delete_collection(store, kind, name, features=FeatureStore(settings.artifacts), force=force,
+        return deletion.delete_collection(store, kind, name, features=FeatureStore.from_settings(settings), force=force,
                                           caller=caller, batch=settings.delete_batch_rows)
 
     def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, caller: CuratorDep) -> dict:
@@ -185,7 +185,7 @@ def _produced_routes(kind: str, route: str, show: Callable[..., FeatureRunDetail
         return show(store, key)
 
     def delete(key: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
-        extra = {"features": FeatureStore(settings.artifacts)} if kind == "feature run" else {}
+        extra = {"features": FeatureStore.from_settings(settings)} if kind == "feature run" else {}
         remove = deletion.delete_feature_run if kind == "feature run" else deletion.delete_graph
         return remove(store, key, force=force, caller=caller, batch=settings.delete_batch_rows, **extra)
 

@@ -21,6 +21,7 @@ from gradwalk import errors
 from gradwalk.graph.graph_build import build_graph
 from gradwalk.platform import auth, datasets, feature_runs, jobs, pools
 from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.settings import get_settings
 
 from .conftest import records
 
@@ -161,7 +162,7 @@ def test_roles_and_lineage_guard_every_delete(api_url, store, lineage):
         assert (tomb.status, tomb.deleted_by) == ("deleted", lineage_name(store, lineage.curator))
         assert client.graph(lineage.graph).show().status == "deleted"
         assert client.feature_run(lineage.run).show().dependants.graphs == []
-    assert not (FeatureStore(Path(os.environ["GRADWALK_STATE_DIR"]) / "artifacts").root / "features" / lineage.run).exists()
+    assert FeatureStore.from_settings(get_settings()).files.keys(f"features/{lineage.run}") == []
     with _client(api_url, lineage.curator) as curator:  # deleting a tombstone again changes nothing
         assert curator.feature_run(lineage.run).delete(force=True).outcome == "already deleted"
 

@@ -72,7 +72,7 @@ def test_the_walk_trajectory_is_stored_and_queryable(store, collections, new_job
     name, ids = f"{prefix}walked", collections.ids[:4]
     steps = [(None, "anchor"), (ids[0], "edge"), (ids[1], "fallback"), (None, "anchor")]
     rows = [{"instruction_id": i, "rank": r, "component": r // 3, "step": r % 3, "score": None,
-             "predecessor": came_from, "reached_by": how} for r, (i, (came_from, how)) in enumerate(zip(ids, steps))]
+             "predecessor": came_from, "reached_by": how} for r, (i, (came_from, how)) in enumerate(zip(ids, steps, strict=True))]
     datasets.publish(store, name, rows, job_id=new_job(name), lineage={})
 
     page = datasets.rows(store, name, 1)

@@ -25,8 +25,8 @@ def test_a_runs_files_go_and_a_second_delete_finds_nothing_left(tmp_path):
     features = FeatureStore(tmp_path)
     for shard in range(3):
         features.write_shard("fr-1", "train", shard, [f"r{shard}"], np.ones((1, 4)))
-    (features.root / "features" / "fr-1" / "warmup").mkdir()
-    (features.root / "features" / "fr-1" / "warmup" / "adapter.bin").write_bytes(b"x")
+    (tmp_path / "features" / "fr-1" / "warmup").mkdir()
+    (tmp_path / "features" / "fr-1" / "warmup" / "adapter.bin").write_bytes(b"x")
     features.write_shard("fr-2", "train", 0, ["r"], np.ones((1, 4)))
     assert features.delete_run("fr-1") == 7
     assert not (tmp_path / "features" / "fr-1").exists() and features.manifests("fr-2", "train")

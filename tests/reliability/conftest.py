@@ -50,6 +50,45 @@ def wait_for(check: Callable[[], Any], *, timeout_s: float, poll_s: float = 0.2,
         time.sleep(poll_s)
 
 
+# The real model, as small as a run gets: a rank-2 adapter on q only, 64 tokens, 64 dims, one
+# warm-up epoch. The stack cuts shards of 4 rows: a tiny run of 16 + 4 rows is five shard tasks.
+TINY_ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length": 64, "batch_size": 4,
+               "proj_dim": 64}
+TINY_WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
+TINY_POOL_ROWS, TINY_TARGET_ROWS = 16, 4
+
+
+def start_tiny_run(stack, name: str) -> tuple[str, str, str, str]:
+    """Import a tiny pool and target named after ``name``, queue a gradient run of them on the
+    stack: (pool, target, run id, the orchestrator's task id)."""
+    from gradwalk.platform import feature_runs, pools
+
+    pool, target = f"{name}-pool", f"{name}-target"
+    pools.import_pool(stack.store, pool, [chat(pool, i) for i in range(TINY_POOL_ROWS)])
+    pools.import_target(stack.store, target, [chat(target, i) for i in range(TINY_TARGET_ROWS)])
+    run_id = feature_runs.create(stack.store, pool, [target], engine=TINY_ENGINE, warmup=TINY_WARMUP)
+    return pool, target, run_id, stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+
+
+def running_shards(stack, exclude: set[str]) -> list[dict]:
+    """Tasks of the stack that a live process is executing now: {id, pid, hostname}."""
+    client = stack.redis_client()
+    out = []
+    for key in client.scan_iter("celery-task-meta-*", count=1000):
+        meta = json.loads(client.get(key) or "{}")
+        info = meta.get("result") or {}
+        if meta.get("status") != "STARTED" or meta.get("task_id") in exclude or not isinstance(info, dict):
+            continue
+        pid = info.get("pid")
+        try:
+            alive = b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            alive = False
+        if alive:
+            out.append({"id": meta["task_id"], "pid": pid, "hostname": info.get("hostname")})
+    return out
+
+
 def _named_worker(settings, queue: str, tag: str):
     """A Celery worker of ``queue`` with a node name and pid file of its own (``tag``), so that
     two workers can consume one queue side by side."""

@@ -12,53 +12,25 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from gradwalk.platform import feature_runs, pools
+from gradwalk.platform import feature_runs
 from gradwalk.platform.artifacts import FeatureStore
 
-from .conftest import chat, wait_for
+from .conftest import TINY_POOL_ROWS as POOL_ROWS
+from .conftest import TINY_TARGET_ROWS as TARGET_ROWS
+from .conftest import running_shards, start_tiny_run, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
-# The real model, as small as a run gets: a rank-2 adapter on q only, 64 tokens, 64 dims, one
-# warm-up epoch. The stack cuts shards of 4 rows: five shard tasks in all.
-ENGINE = {"lora_r": 2, "lora_alpha": 8, "lora_targets": ["q_proj"], "max_length": 64, "batch_size": 4,
-          "proj_dim": 64}
-WARMUP = {"fraction": 0.1, "epochs": 1, "examples_per_step": 4}
-POOL_ROWS, TARGET_ROWS = 16, 4
-
-
-def running_shards(stack, exclude: set[str]) -> list[dict]:
-    """Tasks of the stack that a live process is executing now: {id, pid, hostname}."""
-    client = stack.redis_client()
-    out = []
-    for key in client.scan_iter("celery-task-meta-*", count=1000):
-        meta = json.loads(client.get(key) or "{}")
-        info = meta.get("result") or {}
-        if meta.get("status") != "STARTED" or meta.get("task_id") in exclude or not isinstance(info, dict):
-            continue
-        pid = info.get("pid")
-        try:
-            alive = b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            alive = False
-        if alive:
-            out.append({"id": meta["task_id"], "pid": pid, "hostname": info.get("hostname")})
-    return out
 
 
 def test_killed_gpu_workers_lose_no_row(healed, prefix):
     stack = healed
     store = stack.store
-    pool, target = f"{prefix}kill-pool", f"{prefix}kill-target"
-    pools.import_pool(store, pool, [chat(pool, i) for i in range(POOL_ROWS)])
-    pools.import_target(store, target, [chat(target, i) for i in range(TARGET_ROWS)])
-    run_id = feature_runs.create(store, pool, [target], engine=ENGINE, warmup=WARMUP)
     started = time.monotonic()
-    orchestrator = stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+    pool, target, run_id, orchestrator = start_tiny_run(stack, f"{prefix}kill")
     a, b = stack.workers["gpu-a"], stack.workers["gpu-b"]
 
     def shard_on(worker):

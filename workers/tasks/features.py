@@ -15,6 +15,7 @@ run skips none: every text has an embedding).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -52,8 +53,17 @@ def _engine_config(engine: dict[str, Any]):
     return EngineConfig(**fields, device=settings.device, cache_dir=settings.cache_dir)
 
 
-def _warmup_dir(run_id: str):
-    return feature_store().root / "features" / run_id / "warmup"
+WARMUP_FOLDER = "warmup"  # beside the run's shards in the store; each host reads it from its own copy
+
+
+def _warmup_dir(run_id: str, *, fetch: bool = False):
+    """The run's warm-up folder on this host; with ``fetch``, copied from the store when absent there."""
+    from gradwalk.workers.engine.warmup import MANIFEST
+
+    if fetch:
+        with contextlib.suppress(errors.NotFound):
+            return feature_store().fetch_folder(run_id, WARMUP_FOLDER, MANIFEST)
+    return feature_store().staging_folder(run_id, WARMUP_FOLDER)
 
 
 def _embedder(engine: dict[str, Any]):
@@ -76,7 +86,7 @@ def _encoder(run_id: str) -> Callable[[list[dict[str, Any]], bool, Callable[[int
     from gradwalk.workers.engine.features import Featurizer
     from gradwalk.workers.engine.warmup import load_checkpoints
 
-    featurizer = Featurizer(_engine_config(run.engine), load_checkpoints(_warmup_dir(run_id)))
+    featurizer = Featurizer(_engine_config(run.engine), load_checkpoints(_warmup_dir(run_id, fetch=True)))
     return lambda examples, train, progress: featurizer.run(
         examples, "train" if train else "validation", progress=progress).rows
 
@@ -99,7 +109,7 @@ def _chunks(ids: list[str], size: int) -> list[list[str]]:
 def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str]) -> dict[str, Any]:
     """Fix a gradient run's engine settings and train its warm-up; what the run records for them."""
     from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
-    from gradwalk.workers.engine.warmup import warmup, warmup_indices
+    from gradwalk.workers.engine.warmup import MANIFEST, warmup, warmup_indices
 
     chosen = EngineConfig.for_device(get_settings().device, **run.engine)
     engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
@@ -111,8 +121,9 @@ def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str])
         feature_runs.mark(store, run.id, "warming up", warmup_steps_done=done, warmup_steps_total=total)
 
     sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
-    checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run.id), config, warm,
+    checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run.id, fetch=True), config, warm,
                          progress=warm_progress)
+    feature_store().publish_folder(run.id, WARMUP_FOLDER, MANIFEST)  # for the gpu workers of other hosts
     return {"engine": engine, "dim": len(checkpoints) * config.proj_dim,
             "checkpoints": [{"epoch": n + 1, "lr": c.lr} for n, c in enumerate(checkpoints)]}
 
