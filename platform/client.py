@@ -32,6 +32,7 @@ from gradwalk.platform.schemas import (
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
+    FeatureRunExtension,
     FeatureRunPublic,
     GraphPublic,
     ImportReportPublic,
@@ -200,6 +201,11 @@ class Client:
         """Feature runs (of ``pool``, of ``kind``: ``gradient`` or ``embedding``), newest first."""
         params = {k: v for k, v in {"pool": pool, "kind": kind}.items() if v}
         return [FeatureRunPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
+
+    def extend_feature_run(self, run_id: str) -> FeatureRunExtension:
+        """Queue the featurisation of the pool rows run ``run_id`` lacks, with its own settings;
+        ``adding`` says how many rows (0: nothing to do)."""
+        return FeatureRunExtension.model_validate(self._json("POST", f"/feature-runs/{run_id}/extend"))
 
     def graphs(self, *, feature_run: str | None = None) -> list[GraphPublic]:
         params = {"feature_run": feature_run} if feature_run else {}
