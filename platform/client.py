@@ -224,6 +224,11 @@ class Client:
                 "feature_run": feature_run, "graph": graph}
         return Job(self, JobPublic.model_validate(self._json("POST", "/jobs", json=body)))
 
+    def select_like(self, dataset: str) -> Job:
+        """Run ``dataset``'s last job again, as it was, on the grown pool: its next version
+        (refused, with what to run, while the feature run or graph lacks rows of the pool)."""
+        return Job(self, JobPublic.model_validate(self._json("POST", f"/jobs/like/{dataset}")))
+
     def job(self, job_id: str) -> Job:
         return Job(self, self._job_info(job_id))
 

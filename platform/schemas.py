@@ -363,6 +363,8 @@ class DiffPublic(BaseModel):
     kept: int
     added_ids: list[str]
     removed_ids: list[str]
+    added_new: int | None = None  # of the added rows, those the pool gained after version a was selected
+    added_new_ids: list[str] = []
 
 
 class RetireRequest(Request):
