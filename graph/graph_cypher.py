@@ -267,3 +267,25 @@ SET g.status = 'ready', g.nodes = $nodes, g.blocks = size(blocks), g.block_edges
     g.extended_at = datetime(), g.updated_at = datetime(),
     g.extend_s = duration.inSeconds(g.extend_started_at, datetime()).milliseconds / 1000.0
 RETURN g.id AS id"""
+
+# An extension's reads of old rows: each list's lowest cosine and length (cheap: two numbers a
+# row), then, of the rows new rows enter, only the edges a new row can displace (w <= $cut).
+LIST_FLOORS = """
+UNWIND $ids AS id
+MATCH (a:Instruction {id: id})
+CALL {
+  WITH a
+  OPTIONAL MATCH (a)-[r:SIMILAR {graph: $graph}]->()
+  RETURN min(r.w) AS low, count(r) AS n
+}
+RETURN collect(low) AS low, collect(n) AS n"""
+
+LOW_EDGES = """
+UNWIND $rows AS row
+MATCH (a:Instruction {id: row.id})
+CALL {
+  WITH a, row
+  OPTIONAL MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WHERE r.w <= row.cut
+  RETURN collect(b.id) AS targets, collect(r.w) AS weights
+}
+RETURN collect(targets) AS targets, collect(weights) AS weights"""

@@ -24,7 +24,6 @@ the rows added and when.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from gradwalk import errors
 from gradwalk.device import resolve_device
 from gradwalk.graph.edge_writer import EdgeWriter
 from gradwalk.graph.graph_build import STALE_AFTER_S, FeatureSource, _feature_run_rows, load_features
-from gradwalk.graph.graph_cypher import APPLY_ENTRIES, CLAIM_EXTEND, FINISH_EXTEND, READ_GRAPH
+from gradwalk.graph.graph_cypher import APPLY_ENTRIES, CLAIM_EXTEND, FINISH_EXTEND, LIST_FLOORS, LOW_EDGES, READ_GRAPH
 from gradwalk.graph.graph_records import GraphInfo, get_graph, superseded
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
 from gradwalk.graph.neighbors import RowIndex
@@ -45,8 +44,7 @@ if TYPE_CHECKING:
     import torch
 
 EXTENDING = "extending"
-_NO_ROWS, _NO_COSINES = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-ROWS_PER_READ = 2_000  # old rows whose lists one read fetches
+ROWS_PER_READ = 2_000  # old rows whose list floors one read fetches
 CHANGES_PER_WRITE = 2_000  # old rows changed per write transaction
 
 
@@ -123,71 +121,82 @@ def _write_new_rows(store: GraphStore, info: GraphInfo, ids: Sequence[str], x: t
 
 
 def _merged(targets: np.ndarray, weights: np.ndarray, entering: np.ndarray, scores: np.ndarray,
-            k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top k of a row's current list and the entering rows, by descending cosine, equal cosines
-    by ascending row (graph.knn's order)."""
+            room: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``room`` of a row's displaceable edges and the entering rows, by descending cosine,
+    equal cosines by ascending row (graph.knn's order)."""
     fresh = ~np.isin(entering, targets)
     rows = np.concatenate([targets, entering[fresh]])
     cosines = np.concatenate([weights, scores[fresh]])
-    order = np.lexsort((rows, -cosines))[:k]
+    order = np.lexsort((rows, -cosines))[:room]
     return rows[order], cosines[order]
+
+
+class _Entries:
+    """The changes of old rows' lists, written CHANGES_PER_WRITE rows per transaction (APPLY_ENTRIES)."""
+
+    def __init__(self, store: GraphStore, info: GraphInfo, ids: Sequence[str], nodes: int) -> None:
+        self.store, self.info, self.ids = store, info, ids
+        self.changes: list[dict[str, Any]] = []
+        self.delta = np.zeros(len(block_ranges(nodes, info.block_rows)), dtype=np.int64)
+
+    def add(self, source: int, dropped: np.ndarray, added: np.ndarray, cosines: np.ndarray) -> None:
+        self.changes.append({"source": self.ids[source], "drop": [self.ids[r] for r in dropped.tolist()],
+                             "add": [self.ids[r] for r in added.tolist()], "w": cosines.tolist()})
+        self.delta[source // self.info.block_rows] += len(added) - len(dropped)
+        if len(self.changes) >= CHANGES_PER_WRITE:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.changes:
+            return
+        want = (sum(len(c["drop"]) for c in self.changes), sum(len(c["add"]) for c in self.changes))
+        found = self.store.write(APPLY_ENTRIES, {"graph": self.info.id, "build": self.info.build_id,
+                                                 "changes": self.changes, "delta": self.delta.tolist()})
+        if not found:
+            raise superseded(self.info)
+        if (found[0]["dropped"], found[0]["added"]) != want:
+            raise errors.Conflict(f"graph {self.info.id}: an extension batch changed {found[0]['dropped']}/"
+                                  f"{found[0]['added']} edges, not {want[0]}/{want[1]}; an instruction vanished")
+        self.changes.clear()
+        self.delta[:] = 0
+
+
+def _read(store: GraphStore, query: str, **params: Any) -> dict[str, Any]:
+    return store.transaction(lambda tx: tx.run(query, **params).single().data(), write=False)
 
 
 def _enter_new_rows(store: GraphStore, info: GraphInfo, ids: Sequence[str], x: torch.Tensor, old: int,
                     device: str, progress: Callable[[int, int], None] | None) -> None:
-    """For every old row, let in the new rows that beat its current k-th neighbour."""
+    """For every old row, let in the new rows that beat its current k-th neighbour.
+
+    Only two numbers per old row are read (its list's lowest cosine and length); of the rows a new
+    row enters, only the edges it can displace (cosine at most the best entering one)."""
     index = RowIndex(info.id, ids)
+    entries = _Entries(store, info, ids, len(ids))
     new = x[old:]
-    changes: list[dict[str, Any]] = []
-    delta = np.zeros(len(block_ranges(len(ids), info.block_rows)), dtype=np.int64)
-
-    def flush() -> None:
-        if not changes:
-            return
-        want_drop = sum(len(c["drop"]) for c in changes)
-        want_add = sum(len(c["add"]) for c in changes)
-        found = store.write(APPLY_ENTRIES, {"graph": info.id, "build": info.build_id, "changes": changes,
-                                            "delta": delta.tolist()})
-        if not found:
-            raise superseded(info)
-        if (found[0]["dropped"], found[0]["added"]) != (want_drop, want_add):
-            raise errors.Conflict(f"graph {info.id}: an extension batch changed {found[0]['dropped']}/"
-                                  f"{found[0]['added']} edges, not {want_drop}/{want_add}; an instruction vanished")
-        changes.clear()
-        delta[:] = 0
-
     for lo, hi in block_ranges(old, max(1, min(ROWS_PER_READ, default_block_rows(len(ids) - old, device)))):
         scores = (x[lo:hi] @ new.T).cpu().numpy()
-        candidates = (lo + np.flatnonzero(scores.max(axis=1) >= info.tau)).tolist()
-        listed = set()
-        for source, targets, weights in index.edges(store, candidates) if candidates else ():
-            listed.add(source)
-            _change(changes, delta, info, ids, source, targets, weights, scores[source - lo], old)
-        for source in set(candidates) - listed:  # rows with no out-edge yet (τ > 0, or a tiny graph)
-            _change(changes, delta, info, ids, source, _NO_ROWS, _NO_COSINES, scores[source - lo], old)
-        if len(changes) >= CHANGES_PER_WRITE:
-            flush()
+        rows = np.flatnonzero(scores.max(axis=1) >= info.tau)
+        if rows.size:
+            floors = _read(store, LIST_FLOORS, graph=info.id, ids=[ids[lo + r] for r in rows.tolist()])
+            full = np.asarray(floors["n"]) >= info.k
+            low = np.array([np.inf if w is None else w for w in floors["low"]])
+            bar = np.where(full, low, info.tau)
+            entering = np.where(full[:, None], scores[rows] > bar[:, None], scores[rows] >= bar[:, None])
+            hit = np.flatnonzero(entering.any(axis=1))
+            cuts = np.where(entering[hit], scores[rows[hit]], -np.inf).max(axis=1)
+            found = _read(store, LOW_EDGES, graph=info.id,
+                          rows=[{"id": ids[lo + r], "cut": float(c)} for r, c in zip(rows[hit].tolist(), cuts.tolist(),
+                                                                                      strict=True)])
+            for h, targets, weights in zip(hit.tolist(), found["targets"], found["weights"], strict=True):
+                r = int(rows[h])
+                lower, cosines = index.of(targets), np.asarray(weights, dtype=np.float64)
+                room = info.k - (int(floors["n"][h]) - len(lower))
+                picked = np.flatnonzero(entering[h])
+                kept, kept_w = _merged(lower, cosines, old + picked, scores[r, picked].astype(np.float64), room)
+                added = ~np.isin(kept, lower)
+                if added.any():
+                    entries.add(lo + r, np.setdiff1d(lower, kept), kept[added], kept_w[added])
         if progress is not None:
             progress(hi, old)
-    flush()
-
-
-def _change(changes: list[dict[str, Any]], delta: np.ndarray, info: GraphInfo, ids: Sequence[str], source: int,
-            targets: np.ndarray, weights: np.ndarray, scores: np.ndarray, old: int) -> None:
-    """Queue the change of one old row's list, if any new row enters it."""
-    order = np.lexsort((targets, -weights))
-    targets, weights = targets[order], weights[order]
-    bar = weights[-1] if len(targets) >= info.k else None
-    entering = np.flatnonzero(scores > bar if bar is not None else scores >= info.tau)
-    if not entering.size:
-        return
-    rows, cosines = _merged(targets, weights, old + entering, scores[entering].astype(np.float64), info.k)
-    dropped = np.setdiff1d(targets, rows)
-    added = np.setdiff1d(rows, targets)
-    if not added.size:
-        return
-    keep = np.isin(rows, added)
-    changes.append({"source": ids[source], "drop": [ids[r] for r in dropped.tolist()],
-                    "add": [ids[r] for r in rows[keep].tolist()], "w": cosines[keep].tolist()})
-    delta[source // info.block_rows] += len(added) - len(dropped)
-
+    entries.flush()

@@ -70,7 +70,7 @@ def test_extend_equals_rebuild(store, settings, prefix, clustered, kind, k, tau)
 
 def test_generations_and_refusals(store, settings, prefix, clustered):
     x = _rows("random", clustered)
-    graph, ids, features = _grow(store, settings, prefix, x, 6, 0.0)
+    graph, _ids, features = _grow(store, settings, prefix, x, 6, 0.0)
     extend_graph(store, features, graph, device="cpu")
     node = store.read("MATCH (g:InstructionGraph {id: $g}) RETURN g.generations AS g", {"g": graph})[0]["g"]
     import json

@@ -4,7 +4,6 @@ run, until the run and the graph hold the new rows), and the diff names the adde
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -31,7 +30,7 @@ def grown(store, settings, prefix):
     pools.import_target(store, target, [_chat(target, i) for i in range(4)])
     ids = feature_runs.member_ids(store, pool)
     rng = np.random.default_rng(3)
-    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
     val = unit(rng.normal(size=(4, DIM)) + 0.5)
     run = f"{prefix}run"
     features = FeatureStore(settings.artifacts)
