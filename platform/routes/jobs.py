@@ -25,11 +25,11 @@ def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> JobPubli
 
 
 @router.post("/like/{dataset}", response_model=JobPublic, status_code=202, name="submit_job_like")
-def submit_job_like(dataset: Annotated[str, Path(max_length=200)], store: StoreDep, caller: CuratorDep) -> dict:
+def submit_job_like(dataset: Annotated[str, Path(max_length=200)], store: StoreDep, caller: CuratorDep) -> JobPublic:
     """Run the dataset's last job again, as it was, on the grown pool; it publishes the next
     version, whose lineage says the generation it was selected from. Needs a curator or admin token."""
     job_id = jobs.submit(store, generations.like(store, dataset), created_by=caller.name)
-    return _public(jobs.get(store, job_id))
+    return jobs.get(store, job_id)
 
 
 @router.get("", response_model=list[JobPublic], name="list_jobs")
