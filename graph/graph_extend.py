@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     import torch
 
 EXTENDING = "extending"
-ROWS_PER_READ = 2_000  # old rows whose list floors one read fetches
+ROWS_PER_READ = 2_000  # old rows whose list floors one read fetches (round trips cost ~0.1 s here)
+SCORE_BYTES = 64 << 20  # scores of one block of old rows against the new rows
 CHANGES_PER_WRITE = 2_000  # old rows changed per write transaction
 
 
@@ -174,7 +175,7 @@ def _enter_new_rows(store: GraphStore, info: GraphInfo, ids: Sequence[str], x: t
     index = RowIndex(info.id, ids)
     entries = _Entries(store, info, ids, len(ids))
     new = x[old:]
-    for lo, hi in block_ranges(old, max(1, min(ROWS_PER_READ, default_block_rows(len(ids) - old, device)))):
+    for lo, hi in block_ranges(old, max(1, min(ROWS_PER_READ, SCORE_BYTES // (4 * (len(ids) - old))))):
         scores = (x[lo:hi] @ new.T).cpu().numpy()
         rows = np.flatnonzero(scores.max(axis=1) >= info.tau)
         if rows.size:
