@@ -19,6 +19,12 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
     python benchmarks/graph.py                     # N = 10k and 100k
     python benchmarks/graph.py --n 10000           # one size
     python benchmarks/graph.py --write-edges 0     # the kNN part only (no Neo4j is started)
+    python benchmarks/graph.py --n 100000 --write-edges 0 --extend-percent 1   # extend against rebuild
+
+- ``extend`` (with ``--extend-percent P``): a graph is built on the first N·(1 − P/100) rows, the
+  run grown to N, and the graph extended in place (graph.graph_extend) against a full rebuild of
+  the N rows, both in this process into the private Neo4j; ``extend_s`` against ``rebuild_s``,
+  and for ``--check-rows`` sampled rows whether the two graphs' neighbour lists are equal.
 """
 
 from __future__ import annotations
@@ -175,6 +181,43 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
             "edges_deleted_per_s": deleted / delete_s, "write_full_s_estimate": n * k * first["s"] / first["edges"]}
 
 
+def time_extend(store, features_root: Path, x: np.ndarray, k: int, tau: float, percent: float, check_rows: int,
+                tag: str) -> dict:
+    """Seconds to extend a graph of N·(1 − percent/100) rows to N rows, against a rebuild on N rows."""
+    from gradwalk.graph import graph_build
+    from gradwalk.graph.graph_extend import extend_graph
+    from gradwalk.graph.neighbors import neighbors
+    from gradwalk.platform.artifacts import FeatureStore
+
+    n = x.shape[0]
+    old = n - max(1, round(n * percent / 100))
+    ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
+    store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
+                     batch_size=10_000)
+    run, features = f"bench-{tag}", FeatureStore(features_root)
+    features.write_shard(run, graph_build.FEATURE_PART, 0, ids[:old], x[:old])
+    store.write("CREATE (:FeatureRun {id: $id, status: 'complete', rows: $rows})", {"id": run, "rows": old})
+    start = time.perf_counter()
+    graph = graph_build.build_graph(store, features, run, k, tau).id
+    build_old_s = time.perf_counter() - start
+    features.write_shard(run, graph_build.FEATURE_PART, 1, ids[old:], x[old:])
+    store.write("MATCH (r:FeatureRun {id: $id}) SET r.rows = $rows", {"id": run, "rows": n})
+    start = time.perf_counter()
+    extended = extend_graph(store, features, graph)
+    extend_s = time.perf_counter() - start
+    sample = [ids[i] for i in np.random.default_rng(0).choice(n, size=min(n, check_rows), replace=False)]
+    after_extend = neighbors(store, graph, sample)
+    graph_build.delete_graph(store, graph)
+    start = time.perf_counter()
+    rebuilt = graph_build.build_graph(store, features, run, k, tau)
+    rebuild_s = time.perf_counter() - start
+    equal = sum(set(after_extend[i]) == set(edges) for i, edges in neighbors(store, graph, sample).items())
+    graph_build.delete_graph(store, graph)
+    return {"old_rows": old, "new_rows": n - old, "build_old_s": build_old_s, "extend_s": extend_s,
+            "rebuild_s": rebuild_s, "rebuild_over_extend": rebuild_s / extend_s,
+            "edges_equal": extended.edges == rebuilt.edges, "rows_checked": len(sample), "rows_equal": equal}
+
+
 def private_store(tmp: Path, stack: contextlib.ExitStack, pagecache_mb: int | None = None):
     """A migrated Neo4j of this run's own and a store on it, both closed when ``stack`` unwinds."""
     from gradwalk.graph.migrations import migrate
@@ -201,17 +244,24 @@ def main() -> None:
     parser.add_argument("--warmup-edges", type=int, default=192_000, help="edges written untimed first")
     parser.add_argument("--repeat", type=int, default=2, help="timings of each side; the best counts")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extend-percent", type=float, default=0.0,
+                        help="also time extending a graph by this share of N against a rebuild (0: skip)")
+    parser.add_argument("--check-rows", type=int, default=2_000, help="rows compared after extend and rebuild")
     args = parser.parse_args()
 
     device = resolve_device("auto")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-graph-") as tmp, contextlib.ExitStack() as stack:
-        store, neo4j = private_store(Path(tmp), stack) if args.write_edges > 0 else (None, None)
+        needs_neo4j = args.write_edges > 0 or args.extend_percent > 0
+        store, neo4j = private_store(Path(tmp), stack) if needs_neo4j else (None, None)
         for n in args.n:
             x = synthetic_rows(n, args.dim, args.seed)
             knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau,
                            torch.device(device), args.repeat)
             writes = {}
-            if store is not None:  # one write transaction at a time and the platform's default, in turn
+            if args.extend_percent > 0:
+                writes["extend"] = time_extend(store, Path(tmp) / "artifacts", x, args.k, args.tau,
+                                               args.extend_percent, args.check_rows, f"n{n}-extend")
+            if args.write_edges > 0:  # one write transaction at a time and the platform's default, in turn
                 from gradwalk.graph.edge_writer import CONCURRENT_WRITES
 
                 for attempt in range(args.repeat):

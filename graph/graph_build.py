@@ -173,6 +173,9 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
 
     def claim(tx: neo4j.ManagedTransaction) -> dict[str, Any]:
         found = tx.run(CLAIM_GRAPH, graph=gid).single()
+        if found["extending"]:
+            raise errors.Conflict(f"instruction graph {gid} is {found['status']} while rows are added to it; "
+                                  f"finish that with: gradwalk graph extend {gid}")
         if found["status"] in (None, DELETED):
             tx.run(INIT_GRAPH, params).consume()
         elif found["status"] == FAILED or (found["status"] == BUILDING and (found["idle_s"] or 0) >= stale_after_s):

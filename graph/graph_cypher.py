@@ -19,7 +19,8 @@ CLAIM_GRAPH = """
 MERGE (g:InstructionGraph {id: $graph})
 SET g._lock = true
 REMOVE g._lock
-RETURN g.status AS status, duration.inSeconds(g.heartbeat_at, datetime()).seconds AS idle_s"""
+RETURN g.status AS status, duration.inSeconds(g.heartbeat_at, datetime()).seconds AS idle_s,
+       g.extend_from IS NOT NULL AS extending"""
 
 # Edges of this id left by a writer that raced a deletion make every block "started", so its
 # writes delete before they create.
@@ -39,7 +40,8 @@ MATCH (g:InstructionGraph {id: $graph})
 SET g.status = 'building', g.build_id = $build, g.error = null, g.started_at = datetime(),
     g.heartbeat_at = datetime(), g.updated_at = datetime()"""
 
-CURRENT = "g.status = 'building' AND g.build_id = $build"  # the build that may write
+# The build (or extension, graph_extend.py) that may write.
+CURRENT = "g.status IN ['building', 'extending'] AND g.build_id = $build"
 
 READ_GRAPH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g {.*} AS graph"
 
@@ -215,3 +217,75 @@ RETURN collect(row) AS rows, collect(l.targets) AS targets"""
 
 # Whether a graph's lists index the caller's row order (neighbor_lists.row_order).
 LISTS_MATCH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.row_order = $row_order AS usable"
+
+# An extension (graph_extend.py) claims a ready graph, a failed extension, or one silent for
+# $stale_after_s; the node lock makes the check and the claim one step, so two never both run.
+# extend_delta counts, per block of the grown layout, the edges old rows gained or lost so far.
+CLAIM_EXTEND = """
+MATCH (g:InstructionGraph {id: $graph})
+SET g._lock = true
+REMOVE g._lock
+WITH g, g.status AS was, coalesce(duration.inSeconds(g.heartbeat_at, datetime()).seconds, 0) AS idle_s
+WHERE was = 'ready' OR (was IN ['extending', 'failed'] AND g.extend_from IS NOT NULL
+                        AND (was = 'failed' OR idle_s >= $stale_after_s))
+SET g.status = 'extending', g.build_id = $build, g.error = null, g.heartbeat_at = datetime(),
+    g.updated_at = datetime(), g.extend_started_at = datetime(),
+    g.extend_delta = CASE WHEN was = 'ready' THEN [i IN range(1, $blocks) | 0] ELSE g.extend_delta END,
+    g.extend_from = CASE WHEN was = 'ready' THEN g.nodes ELSE g.extend_from END
+RETURN was"""
+
+# One batch of old rows whose lists new rows entered: their displaced edges deleted and the
+# entering ones created, with the per-block edge change, in one transaction.
+APPLY_ENTRIES = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+SET g.extend_delta = [i IN range(0, size(g.extend_delta) - 1) | g.extend_delta[i] + $delta[i]],
+    g.heartbeat_at = datetime()
+WITH g
+CALL {{
+  UNWIND $changes AS c
+  MATCH (:Instruction {{id: c.source}})-[r:SIMILAR {{graph: $graph}}]->(b:Instruction)
+  WHERE b.id IN c.drop
+  DELETE r
+  RETURN count(*) AS dropped
+}}
+CALL {{
+  UNWIND $changes AS c
+  MATCH (a:Instruction {{id: c.source}})
+  UNWIND range(0, size(c.add) - 1) AS j
+  MATCH (b:Instruction {{id: c.add[j]}})
+  CREATE (a)-[:SIMILAR {{graph: $graph, w: c.w[j]}}]->(b)
+  RETURN count(*) AS added
+}}
+RETURN dropped, added"""
+
+FINISH_EXTEND = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+WITH g, [i IN range(0, size($block_edges) - 1) | $block_edges[i] + g.extend_delta[i]] AS blocks
+SET g.status = 'ready', g.nodes = $nodes, g.blocks = size(blocks), g.block_edges = blocks,
+    g.blocks_done = size(blocks), g.edges = reduce(total = 0, e IN blocks | total + e),
+    g.generations = $generations, g.extend_from = null, g.extend_delta = null, g.build_id = null,
+    g.extended_at = datetime(), g.updated_at = datetime(),
+    g.extend_s = duration.inSeconds(g.extend_started_at, datetime()).milliseconds / 1000.0
+RETURN g.id AS id"""
+
+# An extension's reads of old rows: each list's lowest cosine and length (cheap: two numbers a
+# row), then, of the rows new rows enter, only the edges a new row can displace (w <= $cut).
+LIST_FLOORS = """
+UNWIND $ids AS id
+MATCH (a:Instruction {id: id})
+CALL {
+  WITH a
+  OPTIONAL MATCH (a)-[r:SIMILAR {graph: $graph}]->()
+  RETURN min(r.w) AS low, count(r) AS n
+}
+RETURN collect(low) AS low, collect(n) AS n"""
+
+LOW_EDGES = """
+UNWIND $rows AS row
+MATCH (a:Instruction {id: row.id})
+CALL {
+  WITH a, row
+  OPTIONAL MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WHERE r.w <= row.cut
+  RETURN collect(b.id) AS targets, collect(r.w) AS weights
+}
+RETURN collect(targets) AS targets, collect(weights) AS weights"""

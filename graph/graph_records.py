@@ -90,7 +90,8 @@ def ready_graph(store: GraphStore, graph: str, row_ids: Sequence[str]) -> GraphI
     if info.status != READY:
         raise errors.Conflict(f"instruction graph {graph} is {info.status}, not ready")
     if len(row_ids) != info.nodes:
-        raise errors.InvalidInput(f"graph {graph} has {info.nodes} nodes but {len(row_ids)} rows were given")
+        grown = f"; its feature run has grown: run `gradwalk graph extend {graph}`" if len(row_ids) > info.nodes else ""
+        raise errors.InvalidInput(f"graph {graph} has {info.nodes} nodes but {len(row_ids)} rows were given{grown}")
     return info
 
 

@@ -32,6 +32,7 @@ from gradwalk.platform.schemas import (
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
+    FeatureRunExtension,
     FeatureRunPublic,
     GraphPublic,
     ImportReportPublic,
@@ -201,6 +202,11 @@ class Client:
         params = {k: v for k, v in {"pool": pool, "kind": kind}.items() if v}
         return [FeatureRunPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
 
+    def extend_feature_run(self, run_id: str) -> FeatureRunExtension:
+        """Queue the featurisation of the pool rows run ``run_id`` lacks, with its own settings;
+        ``adding`` says how many rows (0: nothing to do)."""
+        return FeatureRunExtension.model_validate(self._json("POST", f"/feature-runs/{run_id}/extend"))
+
     def graphs(self, *, feature_run: str | None = None) -> list[GraphPublic]:
         params = {"feature_run": feature_run} if feature_run else {}
         return [GraphPublic.model_validate(g) for g in self._json("GET", "/graphs", params=params)]
@@ -217,6 +223,11 @@ class Client:
                 "method": method, "dataset": dataset, "params": params,
                 "feature_run": feature_run, "graph": graph}
         return Job(self, JobPublic.model_validate(self._json("POST", "/jobs", json=body)))
+
+    def select_like(self, dataset: str) -> Job:
+        """Run ``dataset``'s last job again, as it was, on the grown pool: its next version
+        (refused, with what to run, while the feature run or graph lacks rows of the pool)."""
+        return Job(self, JobPublic.model_validate(self._json("POST", f"/jobs/like/{dataset}")))
 
     def job(self, job_id: str) -> Job:
         return Job(self, self._job_info(job_id))

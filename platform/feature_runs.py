@@ -112,7 +112,7 @@ def get(store: GraphStore, run_id: str) -> FeatureRunPublic:
     if not rows:
         raise errors.NotFound(f"no feature run {run_id!r}")
     run = {k: v for k, v in rows[0]["run"].items() if v is not None and not k.startswith("_")}
-    for key in ("engine", "warmup", "checkpoints", "skipped"):
+    for key in ("engine", "warmup", "checkpoints", "skipped", "generations"):
         if key in run:
             run[key] = json.loads(run[key])
     return FeatureRunPublic.model_validate(run)

@@ -21,6 +21,25 @@ from gradwalk.platform import work_queue
 from gradwalk.platform.waiting import wait_until
 
 BUILD_TASK = "gradwalk.graph.build"
+EXTEND_TASK = "gradwalk.graph.extend"
+
+
+def extend_on_worker(graph: str, *, timeout_s: float = 24 * 3600) -> graph_records.GraphInfo:
+    """Extend a graph on a gpu worker (graph/graph_extend.py) and wait for it; its errors come back
+    as the project's own (a refusal says what to run first)."""
+    try:
+        reply = work_queue.send(EXTEND_TASK, [graph], work_queue.GPU_QUEUE).get(timeout=timeout_s,
+                                                                                 propagate=False)
+    except CeleryTimeout as e:
+        raise errors.ServiceUnavailable(f"the extension of graph {graph} did not end within {timeout_s:.0f}s; "
+                                        "is a gpu worker running? (`gradwalk services up`)") from e
+    except OperationalError as e:
+        raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
+    if isinstance(reply, errors.GradwalkError):
+        raise reply
+    if isinstance(reply, BaseException):
+        raise errors.Conflict(f"extending graph {graph} failed: {type(reply).__name__}: {reply}")
+    return graph_records.GraphInfo(**reply)
 
 
 def submit_build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.DEFAULT_TAU, *,

@@ -215,6 +215,15 @@ class GraphDetail(GraphPublic):
     dependants: DependantsPublic = DependantsPublic()
 
 
+class Generation(BaseModel):
+    """One generation of a feature run: the rows it held after it, how many it added, and when."""
+
+    generation: int
+    rows: int
+    added: int
+    at: str | None = None
+
+
 class Checkpoint(BaseModel):
     """One warm-up checkpoint of a gradient run: its epoch and the learning rate it ended at."""
 
@@ -249,6 +258,14 @@ class FeatureRunPublic(BaseModel):
     created_by: str | None = None  # the token that queued it
     deleted_at: str | None = None  # a tombstone's: when and by which token it was deleted
     deleted_by: str | None = None
+    generations: list[Generation] = []  # after each featurisation: the rows held (see docs/growing.md)
+    extension: int | None = None  # the generation an extension in progress (or failed) is making
+
+
+class FeatureRunExtension(FeatureRunPublic):
+    """A feature run just asked to extend: ``adding`` rows queued (0: it already holds every pool row)."""
+
+    adding: int
 
 
 class FeatureRunDetail(FeatureRunPublic):
@@ -346,6 +363,8 @@ class DiffPublic(BaseModel):
     kept: int
     added_ids: list[str]
     removed_ids: list[str]
+    added_new: int | None = None  # of the added rows, those the pool gained after version a was selected
+    added_new_ids: list[str] = []
 
 
 class RetireRequest(Request):

@@ -95,9 +95,11 @@ def dataset_diff(name: str, a: int, b: int,
     if json_out:
         typer.echo(diff.model_dump_json())
         return
-    typer.echo(f"{name} v{a} → v{b}: {diff.added} added, {diff.removed} removed, {diff.kept} kept")
+    new = "" if diff.added_new is None else f" ({diff.added_new} of them new rows of the pool)"
+    typer.echo(f"{name} v{a} → v{b}: {diff.added} added{new}, {diff.removed} removed, {diff.kept} kept")
+    fresh = set(diff.added_new_ids)
     for instruction_id in diff.added_ids:
-        typer.echo(f"+ {instruction_id}")
+        typer.echo(f"+ {instruction_id}" + ("  (new)" if instruction_id in fresh else ""))
     for instruction_id in diff.removed_ids:
         typer.echo(f"- {instruction_id}")
 

@@ -14,6 +14,7 @@ import typer
 
 from gradwalk.platform.cli.common import JsonFlag, client, connect, maker, print_json
 from gradwalk.platform.cli.verbs import ForceFlag, echo_dependants, finish_delete
+from gradwalk.settings import get_settings
 
 if TYPE_CHECKING:
     from gradwalk.graph.store import GraphStore
@@ -68,6 +69,36 @@ def features_run(
                                      created_by=maker(store))
         run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
     typer.echo(run.model_dump_json() if json_out else f"{run_id} ({run.kind}): {run.status} ({run.rows_done} rows)")
+
+
+@features_app.command("extend")
+def features_extend(
+    run_id: Annotated[str, typer.Argument(help="The complete feature run whose pool has grown.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the extension until it ends.")] = True,
+    json_out: JsonFlag = False,
+) -> None:
+    """Featurise only the pool rows the run lacks, with the run's own model, LoRA shape, projection
+    seed, max_length and warm-up checkpoints, so new rows get what a full run gives them. It takes
+    no settings: a run with other settings is a new run (gradwalk features run POOL). Then extend
+    its graphs with gradwalk graph extend.
+
+    Example: gradwalk features extend fr-0123456789ab
+    """
+    from gradwalk.platform import feature_extend
+    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.platform.schemas import FeatureRunExtension
+
+    with connect() as store:
+        run = feature_extend.extend(store, FeatureStore(get_settings().artifacts), run_id)
+        if run.adding and wait:
+            run = FeatureRunExtension(**_follow(store, run_id).model_dump(), adding=run.adding)
+    if json_out:
+        typer.echo(run.model_dump_json())
+    elif not run.adding and run.status == "complete":
+        typer.echo(f"{run_id}: already holds every row of pool {run.pool}; nothing to add")
+    else:
+        typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.adding} new rows with the run's own settings "
+                   f"({', '.join(feature_extend.FIXED_SETTINGS)}); to change any of them start a new run")
 
 
 @features_app.command("status")

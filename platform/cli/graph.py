@@ -54,6 +54,37 @@ def graph_build(
     typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges, built in {info.build_s or 0:.1f}s")
 
 
+@graph_app.command("extend")
+def graph_extend(
+    graph: Annotated[str, typer.Argument(help="Graph id as `graph list` prints it: <run>:k<k>:tau<tau>.")],
+    local: Annotated[bool, typer.Option("--local", help="Extend in this process, not on a gpu worker.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Add the rows the graph's feature run gained (after `gradwalk features extend RUN`): each new
+    row gets its top-k among all rows, and enters an old row's list where it beats the k-th
+    neighbour. The result equals a rebuild; the work grows with new rows x N. Records a generation.
+
+    Example: gradwalk graph extend fr-0123456789ab:k64:tau0.0
+    """
+    settings = get_settings()
+    with connect() as store:
+        if local:
+            from gradwalk.graph.graph_extend import extend_graph
+            from gradwalk.platform.artifacts import FeatureStore
+
+            with progress_bar(f"extending {graph}") as progress:
+                info = extend_graph(store, FeatureStore(settings.artifacts), graph, device=settings.device,
+                                    progress=progress)
+        else:
+            from gradwalk.platform.graph_builds import extend_on_worker
+
+            info = extend_on_worker(graph)
+    if json_out:
+        typer.echo(json.dumps(info.to_dict()))
+        return
+    typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges")
+
+
 @graph_app.command("list")
 def graph_list(
     features: Annotated[str | None, typer.Option("--features", help="Only graphs of this feature run.")] = None,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gradwalk import errors
 from gradwalk.platform.cli.common import JsonFlag, ParamOpt, client, params, print_json
 
 job_app = typer.Typer(help="Selection jobs: submit, follow, cancel.", no_args_is_help=True)
@@ -20,9 +21,9 @@ def _job_line(info: Any) -> str:
 
 @job_app.command("submit")
 def job_submit(
-    pool: Annotated[str, typer.Option(help="Pool to select from.")],
-    target: Annotated[list[str], typer.Option(help="Target (repeat for multi-target selection).")],
-    dataset: Annotated[str, typer.Option(help="Dataset the selection is published to.")],
+    pool: Annotated[str | None, typer.Option(help="Pool to select from.")] = None,
+    target: Annotated[list[str] | None, typer.Option(help="Target (repeat for multi-target selection).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset the selection is published to.")] = None,
     method: Annotated[str, typer.Option(help="g2is, g2is-no-graph, g2is-no-gradient, less, embedding or "
                                              "random.")] = "g2is",
     ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select.")] = None,
@@ -30,15 +31,32 @@ def job_submit(
     feature_run: Annotated[str | None, typer.Option(help="Feature run (default: the pool's latest of the kind "
                                                          "the method reads).")] = None,
     graph: Annotated[str | None, typer.Option(help="Instruction graph (default: the run's latest).")] = None,
+    like: Annotated[str | None, typer.Option("--like", help="Re-run this dataset's last job, as it was, on the "
+                                                             "grown pool: its next version (no other option).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it finishes.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Submit a selection job; prints its id (and, with --wait, follows it with a progress bar).
 
     Example: gradwalk job submit --pool my-pool --target gsm8k --method g2is --ratio 0.05 --dataset gsm8k-5pct
+
+    Example, after the pool grew (features extend, graph extend): gradwalk job submit --like gsm8k-5pct --wait
     """
-    job = client().select(pool=pool, target=target, dataset=dataset, method=method, ratio=ratio,
-                          feature_run=feature_run, graph=graph, **params(param))
+    if like is not None:
+        given = [name for name, value in (("--pool", pool), ("--target", target), ("--dataset", dataset),
+                                          ("--ratio", ratio), ("--param", param), ("--feature-run", feature_run),
+                                          ("--graph", graph)) if value] + (["--method"] if method != "g2is" else [])
+        if given:
+            raise errors.InvalidInput(f"--like re-runs the dataset's last job as it was; drop {', '.join(given)} "
+                                      "(a job with other settings is a plain submit)")
+        job = client().select_like(like)
+    else:
+        missing = [name for name, value in (("--pool", pool), ("--target", target), ("--dataset", dataset))
+                   if not value]
+        if missing:
+            raise errors.InvalidInput(f"job submit needs {', '.join(missing)} (or --like DATASET)")
+        job = client().select(pool=pool, target=target, dataset=dataset, method=method, ratio=ratio,
+                              feature_run=feature_run, graph=graph, **params(param))
     if wait:
         job.wait(progress=not json_out)
     typer.echo(job.info.model_dump_json() if json_out else _job_line(job.info))

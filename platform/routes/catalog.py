@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from gradwalk import errors
-from gradwalk.platform import catalog, deletion, pools
+from gradwalk.platform import catalog, deletion, feature_extend, pools
 from gradwalk.platform.artifacts import FeatureStore
 from gradwalk.platform.routes.deps import CallerDep, CuratorDep, SettingsDep, StoreDep
 from gradwalk.platform.schemas import (
@@ -22,6 +22,7 @@ from gradwalk.platform.schemas import (
     CollectionPublic,
     DeletePublic,
     FeatureRunDetail,
+    FeatureRunExtension,
     FeatureRunPublic,
     Format,
     GraphDetail,
@@ -194,6 +195,14 @@ def _produced_routes(kind: str, route: str, show: Callable[..., FeatureRunDetail
     router.add_api_route(f"/{route}/{{key}}", delete, methods=["DELETE"], name=f"delete_{name}", tags=tags,
                          response_model=DeletePublic,
                          summary=f"Delete a {kind} ({what}); a tombstone stays when a job used it")
+
+
+@router.post("/feature-runs/{run_id}/extend", response_model=FeatureRunExtension, status_code=202,
+             tags=["feature-runs"], name="extend_feature_run")
+def extend_feature_run(run_id: str, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> FeatureRunExtension:
+    """Queue the featurisation of the pool rows the run lacks, with the run's own settings (a run
+    with other settings is a new run); ``adding`` says how many. Needs a curator or admin token."""
+    return feature_extend.extend(store, FeatureStore(settings.artifacts), run_id)
 
 
 _produced_routes("feature run", "feature-runs", catalog.show_feature_run, FeatureRunDetail, "with its artifact files")

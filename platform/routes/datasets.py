@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from gradwalk.platform import datasets, exports, names
-from gradwalk.platform.routes.deps import CallerDep, StoreDep
+from gradwalk.platform import datasets, exports, generations, names
+from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.routes.deps import CallerDep, SettingsDep, StoreDep
 from gradwalk.platform.schemas import (
     DatasetPublic,
     DiffPublic,
@@ -85,12 +86,13 @@ def export_version(name: Name, version: Version, store: StoreDep,
 
 
 @router.get("/{name}/diff", response_model=DiffPublic, name="diff_versions")
-def diff_versions(name: Name, store: StoreDep, a: Annotated[int, Query(ge=1, le=MAX_VERSION)],
+def diff_versions(name: Name, store: StoreDep, settings: SettingsDep, a: Annotated[int, Query(ge=1, le=MAX_VERSION)],
                   b: Annotated[int, Query(ge=1, le=MAX_VERSION)],
                   limit: Annotated[int, Query(ge=0, le=100_000, description="Most ids listed per side")] = DIFF_IDS,
                   ) -> DiffPublic:
-    """Rows added in ``b``, removed from ``a`` and kept, with counts."""
-    return datasets.diff(store, name, a, b, limit=limit)
+    """Rows added in ``b``, removed from ``a`` and kept, with counts; ``added_new`` says how many of
+    the added rows the pool gained after ``a`` was selected (both selected from one growing run)."""
+    return generations.diff(store, FeatureStore(settings.artifacts), name, a, b, limit=limit)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")

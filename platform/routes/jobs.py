@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from gradwalk import errors
-from gradwalk.platform import catalog, jobs
+from gradwalk.platform import catalog, generations, jobs
 from gradwalk.platform.routes.deps import CallerDep, CuratorDep, StoreDep
 from gradwalk.platform.schemas import JobCreate, JobPublic, JobStatus
 
@@ -21,6 +21,14 @@ def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> JobPubli
     """Check the request, record the job (with the caller's token) and queue it; poll it until it
     finishes. Needs a curator or admin token."""
     job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()), created_by=caller.name)
+    return jobs.get(store, job_id)
+
+
+@router.post("/like/{dataset}", response_model=JobPublic, status_code=202, name="submit_job_like")
+def submit_job_like(dataset: Annotated[str, Path(max_length=200)], store: StoreDep, caller: CuratorDep) -> JobPublic:
+    """Run the dataset's last job again, as it was, on the grown pool; it publishes the next
+    version, whose lineage says the generation it was selected from. Needs a curator or admin token."""
+    job_id = jobs.submit(store, generations.like(store, dataset), created_by=caller.name)
     return jobs.get(store, job_id)
 
 

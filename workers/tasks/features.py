@@ -28,7 +28,7 @@ from celery import chord
 
 from gradwalk import errors
 from gradwalk.graph.selection import EMBEDDING
-from gradwalk.platform import feature_runs
+from gradwalk.platform import feature_extend, feature_runs
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.platform.schemas import FeatureRunPublic
 from gradwalk.platform.work_queue import GPU_QUEUE
@@ -154,9 +154,42 @@ def run_features(run_id: str) -> dict[str, Any]:
                        for i, chunk in enumerate(_chunks(feature_runs.target_ids(store, target), size))]
         feature_runs.mark(store, run_id, "featurizing", rows_total=sum(len(c) for *_, c in shards),
                           shards_total=len(shards), **prepared)
-        header = [featurize_shard.si(run_id, part, index, chunk).set(queue=GPU_QUEUE) for part, index, chunk in shards]
-        chord(header)(finish_features.si(run_id).set(queue=GPU_QUEUE))
+        _fan_out(run_id, shards)
         return {"run": run_id, "status": "featurizing", "shards": len(shards)}
+    except Exception as e:
+        feature_runs.mark(store, run_id, "failed", error=f"{type(e).__name__}: {e}"[:4000])
+        raise
+
+
+def _fan_out(run_id: str, shards: list[tuple[str, int, list[str]]]) -> None:
+    """Featurise ``shards`` (part, index, row ids) as a chord whose body finishes the run."""
+    body = finish_features.si(run_id).set(queue=GPU_QUEUE)
+    if not shards:  # an extension whose rows all landed before it failed: only the finish is left
+        body.apply_async()
+        return
+    chord([featurize_shard.si(run_id, part, index, chunk).set(queue=GPU_QUEUE)
+           for part, index, chunk in shards])(body)
+
+
+@app.task(name=feature_extend.EXTEND_TASK)
+def extend_features(run_id: str) -> dict[str, Any]:
+    """Featurise the pool rows a run lacks as new shards after its last one, with the run's own
+    settings and warm-up (platform/feature_extend.py); the finish records the new generation."""
+    store, features = graph_store(), feature_store()
+    run = feature_runs.get(store, run_id)
+    if run.status != feature_extend.EXTENDING:
+        return {"run": run_id, "status": run.status}
+    try:
+        have, new = feature_extend.plan(store, features, run)
+        val_rows = sum(m.rows + len(m.skipped) for target in run.targets
+                       for m in features.manifests(run_id, val_part(target)))
+        first = max((m.shard for m in features.manifests(run_id, TRAIN_PART)), default=-1) + 1
+        shards = [(TRAIN_PART, first + i, chunk)
+                  for i, chunk in enumerate(_chunks(new, get_settings().feature_shard_rows))]
+        feature_runs.mark(store, run_id, feature_extend.EXTENDING, rows_total=len(have) + len(new) + val_rows,
+                          shards_total=(run.shards_total or 0) + len(shards))
+        _fan_out(run_id, shards)
+        return {"run": run_id, "status": feature_extend.EXTENDING, "shards": len(shards), "rows": len(new)}
     except Exception as e:
         feature_runs.mark(store, run_id, "failed", error=f"{type(e).__name__}: {e}"[:4000])
         raise
@@ -207,5 +240,6 @@ def finish_features(run_id: str) -> dict[str, Any]:
         raise errors.InvalidInput(message)
     if any(skipped.values()):
         log.warning("feature run %s: rows without response tokens skipped: %s", run_id, skipped)
+    feature_extend.finish_generation(store, run, rows[TRAIN_PART] + skipped[TRAIN_PART])
     feature_runs.mark(store, run_id, "complete", parts=parts, rows=rows[TRAIN_PART], skipped=skipped)
     return {"run": run_id, "status": "complete", "rows": rows, "skipped": skipped}

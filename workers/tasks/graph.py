@@ -18,7 +18,7 @@ from celery import chord
 from celery.signals import task_failure
 
 from gradwalk import errors
-from gradwalk.graph import graph_build, graph_records
+from gradwalk.graph import graph_build, graph_extend, graph_records
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.device import resolve_device
@@ -46,6 +46,13 @@ def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.
     blocks = [block.si(graph_id=info.id, index=index, build_id=info.build_id) for index in todo]
     result = chord(blocks)(body) if blocks else body.apply_async()
     return {**reply, "build_id": info.build_id, "finish_task": result.id}
+
+
+@app.task(name="gradwalk.graph.extend")
+def extend(graph_id: str) -> dict[str, Any]:
+    """Add the rows the graph's feature run gained (graph/graph_extend.py), in this worker: the
+    work is new rows × N, small next to a build, so it is one task."""
+    return graph_extend.extend_graph(graph_store(), feature_store(), graph_id, device=resolve_device()).to_dict()
 
 
 def _current(graph_id: str, build_id: str) -> graph_records.GraphInfo | None:

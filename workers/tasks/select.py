@@ -19,7 +19,7 @@ import numpy as np
 from gradwalk import __version__, errors
 from gradwalk.graph.neighbors import open_neighbors
 from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
-from gradwalk.platform import feature_runs, jobs
+from gradwalk.platform import feature_runs, generations, jobs
 from gradwalk.platform.datasets import JobEnded, publish
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.platform.schemas import JobPublic
@@ -118,6 +118,7 @@ def _run(store, job_id: str) -> dict[str, Any]:
     except jobs.Cancelled:
         return {"job": job_id, "status": "skipped"}
     jobs.report(store, job_id, "loading inputs", 0.05)
+    origin = generations.selected_from(store, job.feature_run, job.graph)
     with contextlib.ExitStack() as stack:
         ids, inputs = _inputs(job, stack)
         stage = f"running {job.method}"
@@ -134,7 +135,7 @@ def _run(store, job_id: str) -> dict[str, Any]:
     lineage = {
         "job": job_id, "method": job.method, "params": job.params, "pool": job.pool,
         "targets": job.targets, "feature_run": job.feature_run, "graph": job.graph,
-        "gradwalk_version": __version__,
+        "gradwalk_version": __version__, "selected_from": origin,
     }
     try:
         version = publish(store, job.dataset, rows, job_id=job_id, lineage=lineage,
