@@ -229,10 +229,19 @@ WITH g, g.status AS was, coalesce(duration.inSeconds(g.heartbeat_at, datetime())
 WHERE was = 'ready' OR (was IN ['extending', 'failed'] AND g.extend_from IS NOT NULL
                         AND (was = 'failed' OR idle_s >= $stale_after_s))
 SET g.status = 'extending', g.build_id = $build, g.error = null, g.heartbeat_at = datetime(),
-    g.updated_at = datetime(), g.extend_started_at = datetime(),
+    g.updated_at = datetime(), g.extend_started_at = datetime(), g.row_order = null,
     g.extend_delta = CASE WHEN was = 'ready' THEN [i IN range(1, $blocks) | 0] ELSE g.extend_delta END,
     g.extend_from = CASE WHEN was = 'ready' THEN g.nodes ELSE g.extend_from END
 RETURN was"""
+
+# The extension's own write lease, on a block node of its own (index -1): the edge writer commits
+# only while its owner holds it, and renewing it keeps the extension's heartbeat alive.
+TAKE_EXTENSION_LEASE = f"""
+MATCH (g:InstructionGraph {{id: $graph}}) WHERE {CURRENT}
+MERGE (b:GraphBlock {{graph: $graph, index: $block}})
+SET b.owner = $owner, b.lease_until = datetime() + duration({{milliseconds: $lease_ms}}),
+    b.claims = coalesce(b.claims, 0) + 1
+RETURN b.owner AS owner"""
 
 # One batch of old rows whose lists new rows entered: their displaced edges deleted and the
 # entering ones created, with the per-block edge change, in one transaction.

@@ -19,6 +19,11 @@ taken over. Every step is idempotent: a row's list is re-read before it is chang
 row's out-edges are replaced as a whole, so an extension that failed half-way is finished by
 running it again. Each extension adds a *generation* to the graph: its first row, its rows after,
 the rows added and when.
+
+An extension changes old rows' lists without reading them whole, so it cannot keep their neighbour
+arrays (graph.neighbor_lists) in step: the claim clears the graph's ``row_order`` in the same
+transaction, and from then on walks read the graph through its SIMILAR edges (slower, same picks)
+until a rebuild writes the arrays again.
 """
 
 from __future__ import annotations
@@ -32,9 +37,17 @@ import numpy as np
 
 from gradwalk import errors
 from gradwalk.device import resolve_device
-from gradwalk.graph.edge_writer import EdgeWriter
+from gradwalk.graph.edge_writer import BlockLease, EdgeWriter
 from gradwalk.graph.graph_build import STALE_AFTER_S, FeatureSource, _feature_run_rows, load_features
-from gradwalk.graph.graph_cypher import APPLY_ENTRIES, CLAIM_EXTEND, FINISH_EXTEND, LIST_FLOORS, LOW_EDGES, READ_GRAPH
+from gradwalk.graph.graph_cypher import (
+    APPLY_ENTRIES,
+    CLAIM_EXTEND,
+    FINISH_EXTEND,
+    LIST_FLOORS,
+    LOW_EDGES,
+    READ_GRAPH,
+    TAKE_EXTENSION_LEASE,
+)
 from gradwalk.graph.graph_records import GraphInfo, get_graph, superseded
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
 from gradwalk.graph.neighbors import RowIndex
@@ -47,6 +60,7 @@ EXTENDING = "extending"
 ROWS_PER_READ = 2_000  # old rows whose list floors one read fetches (round trips cost ~0.1 s here)
 SCORE_BYTES = 64 << 20  # scores of one block of old rows against the new rows
 CHANGES_PER_WRITE = 2_000  # old rows changed per write transaction
+EXTENSION_BLOCK = -1  # the GraphBlock index of an extension's write lease
 
 
 def generations(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -113,7 +127,10 @@ def _write_new_rows(store: GraphStore, info: GraphInfo, ids: Sequence[str], x: t
                     device: str) -> dict[int, int]:
     """Replace the new rows' out-edges with their exact top-k among all rows; edges per new row."""
     counts: dict[int, int] = {}
-    with EdgeWriter(store, info, fresh=False) as writer:
+    lease = BlockLease(info, EXTENSION_BLOCK, info.build_id, fresh=False)
+    if not store.write(TAKE_EXTENSION_LEASE, lease.params):
+        raise superseded(info)
+    with EdgeWriter(store, lease) as writer:
         for lo, hi in block_ranges(len(ids) - old, default_block_rows(len(ids), device)):
             top, weights = knn_block(x, old + lo, old + hi, info.k, info.tau, device)
             writer.write(ids, old + lo, top, weights)
