@@ -121,16 +121,8 @@ RETURN v.version AS version
 """
 
 # How many of a version's rows come from each source (a record's own ``source``; none: null).
-_MIX_OF_STAGED = """
-MATCH (v:DatasetVersion {staging_id: $staging_id})-[:CONTAINS]->(i:Instruction)
-RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source
-"""
-
-_MIX_OF_VERSION = """
-MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $version})
-MATCH (v)-[:CONTAINS]->(i:Instruction)
-RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source
-"""
+_MIX = ("MATCH (v:DatasetVersion {%s})-[:CONTAINS]->(i:Instruction) "
+        "RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source")
 
 _DISCARD_EDGES = """
 MATCH (v:DatasetVersion {staging_id: $staging_id})-[c:CONTAINS]->() WHERE v.status = 'pending'
@@ -327,7 +319,8 @@ def publish(store: GraphStore, dataset: str, rows: Sequence[Mapping[str, Any]], 
                                           f"e.g. {missing[0]}")
                 raise errors.Conflict(f"the staged version of {dataset!r} was removed while it was written "
                                       "(it looked stale); publish again")
-        mix = json.dumps(store.read(_MIX_OF_STAGED, {"staging_id": staging_id}), ensure_ascii=False)
+        mix = json.dumps(store.read(_MIX % "staging_id: $staging_id", {"staging_id": staging_id}),
+                         ensure_ascii=False)
         if before_commit is not None:
             before_commit()
         version = store.transaction(
@@ -395,7 +388,7 @@ def _public(store: GraphStore, version: dict[str, Any]) -> VersionPublic:
 def source_mix(store: GraphStore, dataset: str, version: int) -> list[dict[str, Any]]:
     """``[{source, rows}]`` of a version, most rows first (recorded at publish; counted here for
     versions published before sources were kept)."""
-    return store.read(_MIX_OF_VERSION, {"dataset": dataset, "version": version})
+    return store.read(_MIX % "dataset: $dataset, version: $version", {"dataset": dataset, "version": version})
 
 
 def describe(store: GraphStore, dataset: str, version: int) -> VersionPublic:

@@ -64,7 +64,8 @@ class ImportFromPath(Request):
     format: Format = "auto"
     split: str | None = Field(default=None, max_length=200)
     skip_invalid: bool = False
-    source_label: str | None = Field(default=None, max_length=200)
+    source_label: str | None = Field(default=None, min_length=1, max_length=200,
+                                     description="Source of the records that name none of their own")
 
 
 class ReadReportPublic(BaseModel):

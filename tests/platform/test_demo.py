@@ -34,7 +34,7 @@ def demo_run(services, settings, shipped):
     return run_demo(settings, TINY, data=tiny_data(shipped), echo=lines.append), lines
 
 
-def test_every_stage_runs_and_publishes_a_version(demo_run, store):
+def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     result, lines = demo_run
     assert list(result["times_s"]) == ["services", "data", "import", "features", "graph", "selection"]
     assert result["pool_rows"] == TINY.pool_size and result["target_rows"] == TINY.val_size

@@ -220,3 +220,24 @@ def test_cli_submits_by_source_and_shows_sources(api_url, api_token, store, coll
     assert {r["original_id"] for r in rows} == {f"r{i}" for i in range(9) if i % 3 != 1}
     listed = cli("dataset", "versions", name)
     assert "sources: A 3 (50%), C 3 (50%)" in listed.stdout
+
+
+def test_the_migration_moves_the_old_file_name_to_import_provenance(store, prefix):
+    from gradwalk.graph.migrations import discover
+
+    record = {"id": "r1", "source": "set-a", "prompt": f"{prefix} old", "completion": "row"}
+    [old] = read_records([record]).records
+    pool, import_id = f"{prefix}old", f"{prefix}imp"
+    store.write("CREATE (i:Instruction {id: $id, messages: $m, source: 'old.jsonl', import_id: $imp})"
+                "-[:IN_POOL {import_id: $imp}]->(:Pool {name: $pool, status: 'ready', size: 1})",
+                {"id": old.id, "m": old.messages_json, "imp": import_id, "pool": pool})
+    [fields] = [m for m in discover() if m.version == 7]
+    for _ in range(2):  # a second run changes nothing
+        for statement in fields.statements:
+            store.write(statement)
+    assert stored(store, [old.id]) == {old.id: (None, None, {})}
+    assert store.read("MATCH (:Instruction {id: $id})-[o:ORIGIN]->(imp:Import) "
+                      "RETURN imp.id AS id, imp.file AS file, imp.name AS name, imp.kind AS kind",
+                      {"id": old.id}) == [{"id": import_id, "file": "old.jsonl", "name": pool, "kind": "pool"}]
+    import_pool(store, pool, [record])  # importing the file again brings the record's own fields back
+    assert stored(store, [old.id]) == {old.id: ("r1", "set-a", {})}
