@@ -387,7 +387,7 @@ class Version:
         return self._client._lines(f"{self._path}/export", {"format": "rows"})
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
-        """A ``{"messages": [...]}`` line per row, in rank order."""
+        """A ``{"messages", "id", "source", "metadata", "gradwalk"}`` line per row, in rank order."""
         exports.write_jsonl(self.iter_rows(), path)
         return Path(path)
 

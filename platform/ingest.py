@@ -225,21 +225,27 @@ def _metadata_json(obj: Mapping[str, Any], consumed: frozenset[str], cap: int) -
         fields[str(key)] = value
     if not fields:
         return None
-    sizes = {}
+    try:
+        text = json.dumps(fields, ensure_ascii=False, allow_nan=False, sort_keys=True,
+                          separators=(",", ":"))
+        size = len(text.encode("utf-8"))
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        text, size = "", -1
+    if 0 <= size <= cap:
+        return text
+    sizes = {}  # only for the error: which field is bad, or the largest
     for key, value in fields.items():
         try:
             sizes[key] = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as e:
             raise _RecordError(f"field {_shown(key)} cannot be kept as metadata ({e})") from None
-    text = json.dumps(fields, ensure_ascii=False, allow_nan=False, sort_keys=True,
-                      separators=(",", ":"))
-    size = len(text.encode("utf-8"))
-    if size > cap:
-        largest = max(sizes, key=sizes.__getitem__)
-        raise _RecordError(f"field {_shown(largest)} is {sizes[largest]:,} bytes: the record's "
-                           f"metadata is {size:,} bytes, over the limit of {cap:,} "
-                           "(max_metadata_bytes)")
-    return text
+    if size < 0:
+        raise _RecordError("the record's other fields cannot be kept as metadata (a map with keys of "
+                           "mixed types)")
+    largest = max(sizes, key=sizes.__getitem__)
+    raise _RecordError(f"field {_shown(largest)} is {sizes[largest]:,} bytes: the record's "
+                       f"metadata is {size:,} bytes, over the limit of {cap:,} "
+                       "(max_metadata_bytes)")
 
 
 def _check_ref(ref: Any, record: Record, named: dict[Any, tuple[str, str]]) -> None:
