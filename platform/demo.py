@@ -162,7 +162,7 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
         "job": job_id, "dataset": plan.dataset, "version": job.version,
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
-        "sample": [{k: row[k] for k in ("rank", "component", "step", "messages")} for row in sample],
+        "sample": [{k: row[k] for k in ("rank", "component", "step", "source", "messages")} for row in sample],
     }
     _print_summary(result, echo)
     return result

@@ -49,8 +49,8 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     assert result["edges"] > 0
     assert any(line.startswith("next steps") for line in lines)
     # The first selected rows are shown with their component and step, as the version holds them.
-    assert [(r["rank"], r["component"], r["step"]) for r in result["sample"]] == [
-        (r["rank"], r["component"], r["step"]) for r in rows[:len(result["sample"])]]
+    assert [(r["rank"], r["component"], r["step"], r["source"]) for r in result["sample"]] == [
+        (r["rank"], r["component"], r["step"], r["source"]) for r in rows[:len(result["sample"])]]
     assert len(result["sample"]) == min(5, len(rows))
     shown = [line for line in lines if line.startswith("  #")]
     assert len(shown) == len(result["sample"]) and shown[0].startswith("  #0 c")
