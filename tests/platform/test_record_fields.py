@@ -114,8 +114,8 @@ def test_round_trip_import_select_export_reimport(store, collections, new_job, p
     publish_all(store, new_job, name, ids)
     rows = datasets.rows(store, name, 1)
     assert {r["instruction_id"]: (r["original_id"], r["source"], r["metadata"]) for r in rows} == expected
-    assert datasets.describe(store, name, 1)["source_mix"] == [
-        {"source": s, "rows": 1} for s in sorted(v[1] for v in expected.values())]
+    assert [(c.source, c.rows) for c in datasets.describe(store, name, 1).source_mix] == [
+        (s, 1) for s in sorted(v[1] for v in expected.values())]
 
     out = datasets.export(store, name, 1, "jsonl", tmp_path / "v1.jsonl")
     lines = [json.loads(line) for line in out.read_text().splitlines()]
