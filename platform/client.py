@@ -214,14 +214,16 @@ class Client:
     # -- jobs -----------------------------------------------------------------------------------
     def select(self, *, pool: str, target: str | list[str], dataset: str, method: str = "g2is",
                ratio: float | None = None, feature_run: str | None = None, graph: str | None = None,
-               **params: Any) -> Job:
+               sources: list[str] | None = None, **params: Any) -> Job:
         """Submit a selection job; ``ratio`` and ``params`` are the method's parameters. Several
-        targets pool their validation features (multi-target selection)."""
+        targets pool their validation features (multi-target selection); ``sources`` selects only
+        from the pool's rows of those record sources."""
         if ratio is not None:
             params["ratio"] = ratio
         body = {"pool": pool, "targets": [target] if isinstance(target, str) else list(target),
                 "method": method, "dataset": dataset, "params": params,
-                "feature_run": feature_run, "graph": graph}
+                "feature_run": feature_run, "graph": graph,
+                "sources": list(sources) if sources is not None else None}
         return Job(self, JobPublic.model_validate(self._json("POST", "/jobs", json=body)))
 
     def select_like(self, dataset: str) -> Job:
@@ -396,7 +398,7 @@ class Version:
         return self._client._lines(f"{self._path}/export", {"format": "rows"})
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
-        """A ``{"messages": [...]}`` line per row, in rank order."""
+        """A ``{"messages", "id", "source", "metadata", "gradwalk"}`` line per row, in rank order."""
         exports.write_jsonl(self.iter_rows(), path)
         return Path(path)
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import numbers
 import os
 import re
 import uuid
@@ -43,6 +41,7 @@ from gradwalk.checks import check_int
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import exports
 from gradwalk.platform.schemas import DatasetPublic, DiffPublic, VersionPublic
+from gradwalk.platform.version_rows import checked_rows
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 BATCH_ROWS = 5_000
@@ -111,6 +110,7 @@ WHERE COUNT { (v)-[:CONTAINS]->() } = $size
 SET v.version = next, v.status = 'complete', v.created_at = datetime(), v.size = $size,
     v.content_hash = $content_hash, v.gradwalk_version = $gradwalk_version,
     v.params = coalesce($params, j.params), v.lineage = $lineage, v.method = j.method,
+    v.source_mix = $source_mix,
     v.pool = j.pool, v.created_by = j.created_by,
     v.targets = [(j)-[:USED]->(t:Target) | t.name],
     v.feature_run = head([(j)-[:USED]->(fr:FeatureRun) | fr.id]),
@@ -120,6 +120,10 @@ CREATE (d)-[:HAS_VERSION]->(v)
 CREATE (v)-[:PRODUCED_BY]->(j)
 RETURN v.version AS version
 """
+
+# How many of a version's rows come from each source (a record's own ``source``; none: null).
+_MIX = ("MATCH (v:DatasetVersion {%s})-[:CONTAINS]->(i:Instruction) "
+        "RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source")
 
 _DISCARD_EDGES = """
 MATCH (v:DatasetVersion {staging_id: $staging_id})-[c:CONTAINS]->() WHERE v.status = 'pending'
@@ -141,7 +145,7 @@ RETURN v.staging_id AS staging_id
 
 _VERSION_FIELDS = """
 v {.dataset, .version, .status, .size, .content_hash, .job_id, .created_by, .method, .pool, .targets,
-   .feature_run, .graph, .params, .lineage, .gradwalk_version, .retired_reason,
+   .feature_run, .graph, .params, .lineage, .source_mix, .gradwalk_version, .retired_reason,
    created_at: toString(v.created_at), retired_at: toString(v.retired_at)} AS version
 """
 
@@ -175,7 +179,8 @@ MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion {version: $v
 MATCH (v)-[c:CONTAINS]->(i:Instruction)
 WHERE $after IS NULL OR c.rank > $after
 RETURN c.rank AS rank, i.id AS instruction_id, i.messages AS messages, c.component AS component,
-       c.step AS step, c.score AS score, c.predecessor AS predecessor, c.reached_by AS reached_by
+       c.step AS step, c.score AS score, c.predecessor AS predecessor, c.reached_by AS reached_by,
+       i.original_id AS original_id, i.source AS source, i.metadata AS metadata
 ORDER BY rank SKIP $offset LIMIT $limit
 """
 
@@ -207,61 +212,6 @@ def check_name(dataset: object) -> str:
 
 def _check_version(version: object) -> int:
     return check_int(version, "version", low=1)
-
-
-def _optional_int(row: Mapping[str, Any], key: str, where: str) -> int | None:
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise errors.InvalidInput(f"{where}: {key} must be an integer or None, got {value!r}")
-    return int(value)
-
-
-def _checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The rows in rank order, each with exactly the stored fields; bad rows refused by index."""
-    if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
-        raise errors.InvalidInput("rows must be a list of row mappings")
-    if not rows:
-        raise errors.InvalidInput("nothing to publish: the selection has no rows")
-    checked, ids, ranks = [], set(), set()
-    for index, row in enumerate(rows):
-        where = f"row {index}"
-        if not isinstance(row, Mapping):
-            raise errors.InvalidInput(f"{where}: must be a mapping, got {type(row).__name__}")
-        instruction_id = row.get("instruction_id")
-        if not isinstance(instruction_id, str) or not instruction_id:
-            raise errors.InvalidInput(f"{where}: instruction_id must be a non-empty string")
-        rank = _optional_int(row, "rank", where)
-        if rank is None or rank < 0:
-            raise errors.InvalidInput(f"{where}: rank must be an integer >= 0, got {row.get('rank')!r}")
-        score = row.get("score")
-        if score is not None:
-            if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
-                raise errors.InvalidInput(f"{where}: score must be a finite number or None, got {score!r}")
-            score = float(score)
-        if instruction_id in ids:
-            raise errors.InvalidInput(f"{where}: instruction {instruction_id} is listed twice")
-        if rank in ranks:
-            raise errors.InvalidInput(f"{where}: rank {rank} is given to two rows")
-        ids.add(instruction_id)
-        ranks.add(rank)
-        checked.append({"instruction_id": instruction_id, "rank": rank, "score": score,
-                        "component": _optional_int(row, "component", where),
-                        "step": _optional_int(row, "step", where), **_trajectory(row, where)})
-    checked.sort(key=lambda r: r["rank"])
-    return checked
-
-
-def _trajectory(row: Mapping[str, Any], where: str) -> dict[str, str | None]:
-    """The walk's ``predecessor`` (an instruction id, None for an anchor) and ``reached_by``."""
-    out = {}
-    for key in ("predecessor", "reached_by"):
-        value = row.get(key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise errors.InvalidInput(f"{where}: {key} must be a non-empty string or None, got {value!r}")
-        out[key] = value
-    return out
 
 
 def content_hash(instruction_ids: Sequence[str]) -> str:
@@ -296,7 +246,7 @@ def publish(store: GraphStore, dataset: str, rows: Sequence[Mapping[str, Any]], 
     ``dataset`` returns that version.
     """
     check_name(dataset)
-    checked = _checked_rows(rows)
+    checked = checked_rows(rows)
     if not isinstance(lineage, Mapping):
         raise errors.InvalidInput("lineage must be a mapping")
     extra = {k: v for k, v in lineage.items() if k != "params"}
@@ -326,9 +276,12 @@ def publish(store: GraphStore, dataset: str, rows: Sequence[Mapping[str, Any]], 
                                           f"e.g. {missing[0]}")
                 raise errors.Conflict(f"the staged version of {dataset!r} was removed while it was written "
                                       "(it looked stale); publish again")
+        mix = json.dumps(store.read(_MIX % "staging_id: $staging_id", {"staging_id": staging_id}),
+                         ensure_ascii=False)
         if before_commit is not None:
             before_commit()
-        version = store.transaction(lambda tx: _commit(tx, {**meta, "staging_id": staging_id}), write=True)
+        version = store.transaction(
+            lambda tx: _commit(tx, {**meta, "staging_id": staging_id, "source_mix": mix}), write=True)
     except BaseException as exc:
         try:
             _discard(store, staging_id, batch_size)
@@ -379,21 +332,29 @@ def _sweep_stale(store: GraphStore, dataset: str, stale_after_s: float) -> None:
 
 # --- read ---------------------------------------------------------------------------------------
 
-def _public(version: dict[str, Any]) -> VersionPublic:
+def _public(store: GraphStore, version: dict[str, Any]) -> VersionPublic:
     out = dict(version)
     for key in ("params", "lineage"):
         out[key] = json.loads(out[key]) if out.get(key) else {}
     out["targets"] = list(out.get("targets") or [])
+    mix = out.pop("source_mix", None)
+    out["source_mix"] = json.loads(mix) if mix else source_mix(store, out["dataset"], out["version"])
     return VersionPublic.model_validate(out)
 
 
+def source_mix(store: GraphStore, dataset: str, version: int) -> list[dict[str, Any]]:
+    """``[{source, rows}]`` of a version, most rows first (recorded at publish; counted here for
+    versions published before sources were kept)."""
+    return store.read(_MIX % "dataset: $dataset, version: $version", {"dataset": dataset, "version": version})
+
+
 def describe(store: GraphStore, dataset: str, version: int) -> VersionPublic:
-    """One published version: size, content hash, status, created time and lineage."""
+    """One published version: size, content hash, status, created time, lineage, source mix."""
     rows = store.read(_DESCRIBE, {"dataset": check_name(dataset), "version": _check_version(version)})
     if not rows:
         _require_dataset(store, dataset)
         raise errors.NotFound(f"dataset {dataset!r} has no version {version}")
-    return _public(rows[0]["version"])
+    return _public(store, rows[0]["version"])
 
 
 def _require_dataset(store: GraphStore, dataset: str) -> None:
@@ -406,7 +367,7 @@ def versions(store: GraphStore, dataset: str) -> list[VersionPublic]:
     rows = store.read(_VERSIONS, {"dataset": check_name(dataset)})
     if not rows:
         _require_dataset(store, dataset)
-    return [_public(row["version"]) for row in rows]
+    return [_public(store, row["version"]) for row in rows]
 
 
 def list_datasets(store: GraphStore) -> list[DatasetPublic]:
@@ -431,6 +392,7 @@ def _page(store: GraphStore, dataset: str, version: int, *, after: int | None, o
                                "after": after, "offset": offset, "limit": limit})
     for row in found:
         row["messages"] = json.loads(row["messages"])
+        row["metadata"] = json.loads(row["metadata"]) if row["metadata"] else {}
     return found
 
 
@@ -490,5 +452,6 @@ def delete_version(store: GraphStore, dataset: str, version: int) -> None:
 def export(store: GraphStore, dataset: str, version: int, fmt: str,
            dest: str | os.PathLike[str]) -> Path:
     """Write a version as ``jsonl`` (a file), ``hf`` (a save_to_disk folder) or ``llamafactory``
-    (``<name>-v<version>.json`` plus its ``dataset_info.json`` entry in folder ``dest``)."""
+    (``<name>-v<version>.json``, its ``dataset_info.json`` entry and the ``.origins.jsonl``
+    sidecar in folder ``dest``)."""
     return exports.write(fmt, iter_rows(store, dataset, version), dest, f"{dataset}-v{version}")

@@ -162,7 +162,7 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
         "job": job_id, "dataset": plan.dataset, "version": job.version,
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
-        "sample": [{k: row[k] for k in ("rank", "component", "step", "messages")} for row in sample],
+        "sample": [{k: row[k] for k in ("rank", "component", "step", "source", "messages")} for row in sample],
     }
     _print_summary(result, echo)
     return result
@@ -181,10 +181,11 @@ def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
              f"selected {c['selected']}, shortfall {c['shortfall']}")
     echo("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in r["times_s"].items()))
     echo("")
-    echo("the first selected rows (rank, component, step of the walk: the user turn):")
+    echo("the first selected rows (rank, component, step of the walk, [source]: the user turn):")
     for row in r["sample"]:
         text = " ".join(row["messages"][0]["content"].split())
-        echo(f"  #{row['rank']} c{row['component']} step {row['step']}: {text[:100]}{'...' if len(text) > 100 else ''}")
+        echo(f"  #{row['rank']} c{row['component']} step {row['step']} [{row.get('source') or '-'}]: "
+             f"{text[:100]}{'...' if len(text) > 100 else ''}")
     echo("")
     echo("next steps:")
     echo(f"  .venv/bin/gradwalk cypher \"MATCH (v:DatasetVersion {{dataset: '{r['dataset']}', version: {r['version']}}})"

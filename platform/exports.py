@@ -1,9 +1,16 @@
 """Writers that turn a version's rows (in rank order) into training files.
 
 Pure Python over an iterable of row dicts (``instruction_id``, ``rank``, ``messages``,
-``component``, ``step``, ``score``): the server exports from Neo4j and the client from the REST
-API with the same functions, so a file looks the same whoever wrote it. ``datasets`` is imported
-only by :func:`write_hf`, keeping the client light.
+``component``, ``step``, ``score``, and the record's own ``original_id``, ``source`` and
+``metadata``): the server exports from Neo4j and the client from the REST API with the same
+functions, so a file looks the same whoever wrote it. ``datasets`` is imported only by
+:func:`write_hf`, keeping the client light.
+
+A JSONL or Hugging Face record is ``{messages, id, source, metadata, gradwalk: {instruction_id,
+rank, component, step, score}}``: the record's own fields under the names an import reads, and
+gradwalk's in a block an import leaves out, so importing an export gives back the same rows and
+fields (Hugging Face stores ``metadata`` as a JSON string and ``id`` as a string). A
+LLaMA-Factory file keeps its own format; each row's origin goes to a sidecar file beside it.
 """
 
 from __future__ import annotations
@@ -33,9 +40,21 @@ LLAMAFACTORY_TAGS = {
 Row = Mapping[str, Any]
 
 
+GRADWALK_FIELDS = ("instruction_id", "rank", "component", "step", "score")
+
+
 def training_record(row: Row) -> dict[str, Any]:
-    """What a training file holds for one row: its chat messages."""
-    return {"messages": row["messages"]}
+    """What a JSONL file holds for one row: its messages, its own fields and gradwalk's."""
+    return {"messages": row["messages"], "id": row.get("original_id"), "source": row.get("source"),
+            "metadata": dict(row.get("metadata") or {}),
+            "gradwalk": {name: row.get(name) for name in GRADWALK_FIELDS}}
+
+
+def origin_record(row: Row) -> dict[str, Any]:
+    """A sidecar line: which instruction, and whose record, one row of a training file is."""
+    return {"id": row.get("original_id"), "source": row.get("source"),
+            "metadata": dict(row.get("metadata") or {}),
+            **{name: row.get(name) for name in GRADWALK_FIELDS}}
 
 
 def jsonl_lines(rows: Iterable[Row]) -> Iterator[str]:
@@ -57,18 +76,29 @@ def _hf_features() -> Any:
     from datasets import Features, List, Value
 
     return Features({
-        "instruction_id": Value("string"),
-        "rank": Value("int64"),
         "messages": List({"role": Value("string"), "content": Value("string")}),
-        "component": Value("int64"),
-        "step": Value("int64"),
-        "score": Value("float64"),
+        "id": Value("string"),
+        "source": Value("string"),
+        "metadata": Value("string"),
+        "gradwalk": {"instruction_id": Value("string"), "rank": Value("int64"),
+                     "component": Value("int64"), "step": Value("int64"),
+                     "score": Value("float64")},
     })
 
 
+def hf_record(row: Row) -> dict[str, Any]:
+    """A row as a Hugging Face record: as :func:`training_record`, with a string id and the
+    metadata map as a JSON string (a column holds one type)."""
+    record = training_record(row)
+    if record["id"] is not None:
+        record["id"] = str(record["id"])
+    record["metadata"] = json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True)
+    return record
+
+
 def write_hf(rows: Iterable[Row], path: str | os.PathLike[str] | None = None) -> Any:
-    """A ``datasets.Dataset`` of the rows (columns: instruction_id, rank, messages, component,
-    step, score), saved with ``save_to_disk(path)`` when a path is given."""
+    """A ``datasets.Dataset`` of the rows (columns: messages, id, source, metadata, gradwalk),
+    saved with ``save_to_disk(path)`` when a path is given."""
     try:
         import datasets
     except ImportError as e:
@@ -81,8 +111,9 @@ def write_hf(rows: Iterable[Row], path: str | os.PathLike[str] | None = None) ->
 
     parts, chunk, size = [], empty(), 0
     for row in rows:
+        record = hf_record(row)
         for name, column in chunk.items():
-            column.append(row.get(name))
+            column.append(record[name])
         size += 1
         if size >= HF_CHUNK_ROWS:
             parts.append(datasets.Dataset.from_dict(chunk, features=features))
@@ -102,10 +133,13 @@ def llamafactory_entry(file_name: str) -> dict[str, Any]:
 
 
 def write_llamafactory(rows: Iterable[Row], folder: str | os.PathLike[str], name: str) -> Path:
-    """``<folder>/<name>.json`` (a JSON array of ``{"messages"}`` records) and the ``name`` entry
-    merged into ``<folder>/dataset_info.json`` (other entries kept). Returns the data file."""
+    """``<folder>/<name>.json`` (a JSON array of ``{"messages"}`` records), the ``name`` entry
+    merged into ``<folder>/dataset_info.json`` (other entries kept), and
+    ``<folder>/<name>.origins.jsonl``: line n is the origin of record n (original id, source,
+    metadata, instruction id, rank, component, step, score). Returns the data file."""
     root = Path(folder)
     data_file = root / f"{name}.json"
+    origins_file = root / f"{name}.origins.jsonl"
     info_file = root / "dataset_info.json"
     info: dict[str, Any] = {}
     if info_file.exists():
@@ -115,11 +149,12 @@ def write_llamafactory(rows: Iterable[Row], folder: str | os.PathLike[str], name
             raise errors.InvalidInput(f"{info_file}: cannot read it as JSON ({e}); fix or remove it") from e
         if not isinstance(info, dict):
             raise errors.InvalidInput(f"{info_file}: must hold a JSON object of dataset entries")
-    with atomic_writer(data_file) as fh:
+    with atomic_writer(data_file) as fh, atomic_writer(origins_file) as sidecar:
         fh.write("[")
         for i, row in enumerate(rows):
             fh.write(",\n" if i else "\n")
-            fh.write(json.dumps(training_record(row), ensure_ascii=False))
+            fh.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False))
+            sidecar.write(json.dumps(origin_record(row), ensure_ascii=False) + "\n")
         fh.write("\n]\n")
     info[name] = llamafactory_entry(data_file.name)
     with atomic_writer(info_file) as fh:

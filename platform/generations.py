@@ -52,7 +52,8 @@ def like(store: GraphStore, dataset: str) -> jobs.JobRequest:
         raise errors.NotFound(f"dataset {dataset!r} has no version made by a selection job")
     job = jobs.get(store, found[0]["job"])
     request = jobs.JobRequest(pool=job.pool, targets=list(job.targets), method=job.method, dataset=dataset,
-                              params=job.params, feature_run=job.feature_run, graph=job.graph)
+                              params=job.params, feature_run=job.feature_run, graph=job.graph,
+                              sources=job.sources)
     if request.feature_run is not None:
         run = feature_runs.get(store, request.feature_run)
         held = feature_extend.generations(run)[-1].rows

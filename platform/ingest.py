@@ -7,6 +7,12 @@ Pools and targets arrive as JSONL/JSON files (optionally gzipped) or Hugging Fac
 messages (system?, user first, assistant last) whose id is the sha256 of its canonical JSON, so the
 same example has the same id whatever file or shape it came in, and exact duplicates collapse.
 
+A record keeps its own fields next to its messages: ``id`` as its original id, ``source`` (which
+data set or task it came from) and every other top-level field as ``metadata`` (a JSON map of at
+most ``max_metadata_bytes``). A ``metadata`` object (or a string holding one, as Hugging Face
+exports store it) is merged into that map, and a ``gradwalk`` object (the rank, component and
+step a gradwalk export adds) is left out, so an exported version reads back with the same fields.
+
 A bad record stops the read with :class:`gradwalk.errors.InvalidInput` naming the file, the line
 (or row) and the field; with ``skip_invalid`` it is counted and skipped instead. Problems with the
 source as a whole (missing file, broken JSON array, unknown split) always stop the read.
@@ -30,6 +36,10 @@ FORMATS: tuple[str, ...] = get_args(Format)
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
+DEFAULT_MAX_METADATA_BYTES = 65_536
+# Top-level fields that are neither messages nor metadata: the record's own id and source, the
+# metadata map itself, and the block of gradwalk's own fields that its exports add.
+OWN_FIELDS = ("id", "source", "metadata", "gradwalk")
 MAX_SKIP_REASONS = 20
 
 _SHAREGPT_ROLES = {
@@ -58,6 +68,13 @@ class Record:
     messages_json: str
     shape: str
     where: str
+    original_id: str | int | None = None
+    source: str | None = None
+    metadata_json: str | None = None  # a JSON object, None when the record has no other field
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return json.loads(self.metadata_json) if self.metadata_json else {}
 
 
 @dataclass
@@ -89,11 +106,11 @@ def canonical_json(messages: Sequence[Mapping[str, str]]) -> str:
 
 
 def read_records(source: Any, *, fmt: Format = "auto", split: str | None = None,
-                 skip_invalid: bool = False,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ImportBatch:
+                 skip_invalid: bool = False, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> ImportBatch:
     """Every unique record of ``source`` in memory, with the report of the read."""
     reader = RecordReader(source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-                          max_record_bytes=max_record_bytes)
+                          max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes)
     report = ReadReport(source=reader.label)
     return ImportBatch(list(reader.records(report)), report)
 
@@ -107,20 +124,25 @@ class RecordReader:
     """
 
     def __init__(self, source: Any, *, fmt: Format = "auto", split: str | None = None,
-                 skip_invalid: bool = False,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+                 skip_invalid: bool = False, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> None:
         if fmt not in FORMATS:
             raise errors.InvalidInput(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
         if max_record_bytes < 1:
             raise errors.InvalidInput("max_record_bytes must be positive")
+        if max_metadata_bytes < 2:
+            raise errors.InvalidInput("max_metadata_bytes must be at least 2 (an empty map)")
         self.fmt = fmt
         self.skip_invalid = skip_invalid
         self.max_record_bytes = max_record_bytes
+        self.max_metadata_bytes = max_metadata_bytes
         self.label, self.name, self._items = open_source(source, split, max_record_bytes)
 
-    def records(self, report: ReadReport) -> Iterator[Record]:
+    def records(self, report: ReadReport, *, duplicates: list[Record] | None = None) -> Iterator[Record]:
         """Yield each valid record once, counting into ``report``; raise InvalidInput on the first
-        bad record (unless skipping) and when the source holds no valid record at all."""
+        bad record (unless skipping) and when the source holds no valid record at all. Records
+        whose messages came earlier in the source are appended to ``duplicates`` when it is given
+        (their ids and sources are origins of the example too)."""
         seen: set[str] = set()
         named: dict[Any, tuple[str, str]] = {}
         for where, obj, problem in self._items():
@@ -141,6 +163,8 @@ class RecordReader:
                 continue
             if record.id in seen:
                 report.duplicates += 1
+                if duplicates is not None:
+                    duplicates.append(record)
                 continue
             seen.add(record.id)
             report.imported += 1
@@ -167,7 +191,61 @@ class RecordReader:
         if len(data) > self.max_record_bytes:
             raise _RecordError(f"huge record: {len(data):,} bytes of messages, over the limit of "
                                f"{self.max_record_bytes:,} (max_record_bytes)")
-        return Record(hashlib.sha256(data).hexdigest(), messages, text, shape, where)
+        original_id = obj.get("id")
+        source = obj.get("source")
+        if source is not None and not isinstance(source, str):
+            raise _RecordError(f"field 'source' must be a string, got {_kind(source)}")
+        metadata = _metadata_json(obj, _CONSUMED[shape], self.max_metadata_bytes)
+        return Record(hashlib.sha256(data).hexdigest(), messages, text, shape, where,
+                      original_id, source, metadata)
+
+
+def _metadata_json(obj: Mapping[str, Any], consumed: frozenset[str], cap: int) -> str | None:
+    """The record's other fields as one JSON object (keys sorted), or None when it has none.
+    A field that JSON cannot hold, a key given twice, or a map over ``cap`` bytes is refused by
+    name."""
+    fields: dict[str, Any] = {}
+    given = obj.get("metadata")
+    if isinstance(given, str):
+        try:
+            parsed = json.loads(given)
+        except ValueError:
+            parsed = None
+        given = parsed if isinstance(parsed, dict) else given
+    if isinstance(given, Mapping):
+        fields.update((str(k), v) for k, v in given.items())
+    elif given is not None:
+        fields["metadata"] = given
+    for key, value in obj.items():
+        if key in consumed or key in OWN_FIELDS:
+            continue
+        if key in fields:
+            raise _RecordError(f"field {_shown(key)} is given both at the top level and in "
+                               "'metadata'")
+        fields[str(key)] = value
+    if not fields:
+        return None
+    try:
+        text = json.dumps(fields, ensure_ascii=False, allow_nan=False, sort_keys=True,
+                          separators=(",", ":"))
+        size = len(text.encode("utf-8"))
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        text, size = "", -1
+    if 0 <= size <= cap:
+        return text
+    sizes = {}  # only for the error: which field is bad, or the largest
+    for key, value in fields.items():
+        try:
+            sizes[key] = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as e:
+            raise _RecordError(f"field {_shown(key)} cannot be kept as metadata ({e})") from None
+    if size < 0:
+        raise _RecordError("the record's other fields cannot be kept as metadata (a map with keys of "
+                           "mixed types)")
+    largest = max(sizes, key=sizes.__getitem__)
+    raise _RecordError(f"field {_shown(largest)} is {sizes[largest]:,} bytes: the record's "
+                       f"metadata is {size:,} bytes, over the limit of {cap:,} "
+                       "(max_metadata_bytes)")
 
 
 def _check_ref(ref: Any, record: Record, named: dict[Any, tuple[str, str]]) -> None:
@@ -287,6 +365,14 @@ def _prompt_completion(obj: Mapping[str, Any]) -> _Shaped:
     return [*_system(obj), {"role": "user", "content": prompt},
             {"role": "assistant", "content": completion}], "completion", 0
 
+
+# The fields each shape turns into messages; every other field is the record's own.
+_CONSUMED: dict[str, frozenset[str]] = {
+    "alpaca": frozenset({"instruction", "input", "output", "system"}),
+    "sharegpt": frozenset({"conversations", "system"}),
+    "messages": frozenset({"messages"}),
+    "prompt_completion": frozenset({"prompt", "completion", "system"}),
+}
 
 _SHAPES: dict[str, Callable[[Mapping[str, Any]], _Shaped]] = {
     "alpaca": _alpaca,

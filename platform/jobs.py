@@ -39,7 +39,8 @@ class Cancelled(errors.GradwalkError):
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a user asks for. ``targets`` pools several targets' validation features (multi-target)."""
+    """What a user asks for. ``targets`` pools several targets' validation features (multi-target);
+    ``sources`` (record sources, as imported) narrows the pool to the rows from those sources."""
 
     pool: str
     targets: list[str]
@@ -48,6 +49,23 @@ class JobRequest:
     params: dict[str, Any] = field(default_factory=dict)
     feature_run: str | None = None
     graph: str | None = None
+    sources: list[str] | None = None
+
+
+MAX_SOURCES = 100
+
+# Rows of the pool from each of the requested sources.
+_SOURCE_ROWS = """
+MATCH (i:Instruction)-[:IN_POOL]->(:Pool {name: $pool})
+WHERE i.source IN $sources
+RETURN i.source AS source, count(*) AS rows
+"""
+
+_POOL_SOURCES = """
+MATCH (i:Instruction)-[:IN_POOL]->(:Pool {name: $pool})
+WHERE i.source IS NOT NULL
+RETURN i.source AS source, count(*) AS rows ORDER BY rows DESC, source LIMIT 20
+"""
 
 
 # The named run, or the latest complete run of the method's kind; none when the method reads none.
@@ -65,7 +83,7 @@ RETURN p.status AS pool_status, fr.id AS feature_run, fr.kind AS kind, fr.parts 
 _GRAPH_RUN = "MATCH (g:InstructionGraph {id: $graph}) OPTIONAL MATCH (g)-[:BUILT_FROM]->(fr:FeatureRun) RETURN fr.id AS run"
 
 _CREATE = """
-CREATE (j:SelectionJob {id: $id, method: $method, params: $params, pool: $pool, targets: $targets,
+CREATE (j:SelectionJob {id: $id, method: $method, params: $params, pool: $pool, targets: $targets, sources: $sources,
                         dataset: $dataset, status: 'queued', progress: 0.0, stage: 'queued',
                         created_by: $created_by, created_at: datetime()})
 WITH j
@@ -121,6 +139,14 @@ def _check_request(request: JobRequest) -> dict[str, Any]:
     parsed = method.parse(request.params)  # refuses unknown and missing parameters
     if request.feature_run is not None and method.feature_kind is None:
         raise errors.InvalidInput(f"feature_run: method {method.name} reads no feature run; leave it out")
+    if request.sources is not None:
+        if (not isinstance(request.sources, list) or not request.sources
+                or len(request.sources) > MAX_SOURCES):
+            raise errors.InvalidInput(f"sources: give 1 to {MAX_SOURCES} source names, or leave it out "
+                                      "to select from the whole pool")
+        for source in request.sources:
+            if not isinstance(source, str) or not source.strip() or len(source) > 1000:
+                raise errors.InvalidInput(f"sources: {source!r} is not a source name (a non-empty string)")
     needs_graph = "neighbors" in method.needs
     if request.graph is not None and not needs_graph:
         raise errors.InvalidInput(f"graph: method {method.name} reads no instruction graph; leave it out")
@@ -168,14 +194,29 @@ def create(store: GraphStore, request: JobRequest, *, created_by: str | None = N
         if found["graph"] is None:
             raise errors.NotFound(
                 f"feature run {found['feature_run']} has no ready instruction graph: run `gradwalk graph build` first")
+    sources = _check_sources(store, request) if request.sources is not None else None
     job_id = f"job-{uuid.uuid4().hex[:12]}"
     store.write(_CREATE, {
         "id": job_id, "method": request.method, "params": json.dumps(request.params, sort_keys=True),
         "pool": request.pool, "targets": request.targets, "dataset": request.dataset,
         "feature_run": found["feature_run"], "graph": found["graph"] if checked["needs_graph"] else None,
-        "created_by": created_by,
+        "created_by": created_by, "sources": sources,
     })
     return job_id
+
+
+def _check_sources(store: GraphStore, request: JobRequest) -> list[str]:
+    """The requested sources, each named once; one with no row in the pool is refused, with the
+    sources the pool has."""
+    sources = list(dict.fromkeys(request.sources or []))
+    found = {row["source"] for row in store.read(_SOURCE_ROWS, {"pool": request.pool, "sources": sources})}
+    missing = [s for s in sources if s not in found]
+    if missing:
+        known = [row["source"] for row in store.read(_POOL_SOURCES, {"pool": request.pool})]
+        raise errors.InvalidInput(
+            f"sources: pool {request.pool!r} has no rows from {', '.join(map(repr, missing))}; its sources "
+            f"include {', '.join(map(repr, known)) or 'none (its records name no source)'}")
+    return sources
 
 
 def submit(store: GraphStore, request: JobRequest, *, created_by: str | None = None) -> str:

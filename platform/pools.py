@@ -18,10 +18,18 @@ transaction) and still leaves nothing half-written:
 
 Readers use pools and targets whose status is ``'ready'``. Re-importing a file changes nothing;
 importing into an existing pool adds the rows it lacks. Instructions are shared between pools.
+
+A node keeps the record's own fields (``original_id``, ``source``, ``metadata`` as a JSON map) of
+the first record that brought its messages. Every record is an origin: an ``ORIGIN {original_id,
+source, at}`` edge to the ``(:Import {id, kind, name, file})`` that read it, so rows that
+collapse into one node (the same messages under two ids or sources, in one file or across
+imports) lose no origin. The file is the import's provenance, never a row's source; reading the
+same record again (same file, place, id and source) adds no second edge.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -35,7 +43,13 @@ import neo4j
 from gradwalk import errors
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import import_history
-from gradwalk.platform.ingest import DEFAULT_MAX_RECORD_BYTES, ReadReport, RecordReader
+from gradwalk.platform.ingest import (
+    DEFAULT_MAX_METADATA_BYTES,
+    DEFAULT_MAX_RECORD_BYTES,
+    ReadReport,
+    Record,
+    RecordReader,
+)
 from gradwalk.platform.schemas import Format
 
 log = logging.getLogger(__name__)
@@ -56,12 +70,23 @@ class Queries:
     claim: str
     start: str
     write_rows: str
+    write_origins: str
     pending_ids: str
     undo_rows: str
+    drop_import: str
     cleared: str
     drop_new: str
     release: str
     finish: str
+
+
+# One origin of a row (``row.at`` is where the record was read); not written twice for one record.
+_ORIGIN = """
+            FOREACH (_ IN CASE WHEN EXISTS { (n)-[x:ORIGIN]->(:Import {file: imp.file})
+                                             WHERE x.at = row.at AND x.key = row.key }
+                          THEN [] ELSE [1] END |
+              CREATE (n)-[:ORIGIN {original_id: row.original_id, source: row.source, at: row.at,
+                                   key: row.key}]->(imp))"""
 
 
 def _queries(member: str, rel: str, owner: str) -> Queries:
@@ -85,30 +110,59 @@ def _queries(member: str, rel: str, owner: str) -> Queries:
         write_rows=f"""
             {held}
             SET o.import_heartbeat = datetime()
-            WITH o
+            MERGE (imp:Import {{id: $import_id}})
+              ON CREATE SET imp.kind = $kind, imp.name = $name, imp.file = $file,
+                            imp.path = $path, imp.created_at = datetime()
+            WITH o, imp
             UNWIND $rows AS row
             MERGE (n:{member} {{id: row.id}})
-              ON CREATE SET n.messages = row.messages, n.source = $source, n.import_id = $import_id
+              ON CREATE SET n.messages = row.messages, n.import_id = $import_id
+            WITH o, imp, row, n,
+                 n.source IS NULL AND n.original_id IS NULL AND n.metadata IS NULL AS fill
+            SET n.source = CASE WHEN fill THEN row.source ELSE n.source END,
+                n.original_id = CASE WHEN fill THEN row.original_id ELSE n.original_id END,
+                n.metadata = CASE WHEN fill THEN row.metadata ELSE n.metadata END
+            {_ORIGIN}
             MERGE (n)-[r:{rel}]->(o)
               ON CREATE SET r.import_id = $import_id
             RETURN count(r) AS rows,
                    count(CASE WHEN r.import_id = $import_id THEN 1 END) AS added,
                    count(CASE WHEN n.import_id = $import_id THEN 1 END) AS created""",
+        write_origins=f"""
+            {held}
+            SET o.import_heartbeat = datetime()
+            WITH o
+            MATCH (imp:Import {{id: $import_id}})
+            UNWIND $rows AS row
+            MATCH (n:{member} {{id: row.id}})
+            {_ORIGIN}""",
         pending_ids=f"""
             MATCH (n:{member})-[r:{rel}]->(:{owner} {{name: $name}})
             WHERE r.import_id = $undo_id
+            RETURN n.id AS id
+            UNION
+            MATCH (n:{member})-[:ORIGIN]->(:Import {{id: $undo_id}})
             RETURN n.id AS id""",
         undo_rows=f"""
             {held}
             SET o.import_heartbeat = datetime()
             WITH o
             UNWIND $ids AS id
-            MATCH (n:{member} {{id: id}})-[r:{rel}]->(o)
-            WHERE r.import_id = $undo_id
+            MATCH (n:{member} {{id: id}})
+            CALL (n) {{
+              MATCH (n)-[og:ORIGIN]->(:Import {{id: $undo_id}})
+              DELETE og
+            }}
+            WITH o, n
+            OPTIONAL MATCH (n)-[r:{rel}]->(o) WHERE r.import_id = $undo_id
             DELETE r
             WITH DISTINCT n
             WHERE n.import_id = $undo_id AND NOT EXISTS {{ (n)--() }}
             DELETE n""",
+        drop_import="""
+            MATCH (imp:Import {id: $undo_id})
+            WHERE NOT EXISTS { (imp)--() }
+            DELETE imp""",
         cleared=f"""
             {held}
             SET o.abandoned_imports = [x IN o.abandoned_imports WHERE x <> $undo_id]""",
@@ -165,20 +219,23 @@ def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "aut
                 split: str | None = None, skip_invalid: bool = False,
                 source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
                 stale_after_s: float = DEFAULT_STALE_AFTER_S,
                 progress: Callable[[int, int], None] | None = None,
                 created_by: str | None = None) -> ImportReport:
     """Add every record of ``source`` to pool ``name`` (created if new) as ``:Instruction`` nodes.
 
-    ``source`` is anything :class:`RecordReader` reads; ``source_label`` is stored as the new
-    nodes' ``source`` (default: the file or dataset name). ``progress(done, total)`` is called
-    after each batch. All or nothing: on any error, nothing of this import remains. The import is
-    recorded in the pool's history (:mod:`import_history`); ``created_by`` (a token's name) owns
-    the pool if this import creates it.
+    ``source`` is anything :class:`RecordReader` reads; ``source_label`` is the ``source`` of
+    records that carry none of their own (default: none; the file or dataset name is kept as the
+    import's provenance, never as a row's source). ``progress(done, total)`` is called after each
+    batch. All or nothing: on any error, nothing of this import remains. The import is recorded
+    in the pool's history (:mod:`import_history`); ``created_by`` (a token's name) owns the pool
+    if this import creates it.
     """
     return _import("pool", POOL_QUERIES, store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
-                   max_record_bytes=max_record_bytes, stale_after_s=stale_after_s,
+                   max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
+                   stale_after_s=stale_after_s,
                    progress=progress, created_by=created_by)
 
 
@@ -186,6 +243,7 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
                   split: str | None = None, skip_invalid: bool = False,
                   source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                  max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
                   stale_after_s: float = DEFAULT_STALE_AFTER_S,
                   progress: Callable[[int, int], None] | None = None,
                   created_by: str | None = None) -> ImportReport:
@@ -193,37 +251,45 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
     :func:`import_pool` otherwise."""
     return _import("target", TARGET_QUERIES, store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
-                   max_record_bytes=max_record_bytes, stale_after_s=stale_after_s,
+                   max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
+                   stale_after_s=stale_after_s,
                    progress=progress, created_by=created_by)
 
 
 def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: Any, *,
             fmt: Format, split: str | None, skip_invalid: bool, source_label: str | None,
-            batch_size: int, max_record_bytes: int, stale_after_s: float,
+            batch_size: int, max_record_bytes: int, max_metadata_bytes: int, stale_after_s: float,
             progress: Callable[[int, int], None] | None, created_by: str | None) -> ImportReport:
     if not isinstance(name, str) or not _NAME.match(name):
         raise errors.InvalidInput(f"{kind} name {name!r}: use 1-200 letters, digits, '.', '_' "
                                   "or '-', starting with a letter or digit")
     if batch_size < 1:
         raise errors.InvalidInput("batch_size must be positive")
+    if source_label is not None and (not isinstance(source_label, str) or not source_label.strip()):
+        raise errors.InvalidInput("source_label must be a non-empty string")
     reader = RecordReader(source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-                          max_record_bytes=max_record_bytes)
+                          max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes)
     report = ReadReport(source=reader.label)
-    label = source_label or reader.name
+    label = reader.name
+    repeats: list[Record] = []
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_CHARS, mode="w+",
                                        encoding="utf-8", newline="\n") as spool:
-        for record in reader.records(report):
-            spool.write(f"{record.id}\t{record.messages_json}\n")
-        job = _Import(store, queries, kind, name, uuid.uuid4().hex, batch_size, created_by)
+        for record in reader.records(report, duplicates=repeats):
+            spool.write(json.dumps(_row(record, source_label), ensure_ascii=False) + "\n")
+        job = _Import(store, queries, kind, name, uuid.uuid4().hex, batch_size,
+                      {"file": label, "path": reader.label}, created_by)
         job.claim(stale_after_s)
         try:
             job.clear_abandoned()
             added = created = done = 0
             for batch in _batches(spool, batch_size):
-                batch_added, batch_created = job.write(batch, label)
+                batch_added, batch_created = job.write(batch)
                 added, created, done = added + batch_added, created + batch_created, done + len(batch)
                 if progress is not None:
                     progress(done, report.imported)
+            for start in range(0, len(repeats), batch_size):
+                job.write_origins([_row(r, source_label, messages=False)
+                                   for r in repeats[start:start + batch_size]])
             size = job.finish()
         except BaseException as exc:
             try:
@@ -242,9 +308,11 @@ class _Import:
     """The steps of one import of one collection, each guarded by holding the name."""
 
     def __init__(self, store: GraphStore, queries: Queries, kind: str, name: str,
-                 import_id: str, batch_size: int, created_by: str | None = None) -> None:
+                 import_id: str, batch_size: int, provenance: dict[str, str],
+                 created_by: str | None = None) -> None:
         self.store, self.q, self.kind, self.name = store, queries, kind, name
-        self.import_id, self.batch_size, self.created_by = import_id, batch_size, created_by
+        self.import_id, self.batch_size, self.provenance = import_id, batch_size, provenance
+        self.created_by = created_by
         self.abandoned: list[str] = []
 
     def _params(self, **more: Any) -> dict[str, Any]:
@@ -281,13 +349,23 @@ class _Import:
             self._undo(old, ids)
             self.store.write(self.q.cleared, self._params(undo_id=old))
 
-    def write(self, rows: list[dict[str, str]], source: str) -> tuple[int, int]:
+    def write(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
         """MERGE one batch; (rows new to the collection, nodes new to the database)."""
-        result = self.store.write(self.q.write_rows, self._params(rows=rows, source=source))[0]
-        if result["rows"] != len(rows):
-            raise errors.Conflict(f"import {self.import_id} of {self.kind} {self.name!r} was taken "
-                                  "over by another import after it stalled")
-        return result["added"], result["created"]
+        result = self.store.write(self.q.write_rows, self._params(rows=rows, kind=self.kind,
+                                                                  **self.provenance))
+        if not result or result[0]["rows"] != len(rows):
+            self._taken_over()
+        return result[0]["added"], result[0]["created"]
+
+    def write_origins(self, rows: list[dict[str, Any]]) -> None:
+        """Record the origins of records whose messages came earlier in the same source."""
+        if not self.store.write(self.q.write_origins + " RETURN count(*) AS rows",
+                                self._params(rows=rows)):
+            self._taken_over()
+
+    def _taken_over(self) -> None:
+        raise errors.Conflict(f"import {self.import_id} of {self.kind} {self.name!r} was taken "
+                              "over by another import after it stalled")
 
     def finish(self) -> int:
         rows = self.store.write(self.q.finish, self._params())
@@ -315,15 +393,25 @@ class _Import:
                 chunk = []
         if chunk:
             self.store.write(self.q.undo_rows, self._params(undo_id=undo_id, ids=chunk))
+        self.store.write(self.q.drop_import, {"undo_id": undo_id})
 
 
-def _batches(spool: IO[str], batch_size: int) -> Iterator[list[dict[str, str]]]:
+def _row(record: Record, default_source: str | None, *, messages: bool = True) -> dict[str, Any]:
+    """What the write queries get of one record; ``key`` tells its origins apart."""
+    source = record.source if record.source is not None else default_source
+    row = {"id": record.id, "original_id": record.original_id, "source": source,
+           "at": record.where, "key": json.dumps([record.original_id, source], ensure_ascii=False)}
+    if messages:
+        row.update(messages=record.messages_json, metadata=record.metadata_json)
+    return row
+
+
+def _batches(spool: IO[str], batch_size: int) -> Iterator[list[dict[str, Any]]]:
     spool.seek(0)
-    batch: list[dict[str, str]] = []
+    batch: list[dict[str, Any]] = []
     chars = 0
     for line in spool:
-        row_id, messages = line.rstrip("\n").split("\t", 1)
-        batch.append({"id": row_id, "messages": messages})
+        batch.append(json.loads(line))
         chars += len(line)
         if len(batch) >= batch_size or chars >= BATCH_CHARS:
             yield batch
@@ -335,4 +423,11 @@ def _batches(spool: IO[str], batch_size: int) -> Iterator[list[dict[str, str]]]:
 def _spooled_ids(spool: IO[str]) -> Iterator[str]:
     spool.seek(0)
     for line in spool:
-        yield line.split("\t", 1)[0]
+        yield json.loads(line)["id"]
+
+
+def member_ids_from_sources(store: GraphStore, pool: str, sources: list[str]) -> set[str]:
+    """The ids of a pool's instructions whose record ``source`` is one of ``sources``."""
+    return {row["id"] for row in store.read(
+        "MATCH (i:Instruction)-[:IN_POOL]->(:Pool {name: $pool}) WHERE i.source IN $sources "
+        "RETURN i.id AS id", {"pool": pool, "sources": list(sources)})}

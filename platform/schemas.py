@@ -8,7 +8,7 @@ server must agree on (job statuses, record shapes, request limits) is defined he
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,7 +64,8 @@ class ImportFromPath(Request):
     format: Format = "auto"
     split: str | None = Field(default=None, max_length=200)
     skip_invalid: bool = False
-    source_label: str | None = Field(default=None, max_length=200)
+    source_label: str | None = Field(default=None, min_length=1, max_length=200,
+                                     description="Source of the records that name none of their own")
 
 
 class ReadReportPublic(BaseModel):
@@ -282,6 +283,9 @@ class JobCreate(Request):
     params: dict[str, Any] = {}
     feature_run: str | None = Field(default=None, max_length=200)
     graph: str | None = Field(default=None, max_length=200)
+    sources: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="Select only from the pool's rows of these record sources")
 
 
 class JobPublic(BaseModel):
@@ -299,6 +303,7 @@ class JobPublic(BaseModel):
     summary: dict[str, Any] | None = None
     feature_run: str | None = None
     graph: str | None = None
+    sources: list[str] | None = None  # the record sources the pool was narrowed to
     created_by: str | None = None  # the name of the token that submitted it
     created_at: str | None = None
     started_at: str | None = None
@@ -311,6 +316,11 @@ class DatasetPublic(BaseModel):
     versions: int
     latest: int | None = None
     latest_complete: int | None = None
+
+
+class SourceCount(BaseModel):
+    source: str | None = None  # None: records that named no source
+    rows: int
 
 
 class VersionPublic(BaseModel):
@@ -329,6 +339,7 @@ class VersionPublic(BaseModel):
     graph: str | None = None
     params: dict[str, Any] = {}
     lineage: dict[str, Any] = {}
+    source_mix: list[SourceCount] = []  # rows per record source, most first
     gradwalk_version: str | None = None
     retired_at: str | None = None
     retired_reason: str | None = None
@@ -343,6 +354,9 @@ class RowPublic(BaseModel):
     score: float | None = None
     predecessor: str | None = None  # the walk came to this row from that instruction (None: an anchor)
     reached_by: str | None = None  # "anchor", "edge" or "fallback"
+    original_id: str | int | None = None  # the record's own id, as imported
+    source: str | None = None  # the record's own source, as imported
+    metadata: dict[str, Any] = {}  # the record's other fields, as imported
 
 
 class RowsPage(BaseModel):

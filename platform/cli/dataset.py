@@ -42,7 +42,7 @@ def dataset_show(name: str, json_out: JsonFlag = False) -> None:
 
 @dataset_app.command("versions")
 def dataset_versions(name: str, json_out: JsonFlag = False) -> None:
-    """Every version of dataset NAME with its size, status, hash and job.
+    """Every version of dataset NAME with its size, status, hash, job and source mix.
 
     Example: gradwalk dataset versions gsm8k-5pct
     """
@@ -54,13 +54,28 @@ def dataset_versions(name: str, json_out: JsonFlag = False) -> None:
         i = v.info
         typer.echo(f"v{i.version:<4} {i.status:<8} {i.size:>8} rows  {i.content_hash[:12]}  {i.created_at}  "
                    f"{i.method} job {i.job_id}" + (f"  retired: {i.retired_reason}" if i.retired_reason else ""))
+        if i.source_mix:
+            typer.echo(f"      sources: {source_mix_text(i.source_mix, i.size)}")
+
+
+SHOWN_SOURCES = 8
+
+
+def source_mix_text(mix: list, size: int) -> str:
+    """``a 12 (60%), b 8 (40%)``: the most common sources of a version, with their share."""
+    parts = [f"{c.source if c.source is not None else '(none)'} {c.rows} ({100 * c.rows / max(size, 1):.0f}%)"
+             for c in mix[:SHOWN_SOURCES]]
+    if len(mix) > SHOWN_SOURCES:
+        parts.append(f"and {len(mix) - SHOWN_SOURCES} more")
+    return ", ".join(parts)
 
 
 @dataset_app.command("rows")
 def dataset_rows(name: str, version: int,
                  offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
                  limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20) -> None:
-    """Print rows of a version in rank order, one JSON object per line.
+    """Print rows of a version in rank order, one JSON object per line (with each record's own
+    id, source and metadata).
 
     Example: gradwalk dataset rows gsm8k-5pct 1 --limit 5
     """

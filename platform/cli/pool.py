@@ -19,7 +19,7 @@ Source = Annotated[str, typer.Argument(help="A .jsonl/.json(.gz) file or a datas
 FormatOpt = Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Split of a DatasetDict folder.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Import the valid records; report the rest.")]
-LabelOpt = Annotated[str | None, typer.Option("--source-label", help="Stored as each record's source.")]
+LabelOpt = Annotated[str | None, typer.Option("--source-label", help="Source of the records that name none of their own (the file itself is kept as the import's provenance).")]
 
 
 def run_import(kind: str, name: str, source: str, fmt: str, split: str | None, skip_invalid: bool,

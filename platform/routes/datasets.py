@@ -72,8 +72,9 @@ def get_rows(name: Name, version: Version, store: StoreDep,
             responses={200: {"content": {"application/x-ndjson": {}},
                              "description": "One JSON object per line, in rank order"}})
 def export_version(name: Name, version: Version, store: StoreDep,
-                   format: Annotated[ExportFormat, Query(description="jsonl: {messages} training "
-                                                         "records; rows: every field of each row")] = "jsonl",
+                   format: Annotated[ExportFormat, Query(description="jsonl: training records "
+                                                         "({messages, id, source, metadata, gradwalk}); rows: "
+                                                         "every field of each row")] = "jsonl",
                    ) -> StreamingResponse:
     """The whole version as JSON Lines, streamed."""
     datasets.describe(store, name, version)

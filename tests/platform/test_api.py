@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import auth, datasets
+from gradwalk.platform import auth, datasets, exports
 from gradwalk.platform.client import Client, JobFailed
 
 pytestmark = pytest.mark.services
@@ -162,9 +162,10 @@ def test_datasets_through_the_api_and_client(client, store, collections, new_job
     expected = list(datasets.iter_rows(store, name, 1))
     v1.to_jsonl(tmp_path / "v1.jsonl")
     assert [json.loads(line) for line in (tmp_path / "v1.jsonl").read_text().splitlines()] == [
-        {"messages": r["messages"]} for r in expected]
-    assert v1.to_hf(tmp_path / "hf").to_list() == expected
-    assert load_from_disk(str(tmp_path / "hf")).to_list() == expected
+        exports.training_record(r) for r in expected]
+    hf_rows = [exports.hf_record(r) for r in expected]
+    assert v1.to_hf(tmp_path / "hf").to_list() == hf_rows
+    assert load_from_disk(str(tmp_path / "hf")).to_list() == hf_rows
     data_file = v1.to_llamafactory(tmp_path / "lf")
     assert json.loads(data_file.read_text()) == [{"messages": r["messages"]} for r in expected]
 

@@ -54,7 +54,8 @@ def lineage(store, settings, prefix, tmp_path) -> Lineage:
     curator = _token(store, f"{prefix}cur", "curator")
     pool, target = f"{prefix}pool", f"{prefix}target"
     source = tmp_path / "pool.jsonl"
-    lines = [json.dumps(r) for r in records(f"{prefix}p", 40)]
+    lines = [json.dumps({**r, "source": "set-a" if i < 30 else "set-b"})
+             for i, r in enumerate(records(f"{prefix}p", 40))]
     lines.insert(3, "{not json")
     source.write_text("\n".join(lines) + "\n")
     pools.import_pool(store, pool, source, skip_invalid=True, created_by=f"{prefix}cur")
@@ -95,7 +96,7 @@ def test_list_show_and_rows_through_the_client(api_url, lineage, prefix):
         assert lineage.pool in [p.name for p in client.pools()]
         shown = client.pool(lineage.pool).show()
         assert (shown.size, shown.status, shown.created_by) == (40, "ready", f"{prefix}cur")
-        assert shown.sources == {"pool.jsonl": 40}
+        assert shown.sources == {"set-a": 30, "set-b": 10}  # the records' own; the file is the import's
         (imported,) = shown.imports
         assert (imported.read, imported.skipped, imported.added) == (41, 1, 40)
         assert "pool.jsonl" in imported.skip_reasons[0] and "line 4" in imported.skip_reasons[0]

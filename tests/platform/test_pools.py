@@ -58,7 +58,12 @@ def test_import_counts_and_stored_form(store, prefix, tmp_path):
                         {"id": read_records(records[:1]).records[0].id})
     assert json.loads(node["i"]["messages"]) == [
         {"role": "user", "content": f"{prefix} question 0"}, {"role": "assistant", "content": "answer 0"}]
-    assert node["i"]["source"] == "pool.jsonl"
+    assert "source" not in node["i"]  # the records name no source; the file is the import's
+    origins = store.read("MATCH (:Instruction {id: $id})-[o:ORIGIN]->(imp:Import) "
+                         "RETURN imp.file AS file, imp.name AS name, o.at AS at ORDER BY at",
+                         {"id": node["i"]["id"]})
+    assert {(o["file"], o["name"]) for o in origins} == {("pool.jsonl", f"{prefix}pool")}
+    assert [o["at"].rsplit(" ", 2)[1:] for o in origins] == [["line", "1"], ["line", "6"]]
 
 
 def test_reimport_is_idempotent_and_appending_adds_only_new_rows(store, prefix, tmp_path):
@@ -146,10 +151,12 @@ def test_a_live_import_holds_the_name_and_a_stalled_one_is_taken_over(store, pre
     name = f"{prefix}pool"
     crashed = examples(prefix, 4)
     # An import that claimed the pool, wrote one batch and died without rolling back.
-    job = pools._Import(store, pools.POOL_QUERIES, "pool", name, "crashed-import", 100)
+    job = pools._Import(store, pools.POOL_QUERIES, "pool", name, f"{prefix}crashed-import", 100,
+                        {"file": "crashed.jsonl", "path": "crashed.jsonl"})
     job.claim(pools.DEFAULT_STALE_AFTER_S)
-    job.write([{"id": r.id, "messages": r.messages_json} for r in read_records(crashed).records],
-              "crashed.jsonl")
+    job.write([pools._row(r, None) for r in read_records(crashed).records])
+    assert store.read("MATCH (:Import {id: $id})<-[o:ORIGIN]-() RETURN count(o) AS n",
+                      {"id": f"{prefix}crashed-import"}) == [{"n": 4}]
     assert collection(store, "Pool", name)["status"] == "importing"
 
     fresh = examples(prefix, 3, start=3)
@@ -159,6 +166,7 @@ def test_a_live_import_holds_the_name_and_a_stalled_one_is_taken_over(store, pre
     assert (report.added, report.size) == (3, 3)
     assert members(store, name) == {r.id for r in read_records(fresh).records}
     assert existing(store, crashed[:3]) == set()
+    assert store.read("MATCH (i:Import {id: $id}) RETURN count(i) AS n", {"id": f"{prefix}crashed-import"}) == [{"n": 0}]
     pool = collection(store, "Pool", name)
     assert pool["status"] == "ready" and "abandoned_imports" not in pool
     with pytest.raises(errors.Conflict, match="taken over"):

@@ -19,7 +19,8 @@ import numpy as np
 from gradwalk import __version__, errors
 from gradwalk.graph.neighbors import open_neighbors
 from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
-from gradwalk.platform import feature_runs, generations, jobs
+from gradwalk.graph.subset import restrict
+from gradwalk.platform import feature_runs, generations, jobs, pools
 from gradwalk.platform.datasets import JobEnded, publish
 from gradwalk.platform.feature_runs import TRAIN_PART, val_part
 from gradwalk.platform.schemas import JobPublic
@@ -31,7 +32,20 @@ log = logging.getLogger(__name__)
 
 
 def _inputs(job: JobPublic, stack: contextlib.ExitStack) -> tuple[list[str], SelectionInputs]:
-    """Row ids of the candidate pool and what the job's method reads about them.
+    """Row ids of the candidate pool and what the job's method reads about them, narrowed to the
+    rows of the job's record sources when it names some."""
+    ids, inputs = _pool_inputs(job, stack)
+    if not job.sources:
+        return ids, inputs
+    kept = pools.member_ids_from_sources(graph_store(), job.pool, job.sources)
+    rows = np.fromiter((row for row, node in enumerate(ids) if node in kept), dtype=np.int64)
+    if rows.size == 0:
+        raise errors.InvalidInput(f"pool {job.pool!r} has no rows from sources {job.sources}")
+    return [ids[row] for row in rows], restrict(inputs, rows, len(ids))
+
+
+def _pool_inputs(job: JobPublic, stack: contextlib.ExitStack) -> tuple[list[str], SelectionInputs]:
+    """Row ids of the whole pool and what the job's method reads about them.
 
     The feature run's arrays fill the inputs of its kind (gradient features or embeddings); the
     job was checked to use a run of the kind its method reads (:func:`jobs.create`). The graph's
@@ -135,6 +149,7 @@ def _run(store, job_id: str) -> dict[str, Any]:
     lineage = {
         "job": job_id, "method": job.method, "params": job.params, "pool": job.pool,
         "targets": job.targets, "feature_run": job.feature_run, "graph": job.graph,
+        "sources": job.sources, "candidates": len(ids),
         "gradwalk_version": __version__, "selected_from": origin,
     }
     try:
