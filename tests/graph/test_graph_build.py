@@ -115,7 +115,9 @@ def test_a_silent_build_is_taken_over_and_its_late_writes_are_refused(store, run
 
 def test_a_graph_a_selection_job_used_keeps_its_record(store, run, prefix):
     info = graph_build.build_graph(store, run.features, run.id, 3, 0.0, device="cpu")
-    store.write("MATCH (g:InstructionGraph {id: $g}) CREATE (:SelectionJob {id: $job})-[:USED]->(g)",
+    store.write("MATCH (g:InstructionGraph {id: $g}) CREATE (:SelectionJob {id: $job, status: 'succeeded', "
+                "method: 'g2is', params: '{}', pool: $g, targets: [], dataset: $job, progress: 1.0, "
+                "created_at: datetime()})-[:USED]->(g)",  # a whole job record: other tests list the jobs
                 {"g": info.id, "job": f"{prefix}job"})
     assert graph_build.delete_graph(store, info.id) == 900
     assert graph_records.get_graph(store, info.id).status == "deleted" and run.edge_count(info.id) == 0

@@ -54,7 +54,7 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
     # Jobs: each retried until Neo4j answered again, then published exactly one version.
     finished = [jobs.wait(store, j, timeout_s=300, poll_s=0.5) for j in job_ids]
     jobs_done_s = time.monotonic() - down - outage_s
-    assert [j["status"] for j in finished] == ["succeeded"] * JOBS
+    assert [j.status for j in finished] == ["succeeded"] * JOBS
     versions = datasets.versions(store, dataset)
     assert sorted(v.version for v in versions) == list(range(1, JOBS + 1))  # no gap, no duplicate
     assert sorted(v.job_id for v in versions) == sorted(job_ids)

@@ -46,7 +46,7 @@ def test_queued_jobs_survive_redis_crash_and_restart(healed, crafted, prefix):
 
     stack.restart(cpu)
     done = [jobs.wait(store, job_id, timeout_s=120, poll_s=0.5) for job_id in [*crashed, *restarted]]
-    assert [j["status"] for j in done] == ["succeeded"] * (2 * PER_BATCH)
+    assert [j.status for j in done] == ["succeeded"] * (2 * PER_BATCH)
     versions = datasets.versions(store, dataset)
     assert sorted(v.version for v in versions) == list(range(1, 2 * PER_BATCH + 1))
     assert sorted(v.job_id for v in versions) == sorted([*crashed, *restarted])

@@ -3,7 +3,6 @@ featurised, and they are bit for bit what a full run with the same warm-up gives
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import numpy as np
@@ -53,8 +52,9 @@ def _full_run_rows(store, settings, run, pool_ids: list[str]) -> dict[str, np.nd
     copy = feature_runs.create(store, run.pool, [], engine=run.engine, warmup={})
     feature_runs.mark(store, copy, "featurizing", engine=run.engine,
                       checkpoints=[c.model_dump() for c in run.checkpoints])
-    root = FeatureStore(settings.artifacts).root / "features"
-    shutil.copytree(root / run.id / "warmup", root / copy / "warmup")
+    files = FeatureStore.from_settings(settings).files
+    for key in files.keys(f"features/{run.id}/warmup"):
+        files.put(key.replace(f"features/{run.id}/", f"features/{copy}/", 1), files.get(key))
     size = settings.feature_shard_rows
     for shard, start in enumerate(range(0, len(pool_ids), size)):
         app.send_task("gradwalk.features.shard", args=[copy, "train", shard, pool_ids[start:start + size]],
