@@ -55,7 +55,7 @@ def _prepare(store: GraphStore, settings, rows: int, version_rows: int, k: int) 
         rng = np.random.default_rng(0)
         x = (rng.normal(size=(rows, 16)) + 0.3).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        features = FeatureStore(settings.artifacts)
+        features = FeatureStore.from_settings(settings)
         features.write_shard(run, "train", 0, ids, x)
         features.write_shard(run, f"val-{target}", 0, feature_runs.target_ids(store, target), x[:8])
         store.write("MATCH (p:Pool {name: $pool}), (t:Target {name: $target}) "
@@ -65,7 +65,7 @@ def _prepare(store: GraphStore, settings, rows: int, version_rows: int, k: int) 
                     "CREATE (fr)-[:FOR_TARGET]->(t)", {"pool": pool, "target": target, "id": run, "rows": rows})
     if not store.read("MATCH (g:InstructionGraph {id: $g, status: 'ready'}) RETURN g.id AS g", {"g": graph}):
         started = time.monotonic()
-        graph_build.build_graph(store, FeatureStore(settings.artifacts), run, k, 0.0, device="cpu")
+        graph_build.build_graph(store, FeatureStore.from_settings(settings), run, k, 0.0, device="cpu")
         timings["graph_s"] = round(time.monotonic() - started, 1)
     if not store.read("MATCH (d:Dataset {name: $d})-[:HAS_VERSION]->(v {version: 2}) RETURN v.version AS v",
                       {"d": dataset}):
