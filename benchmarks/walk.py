@@ -6,12 +6,12 @@ common direction, as gradient features do; neighbour lists exact within each clu
 graph/knn.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
 tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
 
-Then the same neighbour table is stored as an instruction graph (SIMILAR relationships and each
-row's neighbour array, graph.neighbor_lists) in a private Neo4j started for the run, and the walk
-is timed again fed by the platform's neighbour source (graph.neighbors.open_neighbors), as
-selection jobs run it; it must pick the same rows. ``neo4j_ratio`` is its time over the in-memory
-walk's; ``neo4j_edges_ratio`` the same walk reading each list through its SIMILAR edges instead
-(how graphs built before the arrays are read). ``*_with_server_cpu_ratio`` adds the Neo4j
+Then the same neighbour table is stored as an instruction graph (SIMILAR relationships and the
+neighbour pages written with them, graph.neighbor_lists) in a private Neo4j started for the run, and
+the walk is timed again fed by the platform's neighbour source (graph.neighbors.open_neighbors), as
+selection jobs run it, the read of the pages included; it must pick the same rows. ``neo4j_ratio``
+is its time over the in-memory walk's; ``neo4j_edges_ratio`` the same walk reading lists through
+the SIMILAR edges instead, a batch per round trip (how graphs without pages are read). ``*_with_server_cpu_ratio`` adds the Neo4j
 process's CPU seconds to the walk's own: on a busy machine the steadier figure.
 
     python -m benchmarks.walk                   # N = 100k, D = 512, k = 64, ratio 5%
@@ -123,7 +123,7 @@ def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, t
                 picked = gradient_walk(train, components, weights, source, args.ratio, args.delta,
                                        fallback=args.fallback)
             if source.uses_lists != lists:
-                raise SystemExit(f"the walk {'did not read' if lists else 'read'} the stored neighbour arrays")
+                raise SystemExit(f"the walk {'did not read' if lists else 'read'} the stored neighbour pages")
             return source, picked, bench_graph.cpu_seconds(server.pid()) - server_cpu
 
         out = {"neo4j_store_s": round(store_s, 1)}

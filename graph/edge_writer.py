@@ -1,8 +1,8 @@
 """Writes a build's edges into Neo4j: graph.knn's rows as batches, a few transactions in flight.
 
 Edge writes are idempotent per source node: each write transaction deletes its source nodes'
-out-edges of this graph, creates the new ones and sets the same rows' neighbour arrays
-(graph.neighbor_lists), so a re-run block or a resumed build never leaves duplicates and the arrays
+out-edges of this graph, creates the new ones and stores the same rows' neighbour page
+(graph.neighbor_lists), so a re-run block or a resumed build never leaves duplicates and the pages
 never disagree with the edges. A writer (:class:`EdgeWriter`) keeps a few such transactions in
 flight; their sources are disjoint. It writes under a :class:`BlockLease` (graph_build.claim_block):
 every batch commits only while the lease is still its own, and a thread renews the lease while the
@@ -24,7 +24,7 @@ import numpy as np
 from gradwalk import errors
 from gradwalk.graph.graph_cypher import CLEAR_SOURCES, CREATE_EDGES, OWNS_BLOCK, RENEW_LEASE
 from gradwalk.graph.graph_records import GraphInfo, superseded
-from gradwalk.graph.neighbor_lists import set_neighbor_lists, sorted_lists
+from gradwalk.graph.neighbor_lists import set_neighbor_page, walk_order
 from gradwalk.graph.store import GraphStore
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class EdgeWriter:
     def _write(self, batch: _EdgeBatch, ids: np.ndarray, weights: np.ndarray, start: int) -> int:
         lease = self._lease
         lo = batch.first - start
-        lists = sorted_lists(ids[lo : lo + batch.source_count], weights[lo : lo + batch.source_count])
+        page = walk_order(ids[lo : lo + batch.source_count], weights[lo : lo + batch.source_count])
 
         def work(tx: neo4j.ManagedTransaction) -> int:
             if not lease.fresh:
@@ -141,7 +141,7 @@ class EdgeWriter:
             found = tx.run(CREATE_EDGES, lease.params, **batch._asdict()).single()
             if found is None:  # raising rolls the transaction back, the delete included
                 raise superseded(lease.info)
-            set_neighbor_lists(tx, lease.info.id, range(batch.first, batch.first + batch.source_count), lists)
+            set_neighbor_page(tx, lease.info.id, batch.first, page)
             owns = tx.run(OWNS_BLOCK, lease.params).single()
             if owns is None or not owns["owned"]:
                 raise LeaseLost(f"graph {lease.info.id}: block {lease.index} was taken over by another writer")

@@ -40,7 +40,7 @@ from gradwalk.graph.graph_cypher import (
     CLAIM_GRAPH,
     DELETE_BLOCKS,
     DELETE_EDGES,
-    DELETE_LISTS,
+    DELETE_PAGES,
     DROP_GRAPH,
     FAIL_GRAPH,
     FEATURE_RUN,
@@ -348,7 +348,7 @@ def delete_graph(store: GraphStore, graph: str, *, batch: int = DELETE_BATCH, mi
     deleted = 0
     while count := store.write(DELETE_EDGES, {"graph": graph, "limit": batch})[0]["deleted"]:
         deleted += count
-    while store.write(DELETE_LISTS, {"graph": graph, "limit": batch})[0]["deleted"]:
+    while store.write(DELETE_PAGES, {"graph": graph, "limit": batch})[0]["deleted"]:
         pass
     store.write(DELETE_BLOCKS, {"graph": graph})
     if not marked and not deleted and not missing_ok:

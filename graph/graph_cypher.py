@@ -3,7 +3,7 @@
 The lifecycle's queries share one condition (``CURRENT``: only the build that owns the graph may
 write), and reading them side by side is how their locking and idempotence are checked. The
 modules that run them: graph_build (claim, blocks, finish, delete), edge_writer (edge batches,
-block leases), graph_records (read, list), neighbors and neighbor_lists (neighbour lists).
+block leases), graph_records (read, list), neighbors and neighbor_lists (neighbour lists and pages).
 """
 
 FEATURE_RUN = "MATCH (r:FeatureRun {id: $run}) RETURN r.status AS status, r.rows AS rows"
@@ -159,10 +159,10 @@ WITH r LIMIT $limit
 DELETE r
 RETURN count(*) AS deleted"""
 
-# A graph's neighbour arrays and block leases go with its edges (MATCH the key's first property:
+# A graph's neighbour pages and block leases go with its edges (MATCH the key's first property:
 # the constraint's index serves it).
-DELETE_LISTS = """
-MATCH (l:NeighborList) WHERE l.graph = $graph AND l.row IS NOT NULL
+DELETE_PAGES = """
+MATCH (l:NeighborPage) WHERE l.graph = $graph AND l.first IS NOT NULL
 WITH l LIMIT $limit
 DELETE l
 RETURN count(*) AS deleted"""
@@ -204,19 +204,22 @@ WITH id, targets, [i IN range(1, size(weights) - 1) WHERE weights[i] = weights[i
 RETURN collect(id) AS sources, collect(targets) AS targets, collect(ties) AS ties"""
 
 
-# Neighbour arrays (neighbor_lists): set a batch's rows, or read many rows' in one record.
-SET_NEIGHBOR_LISTS = """
-UNWIND range(0, size($rows) - 1) AS i
-MERGE (l:NeighborList {graph: $graph, row: $rows[i]})
-SET l.targets = $lists[i]"""
+# Neighbour pages (neighbor_lists): store a batch's rows as one page (after deleting any page that
+# overlaps them), or read the pages that start in [lo, hi).
+SET_NEIGHBOR_PAGE = """
+CALL () {
+  MATCH (old:NeighborPage)
+  WHERE old.graph = $graph AND $first - $max_rows < old.first < $first + $rows AND old.first + old.rows > $first
+  DELETE old
+}
+CREATE (:NeighborPage {graph: $graph, first: $first, rows: $rows, targets: $targets})"""
 
-READ_NEIGHBOR_LISTS = """
-UNWIND $rows AS row
-MATCH (l:NeighborList {graph: $graph, row: row})
-RETURN collect(row) AS rows, collect(l.targets) AS targets"""
+READ_NEIGHBOR_PAGES = """
+MATCH (p:NeighborPage) WHERE p.graph = $graph AND $lo <= p.first < $hi
+RETURN p.first AS first, p.rows AS rows, p.targets AS targets"""
 
-# Whether a graph's lists index the caller's row order (neighbor_lists.row_order).
-LISTS_MATCH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.row_order = $row_order AS usable"
+# Whether a graph's pages index the caller's row order (neighbor_lists.row_order), and its k.
+LISTS_MATCH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.row_order = $row_order AS usable, g.k AS k"
 
 # An extension (graph_extend.py) claims a ready graph, a failed extension, or one silent for
 # $stale_after_s; the node lock makes the check and the claim one step, so two never both run.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradwalk.graph.graph_records import get_graph, ready_graph
+from gradwalk.graph.neighbor_lists import stored_table
 from gradwalk.graph.neighbors import RowIndex
 from gradwalk.graph.store import GraphStore
 
@@ -39,9 +40,13 @@ def edge_arrays(store: GraphStore, graph: str, row_ids: Sequence[str]) -> tuple[
 
 def neighbor_table(store: GraphStore, graph: str, row_ids: Sequence[str]) -> np.ndarray:
     """A ``ready`` graph read whole into graph.knn's table: int32 [N, k] row ids (-1 = none), most
-    similar first, equal cosines by row index. The walk runs on it at in-memory speed; for pools
-    whose table (N·k·4 bytes) is too big, use :func:`open_neighbors`, which reads lists on demand."""
-    table = np.full((len(row_ids), ready_graph(store, graph, row_ids).k), -1, dtype=np.int32)
+    similar first, equal cosines by row index. Read from its neighbour pages when they index
+    ``row_ids`` (graph.neighbor_lists), else assembled from its edges."""
+    info = ready_graph(store, graph, row_ids)
+    stored = stored_table(store, graph, row_ids)
+    if stored is not None:
+        return stored
+    table = np.full((len(row_ids), info.k), -1, dtype=np.int32)
     for sources, targets, weights in iter_edges(store, graph, row_ids):
         order = np.lexsort((targets, -weights, sources))
         sources, targets = sources[order], targets[order]

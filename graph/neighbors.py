@@ -9,9 +9,9 @@ from typing import Any, Self
 import numpy as np
 
 from gradwalk import errors
-from gradwalk.graph.graph_cypher import LISTS_MATCH, NEIGHBOR_ORDER, NEIGHBORS
+from gradwalk.graph.graph_cypher import NEIGHBOR_ORDER, NEIGHBORS
 from gradwalk.graph.graph_records import ready_graph
-from gradwalk.graph.neighbor_lists import read_neighbor_lists, row_order
+from gradwalk.graph.neighbor_lists import stored_table
 from gradwalk.graph.store import GraphStore, ReadSession
 
 PREFETCH_LIMIT = 64  # neighbour lists a walk prefetch loads at most in one round trip (measured: 16-64 cost alike)
@@ -73,35 +73,39 @@ class GraphNeighbors:
     """The walk's neighbour source (``graph.walk.PrefetchingNeighborSource``) over a graph in Neo4j.
 
     The walk speaks row indices; Neo4j speaks instruction ids. ``row_ids`` maps one to the other
-    (the feature rows the walk gets). Lists are read in batches and cached: ``prefetch`` loads the
-    uncached lists among the first ``prefetch_limit`` candidates in one round trip, but only when
-    the first (the likeliest next node) is missing, so a walk that stays in one neighbourhood
-    mostly runs on the cache. Each list is read as its stored array (graph.neighbor_lists: one
-    property per list, already in walk order) when the graph's lists index these ``row_ids``
-    (``uses_lists``); otherwise (a graph built before lists existed, or other rows) through the
-    edges: Neo4j sorts each list and sends target ids only, equal cosines ordered by row index, as
-    graph.knn orders them. Reading the whole table up front would cost far more: the walk touches
-    only a few lists per selected row. The reads go through one session, held until :meth:`close`
-    (or the end of a ``with`` block).
+    (the feature rows the walk gets). When the graph's neighbour pages index these rows
+    (graph.neighbor_lists, ``uses_lists``), the whole table is read at once, in a few records, and
+    the walk runs on it as on an in-memory table: N·k·4 bytes, far less than the features it
+    holds, and one read instead of a round trip every few steps. Otherwise (a graph built before
+    pages existed, an extended graph, other rows, or ``lists=False``) lists are read through the
+    edges in batches and cached: ``prefetch`` loads the uncached lists among the first
+    ``prefetch_limit`` candidates in one round trip, but only when the first (the likeliest next
+    node) is missing; Neo4j sorts each list and sends target ids only, equal cosines ordered by
+    row index, as graph.knn orders them. Those reads go through one session, held until
+    :meth:`close` (or the end of a ``with`` block).
     """
 
     def __init__(self, store: GraphStore, graph: str, row_ids: Sequence[str], *,
                  prefetch_limit: int = PREFETCH_LIMIT, lists: bool = True) -> None:
-        found = store.read(LISTS_MATCH, {"graph": graph, "row_order": row_order(row_ids)}) if lists else None
-        self.uses_lists = bool(found and found[0]["usable"])  # lists=False reads the edges (for comparison)
-        self._session = store.read_session()
         self._rows = RowIndex(graph, row_ids)
+        self._table = stored_table(store, graph, row_ids) if lists else None
+        self.uses_lists = self._table is not None
+        self.round_trips = int(self.uses_lists)  # reads of the table count as one
+        self._session = None if self.uses_lists else store.read_session()
         self.prefetch_limit = prefetch_limit
         self._cache: dict[int, np.ndarray] = {}
-        self.round_trips = 0
 
     def __getitem__(self, node: int) -> np.ndarray:
         row = int(node)
+        if self._table is not None:
+            return self._table[row]
         if row not in self._cache:
             self._load([row])
         return self._cache[row]
 
     def prefetch(self, nodes: np.ndarray) -> None:
+        if self._table is not None:
+            return
         wanted = np.asarray(nodes).reshape(-1)[: self.prefetch_limit].tolist()
         if wanted and wanted[0] not in self._cache:
             self._load([n for n in wanted if n not in self._cache])
@@ -111,13 +115,11 @@ class GraphNeighbors:
             raise errors.InvalidInput(f"rows must lie in [0, {len(self._rows)}), got {rows}")
         self.round_trips += 1
         self._cache.update(dict.fromkeys(rows, np.empty(0, dtype=np.int64)))  # rows without edges
-        if self.uses_lists:
-            self._cache.update(read_neighbor_lists(self._session, self._rows.graph, rows))
-        else:
-            self._cache.update(self._rows.ordered(self._session, rows))
+        self._cache.update(self._rows.ordered(self._session, rows))
 
     def close(self) -> None:
-        self._session.close()
+        if self._session is not None:
+            self._session.close()
 
     def __enter__(self) -> Self:
         return self

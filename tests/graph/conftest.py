@@ -55,15 +55,15 @@ class Run:
             np.testing.assert_allclose([w for _, w in edges], [w for _, w in want], atol=1e-6)
 
     def assert_lists_match_edges(self, graph: str) -> None:
-        """Every row's stored neighbour array says what its SIMILAR edges say, in the walk's order."""
+        """Every row's stored neighbour page row says what its SIMILAR edges say, in the walk's order."""
         from gradwalk.graph.neighbors import GraphNeighbors
 
         with GraphNeighbors(self.store, graph, self.ids) as arrays, \
                 GraphNeighbors(self.store, graph, self.ids, lists=False) as edges:
             assert arrays.uses_lists and not edges.uses_lists
-            arrays.prefetch(np.arange(self.rows))
             for row in range(self.rows):
-                np.testing.assert_array_equal(arrays[row], edges[row], err_msg=f"row {row}")
+                listed = arrays[row]
+                np.testing.assert_array_equal(listed[listed >= 0], edges[row], err_msg=f"row {row}")
 
     def edge_count(self, graph: str) -> int:
         return self.store.read(EDGE_COUNT, {"graph": graph})[0]["n"]
