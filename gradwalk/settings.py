@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # unset: the S3 client's own chain (AWS_* variables, instance role)
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    # Each host's copies of the shards it read from S3 (under the state folder), least recently
+    # used evicted past this size; 0 = no cap. Keep it above one run's features (N × D × 4 bytes):
+    # a graph block reads them all.
+    artifact_cache_gb: float = Field(default=100.0, ge=0)
 
     # Neo4j (Bolt). The local launcher binds to the host and port of this URI.
     neo4j_uri: str = "bolt://127.0.0.1:17687"
@@ -117,6 +121,11 @@ class Settings(BaseSettings):
     def artifacts(self) -> str:
         """Where the artifact store lives (feature shards, manifests): an ``s3://`` URL or a folder."""
         return self.artifact_url or str(self.artifact_dir or self.state_dir / "artifacts")
+
+    @property
+    def artifact_cache_bytes(self) -> int | None:
+        """The cap on this host's shard copies in bytes; None when there is none."""
+        return int(self.artifact_cache_gb * (1 << 30)) or None
 
     @field_validator("artifact_url", mode="after")
     @classmethod

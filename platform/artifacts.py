@@ -38,6 +38,7 @@ import numpy as np
 
 from gradwalk import errors
 from gradwalk.platform.artifact_files import ArtifactFiles, s3_options
+from gradwalk.platform.shard_cache import ShardCache
 
 
 @dataclass(frozen=True)
@@ -75,21 +76,24 @@ class FeatureStore:
     """Feature shards under one root: a local folder (the default) or ``s3://bucket/prefix``.
 
     ``cache_dir`` holds this host's copies of what it reads from S3 (shards, the warm-up), under
-    ``artifact-cache/``; a local root needs none."""
+    ``artifact-cache/``; a local root needs none. The shards' copies are kept under
+    ``cache_bytes`` (None: no cap), least recently used evicted first (platform.shard_cache)."""
 
     def __init__(self, root: str | os.PathLike[str], *, cache_dir: Path | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, cache_bytes: int | None = None) -> None:
         self.files = ArtifactFiles(root, storage_options)
         self.storage_options = dict(storage_options or {})
         self.root = self.files.location
         base = cache_dir or Path(tempfile.gettempdir()) / "gradwalk"
         self.cache = Path(base) / "artifact-cache"
+        self.shard_copies = ShardCache(self.cache, cache_bytes)
 
     @classmethod
     def from_settings(cls, settings: Any) -> FeatureStore:
         """The store the settings name (GRADWALK_ARTIFACT_URL, else the artifact folder)."""
         # The copies are this host's own state, like its logs: never a folder that hosts share.
-        return cls(settings.artifacts, cache_dir=settings.state_dir, storage_options=s3_options(settings))
+        return cls(settings.artifacts, cache_dir=settings.state_dir, storage_options=s3_options(settings),
+                   cache_bytes=settings.artifact_cache_bytes)
 
     @staticmethod
     def _prefix(run: str, part: str) -> str:
@@ -144,9 +148,12 @@ class FeatureStore:
             raise errors.InvalidInput(f"feature run id {run!r} cannot name a folder")
         prefix = f"features/{run}"
         keys = sorted(self.files.keys(prefix), key=lambda k: not k.endswith(".json"))
+        manifests = [k for k in keys if k.rsplit("/", 1)[-1].startswith("shard-") and k.endswith(".json")]
+        copies = [self._parse(data).sha256 for data in self.files.get_many(manifests).values()]
         for key in keys:  # manifests first: a half-deleted run never reads as finished
             self.files.remove(key)
-        for local in (self.files.local_path(prefix), self.cache / prefix):
+        self.shard_copies.discard(copies)
+        for local in (self.files.local_path(prefix), self.cache / "folders" / run):
             if local is not None:
                 shutil.rmtree(local, ignore_errors=True)
         return len(keys)
@@ -169,29 +176,30 @@ class FeatureStore:
         key = f"{self._prefix(m.run, m.part)}/{m.array_name}"
         path = self.files.local_path(key)
         if path is None:
-            path = self._cached(key, m)
+            try:
+                array = np.load(self._copy(key, m), mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:  # another process evicted the copy between finding and opening it
+                array = np.load(self._copy(key, m), mmap_mode="r", allow_pickle=False)
         elif verify and _sha256_file(path) != m.sha256:
             raise errors.Conflict(f"feature shard {path} does not match its manifest's checksum")
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         if array.shape != (m.rows, m.dim):
             raise errors.Conflict(f"feature shard {key} has shape {array.shape}; its manifest says {(m.rows, m.dim)}")
         return array
 
-    def _cached(self, key: str, m: ShardManifest) -> Path:
-        path = self.cache / f"{m.sha256}.npy"
-        if path.is_file():
-            return path
-        part = path.with_name(f".{path.name}.{os.getpid()}.download")
-        try:
-            self.files.download(key, part)
+    def _copy(self, key: str, m: ShardManifest) -> Path:
+        """This host's copy of a shard in the store, downloaded and checked the first time."""
+
+        def download(part: Path) -> None:
+            try:
+                self.files.download(key, part)
+            except FileNotFoundError:
+                raise errors.NotFound(f"feature shard {self.root}/{key} named by its manifest is missing") from None
             if _sha256_file(part) != m.sha256:
                 raise errors.Conflict(f"feature shard {self.root}/{key} does not match its manifest's checksum")
-            part.replace(path)
-        except FileNotFoundError:
-            raise errors.NotFound(f"feature shard {self.root}/{key} named by its manifest is missing") from None
-        finally:
-            part.unlink(missing_ok=True)
-        return path
+
+        return self.shard_copies.get(m.sha256) or self.shard_copies.put(m.sha256, download)
 
     def matrix(self, run: str, part: str) -> FeatureMatrix:
         """A part's finished shards as one matrix that is read a shard at a time."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gradwalk import errors, pins
 from gradwalk.platform import neo4j_launcher, s3proxy, services
+from gradwalk.platform.artifacts import FeatureStore
 from gradwalk.settings import Settings
 
 # What a first run writes: wheels (~290 MB), the converted model (~540 MB), the Neo4j build
@@ -37,7 +38,7 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a fresh machine would need them fixed."""
-    return [*_tools(settings), *_folders(settings), *_ports(settings), _launcher(settings), _s3proxy(settings),
+    return [*_tools(settings), *_folders(settings), *_artifact_cache(settings), *_ports(settings), _launcher(settings), _s3proxy(settings),
             *(_package(settings, name) for name in pins.PINS), *_running(settings)]
 
 
@@ -67,6 +68,24 @@ def _folders(settings: Settings) -> Iterator[Check]:
         detail = f"{folder}: {free_mb:,} MB free (needs {need_mb:,})"
         yield (Check(name, True, detail) if free_mb >= need_mb else
                Check(name, False, detail, f"free some space, or point {variable} at a larger disk"))
+
+
+def _artifact_cache(settings: Settings) -> Iterator[Check]:
+    """With an S3 store, this host's shard copies: how much they hold, and whether the cap fits the disk."""
+    if not settings.artifacts.startswith("s3://"):
+        return
+    copies = FeatureStore.from_settings(settings).shard_copies
+    used_mb = copies.size() >> 20
+    existing = next(p for p in (copies.folder, *copies.folder.parents) if p.exists())
+    room_mb = (shutil.disk_usage(existing).free >> 20) + used_mb
+    cap_mb = None if copies.max_bytes is None else copies.max_bytes >> 20
+    detail = f"{copies.folder}: {used_mb:,} MB of shard copies, " + (
+        "no cap (GRADWALK_ARTIFACT_CACHE_GB=0): they may fill the disk" if cap_mb is None else f"cap {cap_mb:,} MB")
+    if cap_mb is None or cap_mb <= room_mb:
+        yield Check("artifact cache", True, detail)
+    else:
+        yield Check("artifact cache", False, f"{detail}, but the disk has room for {room_mb:,} MB",
+                    f"set GRADWALK_ARTIFACT_CACHE_GB below {room_mb / 1024:.0f}, or free some space")
 
 
 def _ports(settings: Settings) -> Iterator[Check]:

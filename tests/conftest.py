@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import uuid
@@ -27,7 +28,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (`timeout`, a CI runner giving up) ends the session as Ctrl-C does: the fixtures'
+    # teardown still stops the session's Neo4j, Redis and workers instead of orphaning them.
+    signal.signal(signal.SIGTERM, _interrupt)
     # Before anything reads settings: every service of this session is private to it.
     os.environ["GRADWALK_STATE_DIR"] = str(_STATE_DIR)
     os.environ["GRADWALK_NEO4J_URI"] = f"bolt://127.0.0.1:{free_port()}"

@@ -81,3 +81,17 @@ def test_a_ready_machine_with_services_up_passes(services, settings):
     found = by_name(checks)
     assert all(found[f"service {name}"]["ok"] for name in ("neo4j", "redis", "worker-gpu", "worker-cpu", "api"))
     assert text.rstrip().endswith("all good")
+
+
+def test_a_shard_cache_cap_bigger_than_the_disk_is_named_with_its_fix(tmp_path):
+    s3 = {"GRADWALK_ARTIFACT_URL": "s3://gradwalk/artifacts", "GRADWALK_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+    code, checks, text = run_doctor(tmp_path, GRADWALK_ARTIFACT_CACHE_GB="100000000", **s3)
+    cache = by_name(checks)["artifact cache"]
+    assert code == 1 and not cache["ok"] and "GRADWALK_ARTIFACT_CACHE_GB below" in cache["fix"]
+    assert "✘ artifact cache" in text
+    _, checks, _ = run_doctor(tmp_path, GRADWALK_ARTIFACT_CACHE_GB="0.5", **s3)
+    assert by_name(checks)["artifact cache"] == {
+        "name": "artifact cache", "ok": True, "fix": "",
+        "detail": f"{tmp_path / 'state' / 'artifact-cache'}: 0 MB of shard copies, cap 512 MB"}
+    _, checks, _ = run_doctor(tmp_path)  # a local store keeps no copies: no check
+    assert "artifact cache" not in by_name(checks)
