@@ -1,10 +1,13 @@
 """A kNN block delivered twice, both copies running at once on real gpu workers: the block's lease
 in Neo4j lets one copy write while the other waits for it, so no edge is written twice, and the
-chord counts the block once (the graph ends ready, with every block's edges exactly once)."""
+chord counts the block once (the graph ends ready, with every block's edges exactly once). The
+test holds the writing copy mid-write until the other has found the lease held, so the overlap
+happens on any machine, however busy."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import numpy as np
@@ -78,32 +81,46 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
             sent.append({"body": body, "exchange": exchange, "routing_key": routing_key, "headers": dict(headers),
                          "properties": dict(properties), "declare": declare})
 
-    before_task_publish.connect(keep)
-    try:  # the build's chord is published from this process, so its messages can be kept
-        reply = graph_tasks.build.apply(args=[run_id], kwargs={"k": K, "block_rows": BLOCK_ROWS}).get()
-    finally:
-        before_task_publish.disconnect(keep)
-    graph = reply["graph"]
-    first = next(m for m in sent if m["body"][1]["index"] == 0)
+    # Whichever copy of block 0 owns it first must still be writing when the other claims it, however
+    # slowly the other starts on a busy machine: an open transaction holds the lock of row 0's
+    # instruction, so the owner's first edge batch waits on it until the other copy was refused.
+    release, holding = threading.Event(), threading.Event()
 
-    block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused, " \
-                 "b.late AS late"
-    with app.producer_or_acquire() as producer:  # the same message again at once, as a broker redelivers it
-        producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
-                         headers=first["headers"], declare=first["declare"], serializer="json",
-                         **first["properties"])
+    def hold_row_zero(tx) -> None:
+        tx.run("MATCH (n:Instruction {id: $id}) SET n._held = true REMOVE n._held", id=ids[0]).consume()
+        holding.set()
+        release.wait(600)
+
+    holder = threading.Thread(target=store.transaction, args=(hold_row_zero,), kwargs={"write": True})
+    holder.start()
+    try:
+        assert holding.wait(60)
+        before_task_publish.connect(keep)
+        try:  # the build's chord is published from this process, so its messages can be kept
+            reply = graph_tasks.build.apply(args=[run_id], kwargs={"k": K, "block_rows": BLOCK_ROWS}).get()
+        finally:
+            before_task_publish.disconnect(keep)
+        graph = reply["graph"]
+        first = next(m for m in sent if m["body"][1]["index"] == 0)
+        with app.producer_or_acquire() as producer:  # the same message again, as a broker redelivers it
+            producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
+                             headers=first["headers"], declare=first["declare"], serializer="json",
+                             **first["properties"])
+        block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused"
+        refused = _wait(lambda: (r := store.read(block_zero, {"graph": graph}))
+                        and r[0]["refused"] and r[0], 600, "the second copy of block 0 to find the lease held")
+    finally:
+        release.set()
+        holder.join(60)
+    assert refused["claims"] == 1  # one copy owns block 0; the other waits for it instead of writing
 
     status = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.status AS status, g.edges AS edges, g.error AS error"
     done = _wait(lambda: (g := store.read(status, {"graph": graph})[0])["status"] in ("ready", "failed") and g, 600,
                  "the build to end")
     assert done["status"] == "ready", done["error"]
     assert done["edges"] == ROWS * K
-    # The other copy runs too, maybe after the build ended (on a busy machine it starts late): it
-    # finds the lease held and waits (refused: three free worker processes take both copies at
-    # once), or finds the block done (late). Either way it must not claim the block again.
-    record = _wait(lambda: (r := store.read(block_zero, {"graph": graph})[0])["refused"] + r["late"] >= 1 and r,
-                   120, "the second copy of block 0 to run")
-    assert record["claims"] == 1  # one copy owned block 0 and wrote it
+    record = store.read(block_zero, {"graph": graph})[0]
+    assert record["claims"] == 1  # the waiting copy found the block done and never claimed it
 
     edges = store.read("MATCH ()-[r:SIMILAR {graph: $graph}]->() RETURN count(r) AS n", {"graph": graph})[0]["n"]
     twice = store.read("MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WITH a, b, count(r) AS c WHERE c > 1 "
