@@ -63,6 +63,8 @@ def graph_extend(
     """Add the rows the graph's feature run gained (after `gradwalk features extend RUN`): each new
     row gets its top-k among all rows, and enters an old row's list where it beats the k-th
     neighbour. The result equals a rebuild; the work grows with new rows x N. Records a generation.
+    Walks then read the graph's edges (same picks, slower) until `graph build --rebuild` writes its
+    neighbour pages again.
 
     Example: gradwalk graph extend fr-0123456789ab:k64:tau0.0
     """
