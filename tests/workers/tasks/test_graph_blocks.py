@@ -1,19 +1,20 @@
 """A kNN block delivered twice, both copies running at once on real gpu workers: the block's lease
 in Neo4j lets one copy write while the other waits for it, so no edge is written twice, and the
 chord counts the block once (the graph ends ready, with every block's edges exactly once). The
-test holds the writing copy mid-write until the other has found the lease held, so the overlap
-happens on any machine, however busy."""
+test holds the block's lease as a stalled first copy until both worker copies are seen running
+and waiting, so the overlap happens on any machine, however busy; then the stalled copy's lease
+runs out and exactly one of them takes the block over."""
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from gradwalk.graph.graph_build import FEATURE_PART
+from gradwalk.graph.graph_build import FEATURE_PART, claim_block
+from gradwalk.graph.graph_records import get_graph
 from gradwalk.graph.neighbor_lists import stored_table
 from gradwalk.graph.neighbors import neighbors
 from gradwalk.platform.artifacts import FeatureStore
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture
 def more_gpu_slots(settings):
-    """A second gpu worker with two pool processes beside the session's: three blocks run at once."""
+    """A second gpu worker with three pool processes beside the session's: both copies of block 0 and
+    block 1 each get a process even while the session's worker is still busy with an earlier test's work."""
     from gradwalk.platform.services import WorkerService
 
     class Twin(WorkerService):
@@ -37,7 +39,7 @@ def more_gpu_slots(settings):
 
         def command(self) -> list[str]:
             command = super().command()
-            command[command.index("--concurrency") + 1] = "2"
+            command[command.index("--concurrency") + 1] = "3"
             return command
 
     twin = Twin()
@@ -73,6 +75,10 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run_id, "dim": DIM, "rows": ROWS})
 
+    # A copy of block 0 that stalled while alive: it holds the block's lease from before the block's
+    # message reaches the broker (taken as the build publishes it), so both worker copies of the
+    # message find the lease held and wait, however slowly either starts on a busy machine.
+    stalled = "stalled-first-copy"
     sent: list[dict] = []
 
     def keep(sender=None, body=None, exchange=None, routing_key=None, headers=None, properties=None,
@@ -80,47 +86,41 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
         if sender == graph_tasks.block.name:
             sent.append({"body": body, "exchange": exchange, "routing_key": routing_key, "headers": dict(headers),
                          "properties": dict(properties), "declare": declare})
+            if body[1]["index"] == 0:
+                info = get_graph(store, body[1]["graph_id"])
+                assert claim_block(store, info, 0, stalled, lease_s=900).outcome == "owned"
 
-    # Whichever copy of block 0 owns it first must still be writing when the other claims it, however
-    # slowly the other starts on a busy machine: an open transaction holds the lock of row 0's
-    # instruction, so the owner's first edge batch waits on it until the other copy was refused.
-    release, holding = threading.Event(), threading.Event()
-
-    def hold_row_zero(tx) -> None:
-        tx.run("MATCH (n:Instruction {id: $id}) SET n._held = true REMOVE n._held", id=ids[0]).consume()
-        holding.set()
-        release.wait(600)
-
-    holder = threading.Thread(target=store.transaction, args=(hold_row_zero,), kwargs={"write": True})
-    holder.start()
-    try:
-        assert holding.wait(60)
-        before_task_publish.connect(keep)
-        try:  # the build's chord is published from this process, so its messages can be kept
-            reply = graph_tasks.build.apply(args=[run_id], kwargs={"k": K, "block_rows": BLOCK_ROWS}).get()
-        finally:
-            before_task_publish.disconnect(keep)
-        graph = reply["graph"]
-        first = next(m for m in sent if m["body"][1]["index"] == 0)
-        with app.producer_or_acquire() as producer:  # the same message again, as a broker redelivers it
-            producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
-                             headers=first["headers"], declare=first["declare"], serializer="json",
-                             **first["properties"])
-        block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused"
-        refused = _wait(lambda: (r := store.read(block_zero, {"graph": graph}))
-                        and r[0]["refused"] and r[0], 600, "the second copy of block 0 to find the lease held")
+    before_task_publish.connect(keep)
+    try:  # the build's chord is published from this process, so its messages can be kept
+        reply = graph_tasks.build.apply(args=[run_id], kwargs={"k": K, "block_rows": BLOCK_ROWS}).get()
     finally:
-        release.set()
-        holder.join(60)
-    assert refused["claims"] == 1  # one copy owns block 0; the other waits for it instead of writing
+        before_task_publish.disconnect(keep)
+    graph = reply["graph"]
+    first = next(m for m in sent if m["body"][1]["index"] == 0)
+    with app.producer_or_acquire() as producer:  # the same message again, as a broker redelivers it
+        producer.publish(first["body"], exchange=first["exchange"], routing_key=first["routing_key"],
+                         headers=first["headers"], declare=first["declare"], serializer="json",
+                         **first["properties"])
+
+    def copies_running() -> int:
+        active = app.control.inspect(timeout=5).active() or {}
+        return sum(task["id"] == first["headers"]["id"] for tasks in active.values() for task in tasks)
+
+    block_zero = "MATCH (b:GraphBlock {graph: $graph, index: 0}) RETURN b.claims AS claims, b.refused AS refused"
+    _wait(lambda: copies_running() == 2 and store.read(block_zero, {"graph": graph})[0]["refused"] >= 1, 300,
+          "both copies of block 0 to run at once, waiting for the lease")
+    # The stalled copy dies: its lease runs out, one waiting copy takes the block over, the other
+    # keeps waiting and then returns what the new owner recorded.
+    store.write("MATCH (b:GraphBlock {graph: $graph, index: 0}) WHERE b.owner = $owner "
+                "SET b.lease_until = datetime() - duration({seconds: 1})", {"graph": graph, "owner": stalled})
 
     status = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.status AS status, g.edges AS edges, g.error AS error"
     done = _wait(lambda: (g := store.read(status, {"graph": graph})[0])["status"] in ("ready", "failed") and g, 600,
                  "the build to end")
     assert done["status"] == "ready", done["error"]
     assert done["edges"] == ROWS * K
-    record = store.read(block_zero, {"graph": graph})[0]
-    assert record["claims"] == 1  # the waiting copy found the block done and never claimed it
+    _wait(lambda: copies_running() == 0, 120, "both copies of block 0 to end")
+    assert store.read(block_zero, {"graph": graph})[0]["claims"] == 2  # the stalled copy, then one worker copy
 
     edges = store.read("MATCH ()-[r:SIMILAR {graph: $graph}]->() RETURN count(r) AS n", {"graph": graph})[0]["n"]
     twice = store.read("MATCH (a)-[r:SIMILAR {graph: $graph}]->(b) WITH a, b, count(r) AS c WHERE c > 1 "
