@@ -97,7 +97,7 @@ class GraphNeighbors:
 
     def __getitem__(self, node: int) -> np.ndarray:
         row = int(node)
-        if self._table is not None:
+        if self._table is not None and 0 <= row < len(self._table):
             return self._table[row]
         if row not in self._cache:
             self._load([row])

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from gradwalk import errors
 from gradwalk.graph import edge_writer, graph_build, graph_export, neighbors
 
 
@@ -32,6 +33,8 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
             np.testing.assert_array_equal(source[row], table[row])
         from_neo4j = gradient_walk(run.x, components, weights, source, 0.1)
         assert source.round_trips == 1  # the walk ran on the table
+        with pytest.raises(errors.InvalidInput, match="rows must lie in"):
+            source[run.rows]
     in_memory = gradient_walk(run.x, components, weights, table, 0.1)
     assert in_memory.indices.size > 0
     np.testing.assert_array_equal(from_neo4j.indices, in_memory.indices)
