@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import secrets
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +26,8 @@ from pydantic import SecretStr
 
 from gradwalk.platform.artifacts import FeatureStore
 from gradwalk.platform.services import S3ProxyService
+from gradwalk.ports import free_port
 from gradwalk.settings import get_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _time_store(store: FeatureStore, shards: list[np.ndarray]) -> dict[str, float]:
@@ -95,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = get_settings().model_copy(update={
             "state_dir": Path(tmp) / "state", "artifact_url": f"s3://bench-{secrets.token_hex(4)}/artifacts",
-            "s3_endpoint_url": f"http://127.0.0.1:{_free_port()}", "s3_access_key_id": "bench",
+            "s3_endpoint_url": f"http://127.0.0.1:{free_port()}", "s3_access_key_id": "bench",
             "s3_secret_access_key": SecretStr(secrets.token_urlsafe(12))})
         server = S3ProxyService(base)
         server.spawn()

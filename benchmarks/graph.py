@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch
 
 from gradwalk.device import resolve_device
 from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
+from gradwalk.ports import free_port
 
 
 def synthetic_rows(n: int, dim: int, seed: int) -> np.ndarray:
@@ -95,11 +95,6 @@ def time_knn(x: torch.Tensor, rows: int, k: int, tau: float, device: torch.devic
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def private_neo4j(state: Path, pagecache_mb: int | None = None):
     """Settings and service of a Neo4j of this run's own (the configured one is left alone)."""
@@ -107,7 +102,7 @@ def private_neo4j(state: Path, pagecache_mb: int | None = None):
     from gradwalk.settings import Settings
 
     sizes = {} if pagecache_mb is None else {"neo4j_pagecache_mb": pagecache_mb}
-    settings = Settings(state_dir=state, neo4j_uri=f"bolt://127.0.0.1:{_free_port()}",
+    settings = Settings(state_dir=state, neo4j_uri=f"bolt://127.0.0.1:{free_port()}",
                         neo4j_password=secrets.token_urlsafe(16), **sizes)
     return settings, Neo4jService(settings)
 

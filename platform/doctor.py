@@ -17,6 +17,7 @@ from pathlib import Path
 from gradwalk import errors, pins
 from gradwalk.platform import neo4j_launcher, s3proxy, services
 from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.ports import port_answers
 from gradwalk.settings import Settings
 
 # What a first run writes: wheels (~290 MB), the converted model (~540 MB), the Neo4j build
@@ -97,7 +98,7 @@ def _ports(settings: Settings) -> Iterator[Check]:
         check = f"port {port} ({name})"
         if running[name].running:
             yield Check(check, True, f"held by gradwalk's {name} (pid {running[name].pid})")
-        elif services.port_answers(host, port):
+        elif port_answers(host, port):
             yield Check(check, False, f"{host}:{port} is taken by another process",
                         f"ss -ltnp 'sport = :{port}' shows who; stop it, or set {variable} to another port")
         else:

@@ -29,6 +29,7 @@ from gradwalk.graph.store import GraphStore
 from gradwalk.platform import s3proxy, work_queue
 from gradwalk.platform.cypher import READ_PROCEDURES
 from gradwalk.platform.neo4j_launcher import build_launcher, check_java, launcher_build, log_tail
+from gradwalk.ports import port_answers
 from gradwalk.settings import Settings
 
 LAUNCHER_MAIN = "dev.gradwalk.neo4j.Launcher"
@@ -45,12 +46,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"GRADWALK_{name.upper()}"] = str(value)
     return env
-
-
-def port_answers(host: str, port: int) -> bool:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,13 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from gradwalk.ports import free_port
+
 _STATE_DIR = Path(tempfile.mkdtemp(prefix="gradwalk-test-"))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _interrupt(signum: int, frame: object) -> None:

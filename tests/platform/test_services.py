@@ -14,12 +14,7 @@ from gradwalk.graph import migrations
 from gradwalk.graph.store import GraphStore
 from gradwalk.platform import neo4j_launcher
 from gradwalk.platform import services as local
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from gradwalk.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +22,8 @@ def private(settings, tmp_path_factory):
     """Settings of a Neo4j + Redis pair that only this module uses (empty database)."""
     own = settings.model_copy(update={
         "state_dir": tmp_path_factory.mktemp("private-state"),
-        "neo4j_uri": f"bolt://127.0.0.1:{_free_port()}",
-        "redis_url": f"redis://127.0.0.1:{_free_port()}/0",
+        "neo4j_uri": f"bolt://127.0.0.1:{free_port()}",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
     })
     neo4j, redis_service = local.Neo4jService(own), local.RedisService(own)
     for service in (neo4j, redis_service):

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from gradwalk.ports import free_port
+
 
 def _alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
@@ -31,11 +33,6 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], Any], *, timeout_s: float, poll_s: float = 0.2, what: str = "condition") -> Any:
