@@ -109,6 +109,11 @@ class FeatureStore:
     def _manifest_key(self, run: str, part: str, shard: int) -> str:
         return f"{self._prefix(run, part)}/shard-{shard:05d}.json"
 
+    @staticmethod
+    def _is_manifest(key: str) -> bool:
+        name = key.rsplit("/", 1)[-1]
+        return name.startswith("shard-") and name.endswith(".json")
+
     # -- writing -------------------------------------------------------------------------------
     def write_shard(self, run: str, part: str, shard: int, row_ids: list[str], x: np.ndarray,
                     skipped: list[str] | None = None) -> ShardManifest:
@@ -148,12 +153,11 @@ class FeatureStore:
             raise errors.InvalidInput(f"feature run id {run!r} cannot name a folder")
         prefix = f"features/{run}"
         keys = sorted(self.files.keys(prefix), key=lambda k: not k.endswith(".json"))
-        manifests = [k for k in keys if k.rsplit("/", 1)[-1].startswith("shard-") and k.endswith(".json")]
-        copies = [self._parse(data).sha256 for data in self.files.get_many(manifests).values()]
+        copies = [self._parse(data).sha256 for data in self.files.get_many(list(filter(self._is_manifest, keys))).values()]
         for key in keys:  # manifests first: a half-deleted run never reads as finished
             self.files.remove(key)
         self.shard_copies.discard(copies)
-        for local in (self.files.local_path(prefix), self.cache / "folders" / run):
+        for local in (self.files.local_path(prefix), self._folder_copies(run)):
             if local is not None:
                 shutil.rmtree(local, ignore_errors=True)
         return len(keys)
@@ -165,8 +169,7 @@ class FeatureStore:
 
     def manifests(self, run: str, part: str) -> list[ShardManifest]:
         """The finished shards of a part, in shard order."""
-        keys = [k for k in self.files.keys(self._prefix(run, part))
-                if k.rsplit("/", 1)[-1].startswith("shard-") and k.endswith(".json")]
+        keys = [k for k in self.files.keys(self._prefix(run, part)) if self._is_manifest(k)]
         found = self.files.get_many(keys)
         return sorted((self._parse(found[k]) for k in keys if k in found), key=lambda m: m.shard)
 
@@ -220,8 +223,8 @@ class FeatureStore:
     def staging_folder(self, run: str, name: str) -> Path:
         """Where this host reads and writes the folder ``name`` of a run: in the store itself when
         it is local, else in this host's cache (:meth:`publish_folder` copies it up)."""
-        local = self.files.local_path(f"features/{run}/{name}")
-        return local if local is not None else self.cache / "folders" / run / name
+        local = self.files.local_path(self._prefix(run, name))
+        return local if local is not None else self._folder_copies(run) / name
 
     def publish_folder(self, run: str, name: str, marker: str) -> None:
         """Copy a finished staging folder into the store, its ``marker`` file last."""
@@ -230,7 +233,7 @@ class FeatureStore:
         folder = self.staging_folder(run, name)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != marker)
         for path in [*files, folder / marker]:
-            self.files.put(f"features/{run}/{name}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+            self.files.put(f"{self._prefix(run, name)}/{path.relative_to(folder).as_posix()}", path.read_bytes())
 
     def fetch_folder(self, run: str, name: str, marker: str) -> Path:
         """The run's folder ``name`` on this host, fetched from the store once (when its marker is there)."""
@@ -239,7 +242,7 @@ class FeatureStore:
             return folder
         if self.files.is_local:
             raise errors.NotFound(f"{folder} is not finished (no {marker})")
-        prefix = f"features/{run}/{name}/"
+        prefix = f"{self._prefix(run, name)}/"
         keys = self.files.keys(prefix)
         if prefix + marker not in keys:
             raise errors.NotFound(f"{self.root}/{prefix} is not finished (no {marker})")
@@ -255,6 +258,10 @@ class FeatureStore:
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         return folder
+
+    def _folder_copies(self, run: str) -> Path:
+        """This host's copies of a run's folders, when the store is not local."""
+        return self.cache / "folders" / run
 
     @staticmethod
     def _parent(folder: Path) -> Path:

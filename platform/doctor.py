@@ -64,11 +64,16 @@ def _first_line(command: list[str]) -> str:
 def _folders(settings: Settings) -> Iterator[Check]:
     for name, folder, need_mb, variable in (("cache folder", settings.cache_dir, MIN_FREE_CACHE_MB, "GRADWALK_CACHE_DIR"),
                                             ("state folder", settings.state_dir, MIN_FREE_STATE_MB, "GRADWALK_STATE_DIR")):
-        existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
-        free_mb = shutil.disk_usage(existing).free // 2**20
+        free_mb = _free_mb(folder)
         detail = f"{folder}: {free_mb:,} MB free (needs {need_mb:,})"
         yield (Check(name, True, detail) if free_mb >= need_mb else
                Check(name, False, detail, f"free some space, or point {variable} at a larger disk"))
+
+
+def _free_mb(folder: Path) -> int:
+    """Free space on the disk a folder is (or will be) on."""
+    existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
+    return shutil.disk_usage(existing).free >> 20
 
 
 def _artifact_cache(settings: Settings) -> Iterator[Check]:
@@ -77,8 +82,7 @@ def _artifact_cache(settings: Settings) -> Iterator[Check]:
         return
     copies = FeatureStore.from_settings(settings).shard_copies
     used_mb = copies.size() >> 20
-    existing = next(p for p in (copies.folder, *copies.folder.parents) if p.exists())
-    room_mb = (shutil.disk_usage(existing).free >> 20) + used_mb
+    room_mb = _free_mb(copies.folder) + used_mb
     cap_mb = None if copies.max_bytes is None else copies.max_bytes >> 20
     detail = f"{copies.folder}: {used_mb:,} MB of shard copies, " + (
         "no cap (GRADWALK_ARTIFACT_CACHE_GB=0): they may fill the disk" if cap_mb is None else f"cap {cap_mb:,} MB")
