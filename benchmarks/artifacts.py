@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import SecretStr
 
-from gradwalk.platform.artifacts import FeatureStore
-from gradwalk.platform.services import S3ProxyService
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.local.stack import S3ProxyService
 from gradwalk.ports import free_port
 from gradwalk.settings import get_settings
 

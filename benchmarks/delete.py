@@ -23,8 +23,11 @@ from graph import private_store  # benchmarks/graph.py, beside this script
 
 
 def measure(store, root: Path, n: int, batch: int) -> dict:
-    from gradwalk.platform import datasets, deletion, feature_runs, pools
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+    from gradwalk.platform.catalog import deletion
+    from gradwalk.platform.intake import pools
+    from gradwalk.platform.versions import datasets
+    from gradwalk.platform.work import feature_runs
 
     rows = [{"messages": [{"role": "user", "content": f"question {i}"},
                           {"role": "assistant", "content": f"answer {i}"}]} for i in range(n)]

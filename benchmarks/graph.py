@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from gradwalk.device import resolve_device
-from gradwalk.graph.knn import block_ranges, default_block_rows, knn_block
+from gradwalk.graph.knn.topk import block_ranges, default_block_rows, knn_block
 from gradwalk.ports import free_port
 
 
@@ -98,7 +98,7 @@ def time_knn(x: torch.Tensor, rows: int, k: int, tau: float, device: torch.devic
 
 def private_neo4j(state: Path, pagecache_mb: int | None = None):
     """Settings and service of a Neo4j of this run's own (the configured one is left alone)."""
-    from gradwalk.platform.services import Neo4jService
+    from gradwalk.platform.local.stack import Neo4jService
     from gradwalk.settings import Settings
 
     sizes = {} if pagecache_mb is None else {"neo4j_pagecache_mb": pagecache_mb}
@@ -117,7 +117,7 @@ def _timed_writes(store, neo4j_pid: int, lease, ids: list[str], computed: list, 
     """Wall, Neo4j-CPU and client-CPU rates of one EdgeWriter fed the computed pieces, as write_block feeds it."""
     import dataclasses
 
-    from gradwalk.graph.edge_writer import EdgeWriter
+    from gradwalk.graph.knn.edge_writer import EdgeWriter
 
     server, client, start = cpu_seconds(neo4j_pid), time.process_time(), time.perf_counter()
     with EdgeWriter(store, dataclasses.replace(lease, fresh=fresh), concurrency=concurrency) as writer:
@@ -138,8 +138,8 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     ``concurrency`` write transactions are in flight at a time.
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
-    from gradwalk.graph import edge_writer, graph_build
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build, edge_writer
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n = x.shape[0]
     ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
@@ -149,11 +149,11 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     nodes_s = time.perf_counter() - start
     run = f"bench-{tag}"
     features = FeatureStore(features_root)
-    features.write_shard(run, graph_build.FEATURE_PART, 0, ids, x)
+    features.write_shard(run, build.FEATURE_PART, 0, ids, x)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": x.shape[1], "rows": n})
-    info, _ = graph_build.start_build(store, features, run, k, tau, block_rows=n)
-    lease = graph_build.claim_block(store, info, 0).lease  # one block: the rows below are all its own
+    info, _ = build.start_build(store, features, run, k, tau, block_rows=n)
+    lease = build.claim_block(store, info, 0).lease  # one block: the rows below are all its own
 
     device = resolve_device("auto")
     features_on_device = torch.from_numpy(x).to(device)
@@ -166,7 +166,7 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     first = _timed_writes(store, neo4j_pid, lease, ids, computed, True, concurrency)
     again = _timed_writes(store, neo4j_pid, lease, ids, computed, False, concurrency)
     start = time.perf_counter()
-    deleted = graph_build.delete_graph(store, info.id)
+    deleted = build.delete_graph(store, info.id)
     delete_s = time.perf_counter() - start
     return {"concurrency": concurrency, "nodes_created_per_s": n / nodes_s, "warmup_edges": warm_rows * k, "edges_written": first["edges"],
             "write_s": first["s"], "edges_per_s": first["edges_per_s"],
@@ -179,10 +179,10 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
 def time_extend(store, features_root: Path, x: np.ndarray, k: int, tau: float, percent: float, check_rows: int,
                 tag: str) -> dict:
     """Seconds to extend a graph of N·(1 − percent/100) rows to N rows, against a rebuild on N rows."""
-    from gradwalk.graph import graph_build
-    from gradwalk.graph.graph_extend import extend_graph
-    from gradwalk.graph.neighbors import neighbors
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build
+    from gradwalk.graph.knn.extend import extend_graph
+    from gradwalk.graph.knn.neighbors import neighbors
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n = x.shape[0]
     old = n - max(1, round(n * percent / 100))
@@ -190,24 +190,24 @@ def time_extend(store, features_root: Path, x: np.ndarray, k: int, tau: float, p
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
     run, features = f"bench-{tag}", FeatureStore(features_root)
-    features.write_shard(run, graph_build.FEATURE_PART, 0, ids[:old], x[:old])
+    features.write_shard(run, build.FEATURE_PART, 0, ids[:old], x[:old])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', rows: $rows})", {"id": run, "rows": old})
     start = time.perf_counter()
-    graph = graph_build.build_graph(store, features, run, k, tau).id
+    graph = build.build_graph(store, features, run, k, tau).id
     build_old_s = time.perf_counter() - start
-    features.write_shard(run, graph_build.FEATURE_PART, 1, ids[old:], x[old:])
+    features.write_shard(run, build.FEATURE_PART, 1, ids[old:], x[old:])
     store.write("MATCH (r:FeatureRun {id: $id}) SET r.rows = $rows", {"id": run, "rows": n})
     start = time.perf_counter()
     extended = extend_graph(store, features, graph)
     extend_s = time.perf_counter() - start
     sample = [ids[i] for i in np.random.default_rng(0).choice(n, size=min(n, check_rows), replace=False)]
     after_extend = neighbors(store, graph, sample)
-    graph_build.delete_graph(store, graph)
+    build.delete_graph(store, graph)
     start = time.perf_counter()
-    rebuilt = graph_build.build_graph(store, features, run, k, tau)
+    rebuilt = build.build_graph(store, features, run, k, tau)
     rebuild_s = time.perf_counter() - start
     equal = sum(set(after_extend[i]) == set(edges) for i, edges in neighbors(store, graph, sample).items())
-    graph_build.delete_graph(store, graph)
+    build.delete_graph(store, graph)
     return {"old_rows": old, "new_rows": n - old, "build_old_s": build_old_s, "extend_s": extend_s,
             "rebuild_s": rebuild_s, "rebuild_over_extend": rebuild_s / extend_s,
             "edges_equal": extended.edges == rebuilt.edges, "rows_checked": len(sample), "rows_equal": equal}
@@ -215,8 +215,8 @@ def time_extend(store, features_root: Path, x: np.ndarray, k: int, tau: float, p
 
 def private_store(tmp: Path, stack: contextlib.ExitStack, pagecache_mb: int | None = None):
     """A migrated Neo4j of this run's own and a store on it, both closed when ``stack`` unwinds."""
-    from gradwalk.graph.migrations import migrate
-    from gradwalk.graph.store import GraphStore
+    from gradwalk.graph.store.adapter import GraphStore
+    from gradwalk.graph.store.migrations import migrate
 
     settings, neo4j = private_neo4j(tmp / "state", pagecache_mb)
     neo4j.spawn()
@@ -257,7 +257,7 @@ def main() -> None:
                 writes["extend"] = time_extend(store, Path(tmp) / "artifacts", x, args.k, args.tau,
                                                args.extend_percent, args.check_rows, f"n{n}-extend")
             if args.write_edges > 0:  # one write transaction at a time and the platform's default, in turn
-                from gradwalk.graph.edge_writer import CONCURRENT_WRITES
+                from gradwalk.graph.knn.edge_writer import CONCURRENT_WRITES
 
                 for attempt in range(args.repeat):
                     for side, concurrency in (("write_one_at_a_time", 1), ("write", CONCURRENT_WRITES)):

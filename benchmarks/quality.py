@@ -1,9 +1,9 @@
 """Does G2IS beat LESS, embeddings and random here? The quality experiment of issue #8 (not run in CI).
 
 One in-process run of the platform's own parts (no services): pool and targets from
-gradwalk.platform.sources, the LESS warm-up, gradient features and MiniLM embeddings from
-gradwalk.workers.engine, exact kNN graphs (gradwalk.graph.knn), every method through the registry
-(gradwalk.graph.selection). Each subset gets the same fixed-budget LoRA fine-tune
+gradwalk.platform.demo.sources, the LESS warm-up, gradient features and MiniLM embeddings from
+gradwalk.workers.engine, exact kNN graphs (gradwalk.graph.knn.topk), every method through the registry
+(gradwalk.graph.selection.registry). Each subset gets the same fixed-budget LoRA fine-tune
 (workers/engine/finetune.py) and is scored on each target's held-out test examples, which
 selection never sees (workers/engine/evaluate.py): mean response-token loss, and option-likelihood
 accuracy on multiple-choice targets. The base model is the reference line. This file is only the
@@ -143,7 +143,7 @@ class Experiment:
 
     def __init__(self, settings: Settings, work: Path, results: Results, cache_dir: Path, threads: int,
                  device: str = "auto") -> None:
-        from gradwalk.workers.device import resolve_device
+        from gradwalk.device import resolve_device
         from gradwalk.workers.engine.config import EngineConfig
         from gradwalk.workers.engine.models import resolve_model
 
@@ -165,7 +165,7 @@ class Experiment:
         self.results.save()
 
     def load_data(self) -> None:
-        from gradwalk.platform import sources
+        from gradwalk.platform.demo import sources
 
         t = time.perf_counter()
         self.pool = sources.pool_records(self.s.pool_size, self.s.pool_seed, self.config.cache_dir,
@@ -270,7 +270,7 @@ class Experiment:
                                   "dim": int(self.pool_embeddings.shape[1])})
 
     def graphs(self) -> None:
-        from gradwalk.graph.knn import knn_graph
+        from gradwalk.graph.knn.topk import knn_graph
 
         self.neighbors = {}
         for kind, rows in (("gradient", self.pool_features[self.kept]), ("embedding", self.pool_embeddings[self.kept])):
@@ -284,8 +284,8 @@ class Experiment:
 
     def select(self, target: str, display: str, ratio: float, seed: int | None) -> np.ndarray:
         """Pool indices of the subset, in selection order (cached with its summary, which goes into the JSON)."""
-        from gradwalk.graph.selection import METHODS as REGISTRY
-        from gradwalk.graph.selection import SelectionInputs
+        from gradwalk.graph.selection.registry import METHODS as REGISTRY
+        from gradwalk.graph.selection.registry import SelectionInputs
 
         def run() -> tuple[np.ndarray, dict]:
             if display == "random":

@@ -42,21 +42,21 @@ def _start_worker(settings, artifacts: str, run: str) -> None:
     """A pool process: one store and the run's features, kept for all its blocks (as a worker does)."""
     import torch
 
-    from gradwalk.graph import graph_build
-    from gradwalk.graph.store import GraphStore
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build
+    from gradwalk.graph.store.adapter import GraphStore
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     torch.set_num_threads(1)  # one core each: the processes, not threads, are what is compared
     _worker["store"] = GraphStore.connect(settings)
-    _worker["rows"] = graph_build.load_features(FeatureStore(Path(artifacts)), run, "cpu")
+    _worker["rows"] = build.load_features(FeatureStore(Path(artifacts)), run, "cpu")
 
 
 def _write_block(job: tuple) -> int:
-    from gradwalk.graph import graph_build
+    from gradwalk.graph.knn import build
 
     info, index = job
     row_ids, x = _worker["rows"]
-    return graph_build.write_block(_worker["store"], info, row_ids, x, index, device="cpu")
+    return build.write_block(_worker["store"], info, row_ids, x, index, device="cpu")
 
 
 def _children_cpu() -> float:
@@ -72,10 +72,10 @@ def tx_log_bytes(state: Path) -> int:
 
 def build_with(processes: int, store, settings, server, artifacts: Path, run: str, k: int, block_rows: int) -> dict:
     """Build the run's graph from scratch with ``processes`` worker processes; rates and CPU per unit."""
-    from gradwalk.graph import graph_build
+    from gradwalk.graph.knn import build
 
     bench_graph = _bench_graph()
-    info, todo = graph_build.start_build(store, _Features(artifacts), run, k, 0.0, block_rows=block_rows,
+    info, todo = build.start_build(store, _Features(artifacts), run, k, 0.0, block_rows=block_rows,
                                          rebuild=True)
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes, initializer=_start_worker, initargs=(settings, str(artifacts), run)) as pool:
@@ -85,7 +85,7 @@ def build_with(processes: int, store, settings, server, artifacts: Path, run: st
         wall = time.perf_counter() - start
         server_cpu = bench_graph.cpu_seconds(server.pid()) - server_cpu
     workers_cpu = _children_cpu() - workers_cpu  # counted once the pool's processes have ended
-    done = graph_build.finish_build(store, info)
+    done = build.finish_build(store, info)
     if done.edges != edges or done.status != "ready":
         raise SystemExit(f"the build ended {done.status} with {done.edges} edges, {edges} written")
     return {"processes": processes, "blocks": len(todo), "wall_s": round(wall, 2),
@@ -99,7 +99,7 @@ class _Features:
     """The benchmark's feature run, as graph_build reads it (the platform's store, opened lazily)."""
 
     def __init__(self, root: Path) -> None:
-        from gradwalk.platform.artifacts import FeatureStore
+        from gradwalk.platform.artifacts.feature_store import FeatureStore
 
         self._store = FeatureStore(root)
         self.root = root
@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
-    from gradwalk.graph import graph_build
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     bench_graph = _bench_graph()
     x = bench_graph.synthetic_rows(args.n, args.dim, seed=0)
@@ -129,7 +129,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-throughput-") as tmp, contextlib.ExitStack() as stack:
         store, server = bench_graph.private_store(Path(tmp), stack)
         artifacts, run = Path(tmp) / "artifacts", "bench-throughput"
-        FeatureStore(artifacts).write_shard(run, graph_build.FEATURE_PART, 0, ids, x)
+        FeatureStore(artifacts).write_shard(run, build.FEATURE_PART, 0, ids, x)
         store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                          batch_size=10_000)
         store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",

@@ -24,10 +24,13 @@ import uuid
 import httpx
 import numpy as np
 
-from gradwalk.graph import graph_build
-from gradwalk.graph.store import GraphStore
-from gradwalk.platform import auth, datasets, feature_runs, jobs, pools
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn import build
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.access import auth
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.intake import pools
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import feature_runs, jobs
 from gradwalk.settings import get_settings
 
 GOAL_MS = 300
@@ -43,7 +46,7 @@ def _prepare(store: GraphStore, settings, rows: int, version_rows: int, k: int) 
     """The pool, run, graph and two versions (made once; found again on later runs)."""
     pool, target, run = f"bench-ui-pool-{rows}", "bench-ui-target", f"bench-ui-run-{rows}"
     dataset = f"bench-ui-{rows}-{version_rows}"
-    graph = graph_build.graph_id(run, k, 0.0)
+    graph = build.graph_id(run, k, 0.0)
     timings = {}
     if not store.read("MATCH (p:Pool {name: $p, status: 'ready'}) RETURN p.name AS p", {"p": pool}):
         started = time.monotonic()
@@ -65,7 +68,7 @@ def _prepare(store: GraphStore, settings, rows: int, version_rows: int, k: int) 
                     "CREATE (fr)-[:FOR_TARGET]->(t)", {"pool": pool, "target": target, "id": run, "rows": rows})
     if not store.read("MATCH (g:InstructionGraph {id: $g, status: 'ready'}) RETURN g.id AS g", {"g": graph}):
         started = time.monotonic()
-        graph_build.build_graph(store, FeatureStore.from_settings(settings), run, k, 0.0, device="cpu")
+        build.build_graph(store, FeatureStore.from_settings(settings), run, k, 0.0, device="cpu")
         timings["graph_s"] = round(time.monotonic() - started, 1)
     if not store.read("MATCH (d:Dataset {name: $d})-[:HAS_VERSION]->(v {version: 2}) RETURN v.version AS v",
                       {"d": dataset}):

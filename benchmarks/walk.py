@@ -3,7 +3,7 @@ and how much slower the walk is when it reads its neighbour lists from Neo4j.
 
 Prints one JSON line. Both walks run on the same synthetic pool (clustered unit rows sharing a
 common direction, as gradient features do; neighbour lists exact within each cluster, built with
-graph/knn.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
+graph/knn/topk.py) and must pick identical rows. The per-candidate baseline is the tests' oracle,
 tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
 
 Then the same neighbour table is stored as an instruction graph (SIMILAR relationships and the
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from gradwalk.graph.knn import knn_graph
-from gradwalk.graph.selection import allocate_budgets, core_components, gradient_walk
+from gradwalk.graph.knn.topk import knn_graph
+from gradwalk.graph.selection.registry import allocate_budgets, core_components, gradient_walk
 
 _HERE = Path(__file__).resolve().parent
 
@@ -85,29 +85,29 @@ def synthetic_pool(
 def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray, cosines: np.ndarray) -> tuple:
     """The pool's instructions, feature run and neighbour table written to Neo4j through the build's
     own steps (start_build, then claim, write and finish each block): (row ids, graph id)."""
-    from gradwalk.graph import edge_writer, graph_build
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build, edge_writer
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n, k = neighbors.shape
     ids = [hashlib.sha256(f"select-{i}".encode()).hexdigest() for i in range(n)]
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
     features, run = FeatureStore(artifacts), "bench-select"
-    features.write_shard(run, graph_build.FEATURE_PART, 0, ids, train)
+    features.write_shard(run, build.FEATURE_PART, 0, ids, train)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": train.shape[1], "rows": n})
-    info, todo = graph_build.start_build(store, features, run, k, 0.0)
+    info, todo = build.start_build(store, features, run, k, 0.0)
     for index in todo:
         lo, hi = info.block(index)
-        lease = graph_build.claim_block(store, info, index).lease
+        lease = build.claim_block(store, info, index).lease
         edges = edge_writer.write_edges(store, lease, ids, lo, neighbors[lo:hi], cosines[lo:hi])
-        graph_build.finish_block(store, lease, edges)
-    return ids, graph_build.finish_build(store, info).id
+        build.finish_block(store, lease, edges)
+    return ids, build.finish_build(store, info).id
 
 
 def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed, timings) -> dict:
     """Store the table in a private Neo4j, then time the walk fed from it (it must pick ``expected``)."""
-    from gradwalk.graph.neighbors import open_neighbors
+    from gradwalk.graph.knn.neighbors import open_neighbors
 
     bench_graph = _load(_HERE / "graph.py", "gradwalk_benchmarks_graph")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-select-") as tmp, contextlib.ExitStack() as stack:
@@ -210,7 +210,7 @@ def main() -> None:
         "selected": len(fast),
         "shortfall": fast.shortfall,
         "fallbacks": sum(c.fallbacks for c in fast.components),
-        "neighbors": "exact top-k within each synthetic cluster (graph/knn.py)",
+        "neighbors": "exact top-k within each synthetic cluster (graph/knn/topk.py)",
         "neighbors_build_s": round(knn_s, 3),
         "blas_threads": 1,
         **{name: round(seconds, 4) for name, seconds in timings.items()},

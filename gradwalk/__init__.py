@@ -53,7 +53,7 @@ __all__ = ["Client", "__version__"]
 
 def __getattr__(name: str):
     if name == "Client":
-        from gradwalk.platform.client import Client
+        from gradwalk.platform.interfaces.client import Client
 
         return Client
     raise AttributeError(f"module 'gradwalk' has no attribute {name!r}")

@@ -9,14 +9,20 @@ from __future__ import annotations
 import importlib.util
 
 from gradwalk.errors import InvalidInput
+from gradwalk.settings import get_settings
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str | None = None) -> str:
     """The torch device name to compute on; never needs a GPU, uses one when present.
+
+    ``None`` means the configured device (``GRADWALK_DEVICE``, default "auto"), which is what a
+    worker computes on unless a run asks for another.
 
     Other names are checked, so a typo or a missing GPU is refused up front with a message rather
     than deep inside a task. Without torch (a light install computes nothing) names pass as given.
     """
+    if device is None:
+        device = get_settings().device
     if importlib.util.find_spec("torch") is None:
         return "cpu" if device == "auto" else device
     import torch

@@ -1,2 +1,2 @@
-// Feature runs have a kind (platform/feature_runs.py): runs recorded before kinds existed are gradient runs.
+// Feature runs have a kind (platform/work/feature_runs.py): runs recorded before kinds existed are gradient runs.
 MATCH (fr:FeatureRun) WHERE fr.kind IS NULL SET fr.kind = 'gradient';

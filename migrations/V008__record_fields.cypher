@@ -1,4 +1,4 @@
-// A record keeps its own fields (platform/ingest.py, platform/pools.py): source and original_id
+// A record keeps its own fields (platform/intake/ingest.py, platform/intake/pools.py): source and original_id
 // are filter keys; every record read is an ORIGIN edge to the (:Import) that read it.
 CREATE INDEX instruction_original_id IF NOT EXISTS FOR (n:Instruction) ON (n.original_id);
 CREATE INDEX val_example_source IF NOT EXISTS FOR (n:ValExample) ON (n.source);

@@ -1,4 +1,4 @@
-// The walk reads a graph's neighbour table whole, a page of rows per node (graph/neighbor_lists.py):
+// The walk reads a graph's neighbour table whole, a page of rows per node (graph/knn/pages.py):
 // (:NeighborPage {graph, first, rows, targets}) per edge-write batch replaces (:NeighborList) per row.
 // A graph whose lists go here has no pages: it is read through its edges (same picks, slower, with a
 // warning) until `gradwalk graph build --rebuild` writes them.

@@ -2,7 +2,7 @@
 
 Tests that need pool or target rows read ``tests/fixtures/`` instead of downloading a data set
 (only the tests of the package readers themselves download). Run from the repo root after a
-change to ``gradwalk.platform.sources``:
+change to ``gradwalk.platform.demo.sources``:
 
     .venv/bin/python scripts/make_test_fixture.py
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradwalk.platform import sources
+from gradwalk.platform.demo import sources
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 

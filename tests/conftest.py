@@ -75,12 +75,12 @@ def settings():
 @pytest.fixture(scope="session")
 def services(settings) -> Iterator[list]:
     """Neo4j, Redis and a worker per queue, up for the whole session."""
-    from gradwalk.platform import services as local
+    from gradwalk.platform.local import stack
 
     try:
-        yield local.up(settings, echo=lambda _: None)
+        yield stack.up(settings, echo=lambda _: None)
     finally:
-        local.down(settings, echo=lambda _: None)
+        stack.down(settings, echo=lambda _: None)
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,7 @@ def s3(settings, tmp_path_factory) -> Iterator:
     settings that point the artifact store at a bucket of it."""
     from pydantic import SecretStr
 
-    from gradwalk.platform.services import S3ProxyService
+    from gradwalk.platform.local.stack import S3ProxyService
 
     own = settings.model_copy(update={
         "state_dir": tmp_path_factory.mktemp("s3-state"),
@@ -109,7 +109,7 @@ def s3(settings, tmp_path_factory) -> Iterator:
 
 @pytest.fixture(scope="session")
 def store(services, settings):
-    from gradwalk.graph.store import GraphStore
+    from gradwalk.graph.store.adapter import GraphStore
 
     with GraphStore.connect(settings) as connected:
         yield connected

@@ -29,7 +29,7 @@ def test_stdlib_platform_from_the_repo_root():
 
 
 def test_rooms_import_as_gradwalk_subpackages():
-    code = ("import gradwalk.platform, gradwalk.workers, gradwalk.graph, gradwalk.graph.store, "
+    code = ("import gradwalk.platform, gradwalk.workers, gradwalk.graph, gradwalk.graph.store.adapter, "
             "gradwalk.workers.app; print('ok')")
     for cwd in (ROOT, Path("/")):
         out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
@@ -94,9 +94,11 @@ def test_package_face_stays_light():
 
 # What `from gradwalk import Client` may load of gradwalk: the client and what it shares with the
 # server, nothing of the server itself. Its import time is measured by benchmarks/client_import.py.
-CLIENT_SIDE = {"gradwalk", "gradwalk.atomic", "gradwalk.errors", "gradwalk.platform", "gradwalk.platform.client",
-               "gradwalk.platform.client_records",
-               "gradwalk.platform.exports", "gradwalk.platform.schemas", "gradwalk.platform.waiting"}
+CLIENT_SIDE = {"gradwalk", "gradwalk.atomic", "gradwalk.errors", "gradwalk.platform",
+               "gradwalk.platform.interfaces", "gradwalk.platform.interfaces.client",
+               "gradwalk.platform.interfaces.client_records", "gradwalk.platform.versions",
+               "gradwalk.platform.versions.exports", "gradwalk.platform.shared", "gradwalk.platform.shared.schemas",
+               "gradwalk.platform.shared.waiting"}
 
 
 def test_client_stays_light():
@@ -184,3 +186,48 @@ def test_the_import_contracts_hold():
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
+
+
+def _modules(package: str, folder: Path) -> list[str]:
+    names = []
+    for module in folder.rglob("*.py"):
+        parts = module.relative_to(folder).with_suffix("").parts
+        names.append(".".join((package, *(parts[:-1] if parts[-1] == "__init__" else parts))))
+    return names
+
+
+def _covers(entry: str, module: str) -> bool:
+    """Whether a layers contract's entry names ``module``: the module itself or a package above it."""
+    return module == entry or module.startswith(entry + ".")
+
+
+def test_every_module_is_in_a_layers_contract():
+    """Each module of platform/, workers/ and graph/ sits in a room that a layers contract places,
+    so a new module cannot land outside the rules (a room-wide ``forbidden`` contract alone would
+    cover everything and say nothing of the module's place)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    entries = []
+    for contract in config["tool"]["importlinter"]["contracts"]:
+        if contract["type"] != "layers":
+            continue
+        containers = contract.get("containers", [""])
+        for layer in contract["layers"]:
+            for name in re.split(r"[|:]", layer):
+                entries += [".".join(filter(None, (container, name.strip()))) for container in containers]
+    modules = [module for package, folder in (("gradwalk.platform", "platform"), ("gradwalk.workers", "workers"),
+                                              ("gradwalk.graph", "graph"))
+               for module in _modules(package, ROOT / folder)]
+    assert len(modules) > 100
+    outside = sorted(module for module in modules if not any(_covers(entry, module) for entry in entries))
+    assert outside == [], "add these modules' rooms to a layers contract in pyproject.toml"
+
+
+def test_every_room_says_what_it_may_import():
+    """A room's ``__init__.py`` is one docstring that says what the room may import, and nothing else."""
+    rooms = [path for folder in ("platform", "graph") for path in (ROOT / folder).glob("*/__init__.py")]
+    assert len(rooms) >= 13
+    for init in rooms:
+        text = init.read_text()
+        assert "May import:" in text, f"{init.relative_to(ROOT)}: say what the room may import"

@@ -1,7 +1,7 @@
-"""The workers' Celery application: the task modules, configured like the platform's client.
+"""The workers' Celery application: the task modules, configured like the platform's producer.
 
 Kept small on purpose: it creates the app, configures it from settings when first used (with
-:func:`gradwalk.platform.work_queue.celery_config`, the one place both ends read), and names the
+:func:`gradwalk.platform.work.broker.celery_config`, the one place both ends read), and names the
 task modules. Task modules stay thin (docs/architecture.md): take ids, call one pure function,
 write the result, return a small JSON-able dict.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init
 
-from gradwalk.platform.work_queue import GPU_QUEUE, celery_config
+from gradwalk.platform.work.broker import GPU_QUEUE, celery_config
 from gradwalk.settings import get_settings
 
 TASK_MODULES = [

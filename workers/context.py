@@ -12,8 +12,8 @@ import functools
 
 from celery.signals import worker_process_init
 
-from gradwalk.graph.store import GraphStore
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.settings import get_settings
 
 

@@ -28,7 +28,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from gradwalk import errors
-from gradwalk.platform.work_queue import celery_config
+from gradwalk.platform.work.broker import celery_config
 from gradwalk.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from gradwalk.graph.graph_build import FEATURE_PART
-from gradwalk.graph.neighbors import neighbors
-from gradwalk.graph.store import GraphStore
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn.build import FEATURE_PART
+from gradwalk.graph.knn.neighbors import neighbors
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 
 ROWS, DIM = 300, 16
 
@@ -56,7 +56,7 @@ class Run:
 
     def assert_lists_match_edges(self, graph: str) -> None:
         """Every row's stored neighbour page row says what its SIMILAR edges say, in the walk's order."""
-        from gradwalk.graph.neighbors import GraphNeighbors
+        from gradwalk.graph.knn.neighbors import GraphNeighbors
 
         with GraphNeighbors(self.store, graph, self.ids) as arrays, \
                 GraphNeighbors(self.store, graph, self.ids, lists=False) as edges:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradwalk.graph.common import allocate_budgets, top_fraction
+from gradwalk.graph.selection.common import allocate_budgets, top_fraction
 
 
 def test_budgets_split_by_largest_remainder_of_n_r_w():

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph.graph_build import FEATURE_PART, build_graph
-from gradwalk.graph.graph_extend import extend_graph
-from gradwalk.graph.graph_records import get_graph
-from gradwalk.graph.neighbors import GraphNeighbors, neighbors
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn.build import FEATURE_PART, build_graph
+from gradwalk.graph.knn.extend import extend_graph
+from gradwalk.graph.knn.neighbors import GraphNeighbors, neighbors
+from gradwalk.graph.knn.records import get_graph
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 
 OLD, NEW, DIM = 180, 30, 12
 

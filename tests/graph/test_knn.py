@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.knn import block_ranges, knn_block, knn_graph
+from gradwalk.graph.knn.topk import block_ranges, knn_block, knn_graph
 
 
 def unit_rows(x):

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph import edge_writer, graph_build, graph_export, neighbors
+from gradwalk.graph.knn import build, edge_writer, export, neighbors
 
 
 def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
-    from gradwalk.graph.knn import knn_graph
-    from gradwalk.graph.selection import core_components, gradient_walk
+    from gradwalk.graph.knn.topk import knn_graph
+    from gradwalk.graph.selection.registry import core_components, gradient_walk
 
-    info = graph_build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    info = build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
     lists = neighbors.neighbors(store, info.id, [run.ids[5], run.ids[7], "not-an-instruction"])
     assert list(lists) == [run.ids[5], run.ids[7], "not-an-instruction"]
     assert lists["not-an-instruction"] == []
@@ -23,7 +23,7 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
         assert len(edges) == 10 and [w for _, w in edges] == sorted((w for _, w in edges), reverse=True)
 
     table, _ = knn_graph(run.x, k=10, tau=0.0, device="cpu")
-    np.testing.assert_array_equal(graph_export.neighbor_table(store, info.id, run.ids), table)
+    np.testing.assert_array_equal(export.neighbor_table(store, info.id, run.ids), table)
     rng = np.random.default_rng(1)
     val = run.x[rng.choice(run.rows, 40)] + 0.05 * rng.normal(size=(40, run.x.shape[1]))
     components, weights = core_components(val / np.linalg.norm(val, axis=1, keepdims=True))
@@ -43,7 +43,7 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
     # it is read through its edges, a batch of lists per round trip, and the walk picks the same rows.
     store.write("MATCH (g:InstructionGraph {id: $graph}) REMOVE g.row_order", {"graph": info.id})
     store.write("MATCH (p:NeighborPage {graph: $graph}) DELETE p", {"graph": info.id})
-    np.testing.assert_array_equal(graph_export.neighbor_table(store, info.id, run.ids), table)
+    np.testing.assert_array_equal(export.neighbor_table(store, info.id, run.ids), table)
     with neighbors.open_neighbors(store, info.id, run.ids, prefetch_limit=20) as old:
         assert not old.uses_lists
         old.prefetch(np.arange(20))
@@ -56,8 +56,8 @@ def test_neighbor_lists_come_back_sorted_and_drive_the_walk(store, run):
 
 
 def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
-    info, _ = graph_build.start_build(store, run.features, run.id, 6, 0.0, block_rows=run.rows)
-    lease = graph_build.claim_block(store, info, 0).lease
+    info, _ = build.start_build(store, run.features, run.id, 6, 0.0, block_rows=run.rows)
+    lease = build.claim_block(store, info, 0).lease
     ids = np.full((run.rows, 6), -1)
     ids[0] = [5, 9, 7, 8, 3, 4]
     weights = np.zeros((run.rows, 6), dtype=np.float32)
@@ -80,10 +80,10 @@ def test_the_walks_reader_orders_equal_cosines_by_row_not_by_id(store, run):
 
 
 def test_a_rewritten_batch_replaces_the_pages_it_overlaps(store, run):
-    from gradwalk.graph.neighbor_lists import stored_table
+    from gradwalk.graph.knn.pages import stored_table
 
-    info, _ = graph_build.start_build(store, run.features, run.id, 4, 0.0, block_rows=run.rows)
-    lease = graph_build.claim_block(store, info, 0).lease
+    info, _ = build.start_build(store, run.features, run.id, 4, 0.0, block_rows=run.rows)
+    lease = build.claim_block(store, info, 0).lease
     table = np.random.default_rng(2).integers(0, run.rows, size=(run.rows, 4))
     weights = np.tile(np.array([0.9, 0.8, 0.7, 0.6], dtype=np.float32), (run.rows, 1))
     pages = "MATCH (p:NeighborPage {graph: $graph}) RETURN p.first AS first, p.rows AS rows ORDER BY first"
@@ -108,10 +108,10 @@ def test_a_rewritten_batch_replaces_the_pages_it_overlaps(store, run):
 
 
 def test_graphs_with_per_row_lists_lose_them_to_the_migration_and_read_their_edges(store, run, caplog):
-    from gradwalk.graph.migrations import discover
+    from gradwalk.graph.store.migrations import discover
 
-    info = graph_build.build_graph(store, run.features, run.id, 5, 0.0, device="cpu")
-    table = graph_export.neighbor_table(store, info.id, run.ids)
+    info = build.build_graph(store, run.features, run.id, 5, 0.0, device="cpu")
+    table = export.neighbor_table(store, info.id, run.ids)
     store.write("MATCH (p:NeighborPage {graph: $graph}) DELETE p", {"graph": info.id})  # the layout before pages
     store.write("UNWIND range(0, size($lists) - 1) AS row CREATE (:NeighborList {graph: $graph, row: row, "
                 "targets: $lists[row]})", {"graph": info.id, "lists": table.tolist()})
@@ -125,7 +125,7 @@ def test_graphs_with_per_row_lists_lose_them_to_the_migration_and_read_their_edg
         np.testing.assert_array_equal(source[3], table[3])
     assert f"graph {info.id}: its neighbour pages are incomplete (the pages end at row 0 of {run.rows})" in caplog.text
 
-    graph_build.build_graph(store, run.features, run.id, 5, 0.0, device="cpu", rebuild=True)
+    build.build_graph(store, run.features, run.id, 5, 0.0, device="cpu", rebuild=True)
     with neighbors.open_neighbors(store, info.id, run.ids) as source:
         assert source.uses_lists
         np.testing.assert_array_equal(source[3], table[3])

@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.pca import core_components
+from gradwalk.graph.selection.pca import core_components
 
 
 @pytest.mark.parametrize("variance", [0.3, 0.5, 0.8, 0.95])

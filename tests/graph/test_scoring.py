@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.scoring import embedding_scores, less_scores, random_selection
+from gradwalk.graph.selection.scoring import embedding_scores, less_scores, random_selection
 
 
 def test_less_equals_its_formula_per_checkpoint_and_combined(clustered, cos):

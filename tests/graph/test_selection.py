@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.pca import core_components
-from gradwalk.graph.selection import METHODS, SelectionInputs, get_method
-from gradwalk.graph.walk import gradient_walk
+from gradwalk.graph.selection.pca import core_components
+from gradwalk.graph.selection.registry import METHODS, SelectionInputs, get_method
+from gradwalk.graph.selection.walk import gradient_walk
 
 
 def test_registry_runs_methods_with_typed_params_and_records_them(clustered, brute_neighbors):

@@ -46,7 +46,7 @@ def test_read_limit_and_bad_query(store):
 
 
 def test_wrong_password_is_a_clear_error(services, settings):
-    from gradwalk.graph.store import GraphStore
+    from gradwalk.graph.store.adapter import GraphStore
 
     wrong = settings.model_copy(update={"neo4j_password": type(settings.neo4j_password)("not-the-password")})
     with pytest.raises(errors.ServiceUnavailable, match="GRADWALK_NEO4J_PASSWORD"):

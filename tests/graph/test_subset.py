@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph.selection import SelectionInputs, get_method
-from gradwalk.graph.subset import SubsetNeighbors, restrict
-from gradwalk.graph.walk import ArrayNeighbors
+from gradwalk.graph.selection.registry import SelectionInputs, get_method
+from gradwalk.graph.selection.subset import SubsetNeighbors, restrict
+from gradwalk.graph.selection.walk import ArrayNeighbors
 
 
 def test_neighbour_lists_keep_their_order_and_drop_edges_leaving_the_part():

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradwalk.errors import InvalidInput
-from gradwalk.graph.common import allocate_budgets, target_size
-from gradwalk.graph.pca import core_components
-from gradwalk.graph.walk import gradient_walk, no_graph_selection
+from gradwalk.graph.selection.common import allocate_budgets, target_size
+from gradwalk.graph.selection.pca import core_components
+from gradwalk.graph.selection.walk import gradient_walk, no_graph_selection
 
 
 def _load_reference():

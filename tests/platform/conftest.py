@@ -27,8 +27,8 @@ class Collections:
 @pytest.fixture
 def collections(store, prefix) -> Collections:
     """A ready pool of 10 instructions and a ready target of 2 validation examples."""
-    from gradwalk.platform.ingest import read_records
-    from gradwalk.platform.pools import import_pool, import_target
+    from gradwalk.platform.intake.ingest import read_records
+    from gradwalk.platform.intake.pools import import_pool, import_target
 
     pool = records(f"{prefix}pool", 10)
     import_pool(store, f"{prefix}pool", pool)
@@ -40,7 +40,7 @@ def collections(store, prefix) -> Collections:
 @pytest.fixture
 def new_job(store, collections):
     """Make a queued selection-job record (method random) for a dataset; returns its id."""
-    from gradwalk.platform import jobs
+    from gradwalk.platform.work import jobs
 
     def make(dataset: str, seed: int = 0) -> str:
         request = jobs.JobRequest(pool=collections.pool, targets=[collections.target], method="random",
@@ -53,7 +53,7 @@ def new_job(store, collections):
 @pytest.fixture(scope="session")
 def api_url(services, settings) -> str:
     """The session's API server (uvicorn on settings.api_port), ready."""
-    from gradwalk.platform.services import ApiService
+    from gradwalk.platform.local.stack import ApiService
 
     api = ApiService(settings)
     api.spawn()  # already running when `services up` started it
@@ -63,7 +63,7 @@ def api_url(services, settings) -> str:
 
 @pytest.fixture(scope="session")
 def api_token(store) -> str:
-    from gradwalk.platform import auth
+    from gradwalk.platform.access import auth
 
     return auth.create(store, f"test-{uuid.uuid4().hex[:8]}")
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import auth, datasets, exports
-from gradwalk.platform.client import Client, JobFailed
+from gradwalk.platform.access import auth
+from gradwalk.platform.interfaces.client import Client, JobFailed
+from gradwalk.platform.versions import datasets, exports
 
 pytestmark = pytest.mark.services
 
@@ -240,7 +241,7 @@ def test_a_job_through_the_client_publishes_versions(client, collections, prefix
 
 
 def test_a_failed_job_raises_the_servers_message(client, api_token, store, collections, prefix):
-    from gradwalk.platform import jobs
+    from gradwalk.platform.work import jobs
 
     # Recorded (as the client's token's) but never queued, so no worker can finish it before the cancel arrives.
     job_id = jobs.create(store, jobs.JobRequest(pool=collections.pool, targets=[collections.target],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -93,7 +93,7 @@ def test_an_s3_url_that_names_no_bucket_is_refused():
 
 
 def test_services_up_runs_s3proxy_only_for_an_s3_store_on_this_host(settings):
-    from gradwalk.platform.services import local_services
+    from gradwalk.platform.local.stack import local_services
 
     def names(**update) -> list[str]:
         return [s.name for s in local_services(settings.model_copy(update=update))]

@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph.graph_build import build_graph
-from gradwalk.platform import auth, datasets, feature_runs, jobs, pools
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn.build import build_graph
+from gradwalk.platform.access import auth
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.intake import pools
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import feature_runs, jobs
 from gradwalk.settings import get_settings
 
 from .conftest import records
@@ -224,9 +227,9 @@ def test_cli_lists_shows_pages_and_deletes(api_url, lineage, prefix):
 
 _KILLABLE = """
 import sys
-from gradwalk.graph.store import GraphStore
+from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform import deletion
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.settings import get_settings
 
 with GraphStore.connect(get_settings()) as store:

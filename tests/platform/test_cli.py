@@ -1,4 +1,4 @@
-"""The ``gradwalk`` command tree (platform/cli/): the names users type, help that helps, and a
+"""The ``gradwalk`` command tree (platform/interfaces/cli/): the names users type, help that helps, and a
 start that loads no driver, queue or torch. The verbs themselves are tested with what they do
 (test_api.py, test_graph_build.py, test_doctor.py, ...)."""
 
@@ -11,7 +11,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from gradwalk.platform.cli import app
+from gradwalk.platform.interfaces.cli import app
 
 # Every command path users and scripts type; a rename or a lost command fails here.
 COMMANDS = {
@@ -62,7 +62,7 @@ def test_every_json_option_says_the_same():
 
 
 def test_help_starts_without_driver_queue_or_torch():
-    code = ("import sys; from gradwalk.platform.cli import app; "
+    code = ("import sys; from gradwalk.platform.interfaces.cli import app; "
             "print(sorted(m for m in ('neo4j', 'celery', 'torch', 'uvicorn', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

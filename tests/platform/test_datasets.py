@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from gradwalk import __version__, errors
-from gradwalk.graph.store import GraphStore
-from gradwalk.platform import cypher, datasets, exports
-from gradwalk.platform.ingest import read_records
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.access import cypher_guard
+from gradwalk.platform.intake.ingest import read_records
+from gradwalk.platform.versions import datasets, exports
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_the_walk_trajectory_is_stored_and_queryable(store, collections, new_job
     assert [(r["predecessor"], r["reached_by"]) for r in page] == steps
     documented = (ROOT / "docs" / "cypher.md").read_text().split("// The walk of one component as a path")[1]
     query = documented.split("\n", 1)[1].split("```")[0]
-    walked = cypher.run(store, query, {"dataset": name, "version": 1})
+    walked = cypher_guard.run(store, query, {"dataset": name, "version": 1})
     assert [(r["step"], r["instruction"], r["came_from"], r["reached_by"]) for r in walked.rows] == [
         (0, ids[0], None, "anchor"), (1, ids[1], ids[0], "edge"), (2, ids[2], ids[1], "fallback")]
     with pytest.raises(errors.InvalidInput, match="row 1: predecessor"):
@@ -188,7 +189,7 @@ def test_published_version_is_immutable(store, collections, new_job, prefix):
     for query in ("MATCH (v:DatasetVersion {dataset: $d}) SET v.size = 0",
                   "MATCH (v:DatasetVersion {dataset: $d})-[c:CONTAINS]->() DELETE c"):
         with pytest.raises(errors.NotAllowed):
-            cypher.run(store, query, {"d": name})
+            cypher_guard.run(store, query, {"d": name})
         with pytest.raises(errors.NotAllowed):  # the READ transaction refuses it on its own too
             store.read(query, {"d": name})
 

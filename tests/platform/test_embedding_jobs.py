@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph import graph_build, graph_export, graph_records
-from gradwalk.graph.selection import core_components, embedding_scores, gradient_walk, top_fraction
-from gradwalk.platform import datasets, feature_runs, jobs, pools, sources
-from gradwalk.platform.artifacts import FeatureStore
-from gradwalk.platform.schemas import FeatureRunPublic
+from gradwalk.graph.knn import build, export, records
+from gradwalk.graph.selection.registry import core_components, embedding_scores, gradient_walk, top_fraction
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.demo import sources
+from gradwalk.platform.intake import pools
+from gradwalk.platform.shared.schemas import FeatureRunPublic
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import feature_runs, jobs
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 
@@ -56,7 +59,7 @@ def embedded(store, settings, shipped, tmp_path_factory) -> Embedded:
     assert done.returncode == 0, done.stderr
     run = FeatureRunPublic.model_validate_json(done.stdout)
     features = FeatureStore(settings.artifacts)
-    graph = graph_build.build_graph(store, features, run.id, k=K, device="cpu")
+    graph = build.build_graph(store, features, run.id, k=K, device="cpu")
     ids, train = features.load(run.id, "train")
     return Embedded(run, pool, target, graph.id, ids, train, features.load(run.id, f"val-{target}")[1])
 
@@ -86,9 +89,9 @@ def test_the_run_records_its_kind_and_encoder_and_every_row_once(embedded, store
 
 
 def test_the_graph_builds_on_the_embedding_run(embedded, store):
-    info = graph_records.get_graph(store, embedded.graph)
+    info = records.get_graph(store, embedded.graph)
     assert (info.feature_run, info.status, info.nodes, info.k) == (embedded.run.id, "ready", POOL_ROWS, K)
-    table = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
+    table = export.neighbor_table(store, embedded.graph, embedded.ids)
     cosines = embedded.train @ embedded.train.T
     np.fill_diagonal(cosines, -np.inf)
     best = np.sort(cosines, axis=1)[:, ::-1][:, :K]
@@ -121,7 +124,7 @@ def test_the_no_gradient_ablation_walks_the_embedding_graph(embedded, store):
     assert (job.feature_run, job.graph) == (embedded.run.id, embedded.graph)
 
     components, weights = core_components(embedded.val, 0.5)
-    neighbors = graph_export.neighbor_table(store, embedded.graph, embedded.ids)
+    neighbors = export.neighbor_table(store, embedded.graph, embedded.ids)
     expected = gradient_walk(embedded.train, components, weights, neighbors, RATIO)
     assert len(expected) > 0
     assert published_ids(store, job_id) == [embedded.ids[i] for i in expected]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gradwalk.platform import feature_runs, pools, sources
+from gradwalk.platform.demo import sources
+from gradwalk.platform.intake import pools
+from gradwalk.platform.work import feature_runs
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph.graph_build import build_graph
-from gradwalk.graph.graph_extend import extend_graph
-from gradwalk.platform import datasets, feature_extend, feature_runs, pools
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn.build import build_graph
+from gradwalk.graph.knn.extend import extend_graph
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.intake import pools
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import feature_extend, feature_runs
 
 OLD, NEW, DIM = 120, 30, 16
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradwalk import errors
-from gradwalk.platform import ingest
-from gradwalk.platform.ingest import read_records
+from gradwalk.platform.intake import ingest
+from gradwalk.platform.intake.ingest import read_records
 
 USER, ANSWER = "Add 2 and 3.", "5"
 PAIR = [{"role": "user", "content": USER}, {"role": "assistant", "content": ANSWER}]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform.artifacts import FeatureStore
-from gradwalk.platform.names import not_found
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.catalog.names import not_found
 
 
 def test_few_names_are_all_listed_many_only_the_nearest():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import pools
-from gradwalk.platform.ingest import read_records
-from gradwalk.platform.pools import import_pool, import_target
+from gradwalk.platform.intake import pools
+from gradwalk.platform.intake.ingest import read_records
+from gradwalk.platform.intake.pools import import_pool, import_target
 
 pytestmark = pytest.mark.services
 

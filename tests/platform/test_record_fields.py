@@ -7,9 +7,9 @@ import json
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import datasets, exports
-from gradwalk.platform.ingest import read_records
-from gradwalk.platform.pools import import_pool
+from gradwalk.platform.intake.ingest import read_records
+from gradwalk.platform.intake.pools import import_pool
+from gradwalk.platform.versions import datasets, exports
 
 
 def shaped(tag: str) -> list[dict]:
@@ -223,7 +223,7 @@ def test_cli_submits_by_source_and_shows_sources(api_url, api_token, store, coll
 
 
 def test_the_migration_moves_the_old_file_name_to_import_provenance(store, prefix):
-    from gradwalk.graph.migrations import discover
+    from gradwalk.graph.store.migrations import discover
 
     record = {"id": "r1", "source": "set-a", "prompt": f"{prefix} old", "completion": "row"}
     [old] = read_records([record]).records

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph import migrations
-from gradwalk.graph.store import GraphStore
-from gradwalk.platform import neo4j_launcher
-from gradwalk.platform import services as local
+from gradwalk.graph.store import migrations
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.local import neo4j_launcher, stack
 from gradwalk.ports import free_port
 
 
@@ -25,7 +24,7 @@ def private(settings, tmp_path_factory):
         "neo4j_uri": f"bolt://127.0.0.1:{free_port()}",
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
     })
-    neo4j, redis_service = local.Neo4jService(own), local.RedisService(own)
+    neo4j, redis_service = stack.Neo4jService(own), stack.RedisService(own)
     for service in (neo4j, redis_service):
         service.spawn()
     try:
@@ -115,7 +114,7 @@ def test_services_restart_with_their_data_intact(private):
     client = redis.Redis.from_url(private.redis_url)
     client.set("gradwalk:restart-probe", "kept")
 
-    for service in (local.Neo4jService(private), local.RedisService(private)):
+    for service in (stack.Neo4jService(private), stack.RedisService(private)):
         assert service.stop() is True
         assert service.pid() is None
         assert service.spawn() is True
@@ -133,8 +132,8 @@ def test_up_refuses_a_taken_port(settings, tmp_path):
         port = squatter.getsockname()[1]
         taken = settings.model_copy(update={"state_dir": tmp_path, "redis_url": f"redis://127.0.0.1:{port}/0"})
         with pytest.raises(errors.Conflict, match=f"port {port} on 127.0.0.1 is already taken"):
-            local.RedisService(taken).spawn()
-        assert local.RedisService(taken).pid() is None
+            stack.RedisService(taken).spawn()
+        assert stack.RedisService(taken).pid() is None
 
 
 def test_missing_java_is_a_one_line_hint():
@@ -143,7 +142,7 @@ def test_missing_java_is_a_one_line_hint():
 
 
 def test_status_reports_the_session_services(services, settings):
-    statuses = {s.name: s for s in local.status(settings)}
+    statuses = {s.name: s for s in stack.status(settings)}
     assert set(statuses) == {"neo4j", "redis", "worker-gpu", "worker-cpu", "api"}
     assert all(s.running for s in statuses.values())
     assert statuses["neo4j"].address == settings.neo4j_uri
@@ -155,7 +154,7 @@ def test_down_leaves_foreign_processes_alone(settings, tmp_path):
     import os
 
     foreign = settings.model_copy(update={"state_dir": tmp_path})
-    service = local.RedisService(foreign)
+    service = stack.RedisService(foreign)
     service.run_dir.mkdir(parents=True)
     service.pid_file.write_text(json.dumps({"pid": os.getpid(), "marker": str(tmp_path / "redis" / "redis.conf")}))
     assert service.pid() is None

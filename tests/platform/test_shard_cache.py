@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform.artifacts import FeatureStore
-from gradwalk.platform.shard_cache import ShardCache
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.artifacts.host_cache import ShardCache
 
 
 def _fill(size: int):

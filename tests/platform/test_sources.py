@@ -13,8 +13,8 @@ from collections import Counter
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import sources
-from gradwalk.platform.ingest import read_records
+from gradwalk.platform.demo import sources
+from gradwalk.platform.intake.ingest import read_records
 
 POOL_SIZE = 300
 

@@ -58,7 +58,8 @@ TINY_POOL_ROWS, TINY_TARGET_ROWS = 16, 4
 def start_tiny_run(stack, name: str) -> tuple[str, str, str, str]:
     """Import a tiny pool and target named after ``name``, queue a gradient run of them on the
     stack: (pool, target, run id, the orchestrator's task id)."""
-    from gradwalk.platform import feature_runs, pools
+    from gradwalk.platform.intake import pools
+    from gradwalk.platform.work import feature_runs
 
     pool, target = f"{name}-pool", f"{name}-target"
     pools.import_pool(stack.store, pool, [chat(pool, i) for i in range(TINY_POOL_ROWS)])
@@ -89,7 +90,7 @@ def running_shards(stack, exclude: set[str]) -> list[dict]:
 def _named_worker(settings, queue: str, tag: str):
     """A Celery worker of ``queue`` with a node name and pid file of its own (``tag``), so that
     two workers can consume one queue side by side."""
-    from gradwalk.platform import services as local
+    from gradwalk.platform.local import stack as local
 
     class Worker(local.WorkerService):
         def __init__(self) -> None:
@@ -162,7 +163,7 @@ class Stack:
 
     def submit_job(self, request) -> str:
         """``jobs.submit`` against this stack: record the job, queue it on this stack's Redis."""
-        from gradwalk.platform import jobs
+        from gradwalk.platform.work import jobs
 
         job_id = jobs.create(self.store, request)
         self.send(jobs.SELECT_TASK, job_id, queue="cpu", task_id=job_id)
@@ -177,11 +178,11 @@ def stack(settings, tmp_path_factory) -> Iterator[Stack]:
     """The private stack, up for the whole package (about 30 s to start on two cores)."""
     from celery import Celery
 
-    from gradwalk.graph.migrations import migrate
-    from gradwalk.graph.store import GraphStore
-    from gradwalk.platform import auth
-    from gradwalk.platform import services as local
-    from gradwalk.platform.work_queue import celery_config
+    from gradwalk.graph.store.adapter import GraphStore
+    from gradwalk.graph.store.migrations import migrate
+    from gradwalk.platform.access import auth
+    from gradwalk.platform.local import stack as local
+    from gradwalk.platform.work.broker import celery_config
 
     state = tmp_path_factory.mktemp("reliability-state")
     own = settings.model_copy(update={
@@ -287,8 +288,8 @@ class Walkable:
 @pytest.fixture(scope="package")
 def walkable(stack) -> Walkable:
     """A run of 2,000 rows with a ready graph, shared by the tests that walk it."""
-    from gradwalk.graph import graph_build as graphs
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build as graphs
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     run = _crafter(stack, f"w{uuid.uuid4().hex[:8]}-")(2000)
     info = graphs.build_graph(stack.store, FeatureStore(stack.settings.artifacts), run.id, 8, 0.0, device="cpu")
@@ -298,8 +299,9 @@ def walkable(stack) -> Walkable:
 def _crafter(stack, prefix: str) -> Callable[..., CraftedRun]:
     import numpy as np
 
-    from gradwalk.platform import feature_runs, pools
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+    from gradwalk.platform.intake import pools
+    from gradwalk.platform.work import feature_runs
 
     def make(rows: int, dim: int = 16, target_rows: int = 6, seed: int = 0) -> CraftedRun:
         pool, target = f"{prefix}pool-{rows}", f"{prefix}target"

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import datasets, jobs
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import jobs
 from gradwalk.workers.tasks.select import CANCEL_CHECK_S
 
 from .conftest import wait_for

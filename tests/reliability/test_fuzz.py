@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from gradwalk import errors
-from gradwalk.platform import pools
-from gradwalk.platform.api import create_app
+from gradwalk.platform.intake import pools
+from gradwalk.platform.interfaces.api import create_app
 
 pytestmark = [pytest.mark.services]
 

@@ -13,8 +13,9 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from gradwalk.platform import datasets, jobs
-from gradwalk.platform.schemas import JOB_FINISHED
+from gradwalk.platform.shared.schemas import JOB_FINISHED
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import jobs
 
 from .conftest import wait_for
 

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from gradwalk.graph import graph_records as graphs
-from gradwalk.platform import datasets, feature_runs, jobs
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn import records as graphs
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import feature_runs, jobs
 
 from .conftest import TINY_POOL_ROWS as POOL_ROWS
 from .conftest import TINY_TARGET_ROWS as TARGET_ROWS

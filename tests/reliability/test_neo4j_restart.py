@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from gradwalk.graph import graph_records as graphs
-from gradwalk.platform import datasets, jobs
+from gradwalk.graph.knn import records as graphs
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import jobs
 
 from .conftest import wait_for
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from gradwalk.platform import datasets, jobs
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import jobs
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from gradwalk import errors
-from gradwalk.platform import auth, cypher
-from gradwalk.platform.api import create_app
+from gradwalk.platform.access import auth, cypher_guard
+from gradwalk.platform.interfaces.api import create_app
 
 pytestmark = [pytest.mark.services]
 
@@ -149,7 +149,7 @@ def harmful(operators: list[tuple[str, str]]) -> list[tuple[str, str]]:
     for operator, details in operators:
         if operator.startswith("ProcedureCall"):
             name = details.split("(", 1)[0].strip()
-            if name not in cypher.READ_PROCEDURES:
+            if name not in cypher_guard.READ_PROCEDURES:
                 out.append((operator, details))
         elif _HARMFUL.search(operator) and not operator.startswith(("NodeIndex", "NodeUniqueIndex", "Directed",
                                                                    "Undirected", "ProduceResults")):
@@ -208,12 +208,12 @@ def test_fuzzed_cypher_that_runs_is_a_plain_read(stack, probe, parts, joiner):
     the allowed schema listings, and every operator is on the read allowlist."""
     query = joiner.join(parts)
     try:
-        cypher.run(stack.store, query, {"x": 1}, limit=5, timeout_s=5)
+        cypher_guard.run(stack.store, query, {"x": 1}, limit=5, timeout_s=5)
     except (errors.InvalidInput, errors.NotAllowed):
         return
     operators = plan_operators(stack, query)
     assert harmful(operators) == [], query
-    assert {op.split("@")[0].split("(")[0] for op, _ in operators} <= cypher.READ_OPERATORS, query
+    assert {op.split("@")[0].split("(")[0] for op, _ in operators} <= cypher_guard.READ_OPERATORS, query
 
 
 def test_fuzzed_cypher_changed_nothing(stack, probe):

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from gradwalk.platform import feature_runs
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.work import feature_runs
 
 from .conftest import TINY_POOL_ROWS as POOL_ROWS
 from .conftest import TINY_TARGET_ROWS as TARGET_ROWS

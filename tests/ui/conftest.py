@@ -35,7 +35,7 @@ def _chat(tag: str, i: int) -> dict:
 @pytest.fixture(scope="session")
 def api_url(services, settings) -> str:
     """The session's API server, which serves the pages too."""
-    from gradwalk.platform.services import ApiService
+    from gradwalk.platform.local.stack import ApiService
 
     server = ApiService(settings)
     server.spawn()
@@ -48,9 +48,10 @@ def world(store, settings, api_url) -> World:
     """A pool of 240 rows with crafted features, a k=8 graph, and a dataset with version 1."""
     import numpy as np
 
-    from gradwalk.graph import graph_build
-    from gradwalk.platform import feature_runs, jobs, pools
-    from gradwalk.platform.artifacts import FeatureStore
+    from gradwalk.graph.knn import build
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+    from gradwalk.platform.intake import pools
+    from gradwalk.platform.work import feature_runs, jobs
 
     tag = f"ui{uuid.uuid4().hex[:6]}"
     pool, target, run = f"{tag}-pool", f"{tag}-target", f"{tag}-run"
@@ -72,7 +73,7 @@ def world(store, settings, api_url) -> World:
         "  parts: ['train', 'val-' + $target], dim: $dim, rows: $rows, rows_total: $rows, rows_done: $rows, "
         "  created_at: datetime()})-[:OF_POOL]->(p) CREATE (fr)-[:FOR_TARGET]->(t)",
         {"pool": pool, "target": target, "id": run, "dim": dim, "rows": rows})
-    graph = graph_build.build_graph(store, features, run, 8, 0.0, device="cpu").id
+    graph = build.build_graph(store, features, run, 8, 0.0, device="cpu").id
     dataset = f"{tag}-picked"
     first = jobs.submit(store, jobs.JobRequest(pool=pool, targets=[target], method="random", dataset=dataset,
                                                params={"ratio": 0.1, "seed": 1}), created_by="ui-tests")
@@ -82,7 +83,7 @@ def world(store, settings, api_url) -> World:
 
 @pytest.fixture(scope="session")
 def tokens(store) -> dict[str, str]:
-    from gradwalk.platform import auth
+    from gradwalk.platform.access import auth
 
     suffix = uuid.uuid4().hex[:6]
     return {role: auth.create(store, f"ui-{role}-{suffix}", role) for role in ("reader", "curator")}

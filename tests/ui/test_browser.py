@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from gradwalk.platform import datasets
+from gradwalk.platform.versions import datasets
 
 pytestmark = pytest.mark.services
 
@@ -157,7 +157,7 @@ def test_the_cypher_console_runs_a_documented_query_as_table_and_graph(browser, 
 
 
 def test_a_reader_sees_no_submit_or_cancel_and_the_server_refuses_them(browser, api_url, world, tokens, store):
-    from gradwalk.platform import jobs
+    from gradwalk.platform.work import jobs
 
     queued = jobs.create(store, jobs.JobRequest(pool=world.pool, targets=[world.target], method="random",
                                                 dataset=f"{world.dataset}-held", params={"ratio": 0.1}))
@@ -202,8 +202,8 @@ def test_unknown_ids_are_404_pages_and_bad_tokens_go_back_to_sign_in(browser, ap
 
 
 def test_services_up_prints_the_page_address(settings, api_url):
-    from gradwalk.platform import services as local
+    from gradwalk.platform.local import stack
 
     said: list[str] = []
-    local.up(settings, echo=said.append)  # everything runs already: it only checks and reports
+    stack.up(settings, echo=said.append)  # everything runs already: it only checks and reports
     assert any(f"{api_url}/ui" in line for line in said), said

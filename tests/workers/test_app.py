@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gradwalk.platform.services import WorkerService
-from gradwalk.platform.work_queue import QUEUES, celery_config
+from gradwalk.platform.local.stack import WorkerService
+from gradwalk.platform.work.broker import QUEUES, celery_config
 from gradwalk.workers.app import app
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradwalk.graph.knn import knn_graph
+from gradwalk.graph.knn.topk import knn_graph
 from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
 from gradwalk.workers.engine.features import Featurizer
 from gradwalk.workers.engine.warmup import load_checkpoints, warmup

@@ -63,7 +63,7 @@ class EngineConfig:
     @classmethod
     def for_device(cls, device: str = "auto", **overrides) -> EngineConfig:
         """The defaults for `device` ("auto" resolves to cuda when present), then `overrides`."""
-        from gradwalk.workers.device import resolve_device
+        from gradwalk.device import resolve_device
 
         resolved = resolve_device(device)
         base = {} if resolved.startswith("cuda") else CPU_DEFAULTS

@@ -34,8 +34,8 @@ import torch
 
 from gradwalk import pins
 from gradwalk.checks import check_int
+from gradwalk.device import resolve_device
 from gradwalk.errors import InvalidInput, NotFound
-from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.packages import build_once, extract_folder
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -92,7 +92,7 @@ def example_text(example: Mapping[str, Any]) -> str:
 class Embedder:
     """A sentence encoder loaded once; :meth:`encode` turns examples into unit rows.
 
-    ``device`` "auto" takes CUDA when present (:func:`gradwalk.workers.device.resolve_device`);
+    ``device`` "auto" takes CUDA when present (:func:`gradwalk.device.resolve_device`);
     ``batch_size`` texts go through the model at a time (it changes speed, not results);
     ``model`` is a local sentence-transformers folder (default all-MiniLM-L6-v2 from PyPI).
     """

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradwalk.device import resolve_device
 from gradwalk.errors import InvalidInput
-from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.adam import adam_direction
 from gradwalk.workers.engine.config import EngineConfig
 from gradwalk.workers.engine.lora import (

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from gradwalk.atomic import write_text
+from gradwalk.device import resolve_device
 from gradwalk.errors import InvalidInput, NotFound
-from gradwalk.workers.device import resolve_device
 from gradwalk.workers.engine.adam import BETA1, BETA2, EPS
 from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
 from gradwalk.workers.engine.lora import attach_lora, lora_layers, lora_params

@@ -27,17 +27,17 @@ import numpy as np
 from celery import chord
 
 from gradwalk import errors
-from gradwalk.graph.selection import EMBEDDING
-from gradwalk.platform import feature_extend, feature_runs
-from gradwalk.platform.feature_runs import TRAIN_PART, val_part
-from gradwalk.platform.schemas import FeatureRunPublic
-from gradwalk.platform.work_queue import GPU_QUEUE
+from gradwalk.graph.selection.registry import EMBEDDING
+from gradwalk.platform.shared.schemas import FeatureRunPublic
+from gradwalk.platform.work import feature_extend, feature_runs
+from gradwalk.platform.work.broker import GPU_QUEUE
+from gradwalk.platform.work.feature_runs import TRAIN_PART, val_part
 from gradwalk.settings import get_settings
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 
 if TYPE_CHECKING:
-    from gradwalk.graph.store import GraphStore
+    from gradwalk.graph.store.adapter import GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _fan_out(run_id: str, shards: list[tuple[str, int, list[str]]]) -> None:
 @app.task(name=feature_extend.EXTEND_TASK)
 def extend_features(run_id: str) -> dict[str, Any]:
     """Featurise the pool rows a run lacks as new shards after its last one, with the run's own
-    settings and warm-up (platform/feature_extend.py); the finish records the new generation."""
+    settings and warm-up (platform/work/feature_extend.py); the finish records the new generation."""
     store, features = graph_store(), feature_store()
     run = feature_runs.get(store, run_id)
     if run.status != feature_extend.EXTENDING:

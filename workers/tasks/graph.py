@@ -3,7 +3,7 @@
 ``gradwalk.graph.build`` creates (or resumes) the graph node and fans the missing blocks out as a
 chord of ``gradwalk.graph.block`` tasks, any number of gpu workers taking them; the chord's body
 ``gradwalk.graph.finish`` marks the graph ready. Progress (blocks written) lives on the graph node,
-so any process can watch it. The task bodies only call :mod:`gradwalk.graph.graph_build`,
+so any process can watch it. The task bodies only call :mod:`gradwalk.graph.knn.build`,
 the same functions an in-process build runs. A block task delivered twice (the broker redelivers
 one whose worker seems gone while it still runs) meets the block's lease in Neo4j: the second copy
 waits for the first and returns the same result, so the chord counts the block once.
@@ -18,10 +18,12 @@ from celery import chord
 from celery.signals import task_failure
 
 from gradwalk import errors
-from gradwalk.graph import graph_build, graph_extend, graph_records
+from gradwalk.device import resolve_device
+from gradwalk.graph.knn import build as graph_build
+from gradwalk.graph.knn import extend as graph_extend
+from gradwalk.graph.knn import records
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
-from gradwalk.workers.device import resolve_device
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.
     info, todo = graph_build.start_build(graph_store(), feature_store(), run_id, k, tau, block_rows=block_rows,
                                     rebuild=rebuild)
     reply = {"graph": info.id, "status": info.status, "blocks": info.blocks, "dispatched": len(todo)}
-    if info.status == graph_records.READY:
+    if info.status == records.READY:
         return reply
     body = finish.si(graph_id=info.id, build_id=info.build_id)
     blocks = [block.si(graph_id=info.id, index=index, build_id=info.build_id) for index in todo]
@@ -50,18 +52,18 @@ def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.
 
 @app.task(name="gradwalk.graph.extend")
 def extend(graph_id: str) -> dict[str, Any]:
-    """Add the rows the graph's feature run gained (graph/graph_extend.py), in this worker: the
+    """Add the rows the graph's feature run gained (graph/knn/extend.py), in this worker: the
     work is new rows × N, small next to a build, so it is one task."""
     return graph_extend.extend_graph(graph_store(), feature_store(), graph_id, device=resolve_device()).to_dict()
 
 
-def _current(graph_id: str, build_id: str) -> graph_records.GraphInfo | None:
+def _current(graph_id: str, build_id: str) -> records.GraphInfo | None:
     """The graph if this build may still write it; None when it was deleted, finished or taken over."""
     try:
-        info = graph_records.get_graph(graph_store(), graph_id)
+        info = records.get_graph(graph_store(), graph_id)
     except errors.NotFound:
         return None
-    return info if info.status == graph_records.BUILDING and info.build_id == build_id else None
+    return info if info.status == records.BUILDING and info.build_id == build_id else None
 
 
 @app.task(name="gradwalk.graph.block", bind=True, max_retries=NEO4J_RETRIES)

@@ -1,7 +1,7 @@
 """The selection job: load the job's inputs, run its method, publish the result as a version.
 
-Thin on purpose: job state goes through :mod:`gradwalk.platform.jobs`, the algorithm is a pure
-function of :mod:`gradwalk.graph.selection`, publishing is :func:`gradwalk.platform.datasets.publish`
+Thin on purpose: job state goes through :mod:`gradwalk.platform.work.jobs`, the algorithm is a pure
+function of :mod:`gradwalk.graph.selection.registry`, publishing is :func:`gradwalk.platform.versions.datasets.publish`
 (atomic: a failed or cancelled job leaves no version behind). A job that loses Neo4j waits for it
 and runs again; a cancel is seen at every progress report and every few seconds of a walk.
 """
@@ -17,13 +17,15 @@ from typing import Any
 import numpy as np
 
 from gradwalk import __version__, errors
-from gradwalk.graph.neighbors import open_neighbors
-from gradwalk.graph.selection import FEATURE_INPUTS, SelectionInputs, get_method
-from gradwalk.graph.subset import restrict
-from gradwalk.platform import feature_runs, generations, jobs, pools
-from gradwalk.platform.datasets import JobEnded, publish
-from gradwalk.platform.feature_runs import TRAIN_PART, val_part
-from gradwalk.platform.schemas import JobPublic
+from gradwalk.graph.knn.neighbors import open_neighbors
+from gradwalk.graph.selection.registry import FEATURE_INPUTS, SelectionInputs, get_method
+from gradwalk.graph.selection.subset import restrict
+from gradwalk.platform.intake import pools
+from gradwalk.platform.shared.schemas import JobPublic
+from gradwalk.platform.versions import generations
+from gradwalk.platform.versions.datasets import JobEnded, publish
+from gradwalk.platform.work import feature_runs, jobs
+from gradwalk.platform.work.feature_runs import TRAIN_PART, val_part
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back

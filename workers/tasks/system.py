@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+from gradwalk.device import resolve_device
 from gradwalk.workers.app import app
-from gradwalk.workers.device import resolve_device
 
 
 @app.task(name="gradwalk.system.ping")

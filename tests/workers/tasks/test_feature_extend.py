@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import feature_extend, feature_runs, pools, sources
-from gradwalk.platform.artifacts import FeatureStore
-from gradwalk.platform.work_queue import GPU_QUEUE
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.demo import sources
+from gradwalk.platform.intake import pools
+from gradwalk.platform.work import feature_extend, feature_runs
+from gradwalk.platform.work.broker import GPU_QUEUE
 
 # One example per batch: a row's gradient then never depends on which rows share its batch (padding
 # changes the float rounding of a batch), so a full run and an extension must agree exactly.

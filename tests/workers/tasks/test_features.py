@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.platform import feature_runs, pools, sources
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.demo import sources
+from gradwalk.platform.intake import pools
+from gradwalk.platform.work import feature_runs
 
 # Small enough for two CPU cores: the real model, short sequences, a narrow projection, one
 # checkpoint (tests/workers/engine/test_features.py covers combining several).
@@ -73,7 +75,7 @@ def test_run_records_settings_and_progress(featurised):
 
 def test_a_redelivered_shard_changes_nothing(featurised, store, settings):
     """Run a finished shard again, as a redelivery would: same manifest, counted once."""
-    from gradwalk.platform.work_queue import GPU_QUEUE
+    from gradwalk.platform.work.broker import GPU_QUEUE
     from gradwalk.workers.app import app
 
     run, *_ = featurised

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from gradwalk.graph.graph_build import FEATURE_PART, claim_block
-from gradwalk.graph.graph_records import get_graph
-from gradwalk.graph.neighbor_lists import stored_table
-from gradwalk.graph.neighbors import neighbors
-from gradwalk.platform.artifacts import FeatureStore
+from gradwalk.graph.knn.build import FEATURE_PART, claim_block
+from gradwalk.graph.knn.neighbors import neighbors
+from gradwalk.graph.knn.pages import stored_table
+from gradwalk.graph.knn.records import get_graph
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 
 ROWS, DIM, K, BLOCK_ROWS = 2000, 16, 48, 1000  # two blocks of 48,000 edges: seconds each to write here
 pytestmark = pytest.mark.timeout(900)
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(900)
 def more_gpu_slots(settings):
     """A second gpu worker with three pool processes beside the session's: both copies of block 0 and
     block 1 each get a process even while the session's worker is still busy with an earlier test's work."""
-    from gradwalk.platform.services import WorkerService
+    from gradwalk.platform.local.stack import WorkerService
 
     class Twin(WorkerService):
         def __init__(self) -> None:

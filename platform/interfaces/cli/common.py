@@ -1,0 +1,90 @@
+"""What the CLI's nouns share: the one ``--json`` option, ``--param``, output helpers, the REST API
+client and a Neo4j connection (both imported when a command runs, not when ``gradwalk --help`` does),
+and gradwalk's error families as one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from gradwalk import errors
+from gradwalk.settings import get_settings
+
+if TYPE_CHECKING:
+    from gradwalk.graph.store.adapter import GraphStore
+    from gradwalk.platform.interfaces.client import Client
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", help="A parameter NAME=VALUE (repeatable).")]
+
+
+def echo_err(message: str) -> None:
+    """A progress or status line, on stderr so that stdout keeps only the result."""
+    typer.echo(message, err=True)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False))
+
+
+def client() -> Client:
+    """The Python client of the REST API at GRADWALK_API_URL with GRADWALK_API_TOKEN."""
+    from gradwalk.platform.interfaces.client import Client
+
+    return Client()
+
+
+def connect() -> GraphStore:
+    """A connection to Neo4j, for the verbs that talk to it directly (use it in a ``with``)."""
+    from gradwalk.graph.store.adapter import GraphStore
+
+    return GraphStore.connect(get_settings())
+
+
+def maker(store: GraphStore) -> str | None:
+    """The name of the token in GRADWALK_API_TOKEN, recorded as the maker of what a command that
+    talks to Neo4j directly creates (so that its curator may delete it); None without one."""
+    import os
+
+    from gradwalk.platform.access import auth
+
+    token = os.environ.get("GRADWALK_API_TOKEN")
+    if not token:
+        return None
+    try:
+        return auth.authenticate(store, token).name
+    except errors.Unauthenticated:
+        echo_err("warning: GRADWALK_API_TOKEN is unknown or revoked here; no maker is recorded "
+                 "(only an admin token may delete what this makes)")
+        return None
+
+
+def _value(text: str) -> Any:
+    """A --param value: JSON when it parses (numbers, true, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def params(pairs: list[str] | None) -> dict[str, Any]:
+    out = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise errors.InvalidInput(f"--param {pair!r}: write NAME=VALUE")
+        out[name] = _value(value)
+    return out
+
+
+def run(app: typer.Typer) -> None:
+    """Run the CLI: gradwalk's error families become one line on stderr and an exit code
+    (InvalidInput 2, NotFound 3, Conflict 4, NotAllowed 5, ServiceUnavailable 6), not a traceback."""
+    try:
+        app()
+    except errors.GradwalkError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)

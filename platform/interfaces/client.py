@@ -1,0 +1,430 @@
+"""The Python client of the gradwalk REST API: ``from gradwalk import Client``.
+
+httpx and pydantic only (no torch, celery, neo4j or numpy), so it installs light on a laptop.
+Errors come back as gradwalk's error families carrying the server's message; a job that fails
+raises :class:`JobFailed` with the worker's error.
+
+    client = Client()                       # GRADWALK_API_URL / GRADWALK_API_TOKEN
+    job = client.select(pool="alpaca", target="gsm8k", method="g2is", ratio=0.05, dataset="gsm8k-5pct")
+    job.wait(progress=True)
+    v2 = client.dataset("gsm8k-5pct").version(2)
+    v2.to_jsonl("train.jsonl"); v2.diff(1).added
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from gradwalk import errors
+from gradwalk.platform.interfaces.client_records import Collection, FeatureRun, Graph
+from gradwalk.platform.shared.schemas import (
+    JOB_FINISHED,
+    CollectionPublic,
+    DatasetPublic,
+    DiffPublic,
+    FeatureRunExtension,
+    FeatureRunPublic,
+    GraphPublic,
+    ImportReportPublic,
+    JobPublic,
+    JobStatus,
+    RowPublic,
+    VersionPublic,
+)
+from gradwalk.platform.shared.waiting import progress_bar
+from gradwalk.platform.versions import exports
+
+DEFAULT_PORT = 8790
+
+_FAMILIES: dict[int, type[errors.GradwalkError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthenticated,
+    403: errors.NotAllowed,
+    404: errors.NotFound,
+    408: errors.TimeLimitExceeded,
+    409: errors.Conflict,
+    413: errors.LimitExceeded,
+    422: errors.InvalidInput,
+    503: errors.ServiceUnavailable,
+}
+
+
+class JobFailed(errors.GradwalkError):
+    """A selection job ended failed or cancelled; the message is the server's."""
+
+    exit_code = 8
+
+
+class JobTimeout(errors.GradwalkError, TimeoutError):
+    """:meth:`Job.wait` gave up waiting; the job itself goes on."""
+
+    exit_code = 9
+
+
+def _default_url() -> str:
+    url = os.environ.get("GRADWALK_API_URL")
+    if url:
+        return url
+    from gradwalk.settings import get_settings
+
+    settings = get_settings()
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+class Client:
+    """A session with one gradwalk API server."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout_s: float = 60.0) -> None:
+        self.url = (url or _default_url()).rstrip("/")
+        token = token or os.environ.get("GRADWALK_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    # -- transport ------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise errors.ServiceUnavailable(
+                f"cannot reach the gradwalk API at {self.url} ({e}): start it with `gradwalk api serve` "
+                "or point GRADWALK_API_URL at it") from e
+        _raise_for_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def _lines(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for_error(response)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as e:
+            raise errors.ServiceUnavailable(f"the connection to {self.url} broke during the download: {e}") from e
+
+    # -- service --------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/health")
+
+    def cypher(self, query: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
+               timeout_s: float | None = None) -> CypherResult:
+        """Rows of a read-only query; writes and administration are refused (NotAllowed)."""
+        body: dict[str, Any] = {"query": query, "params": params or {}}
+        if limit is not None:
+            body["limit"] = limit
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        data = self._json("POST", "/cypher", json=body)
+        return CypherResult(data["rows"], data["truncated"], data["limit"])
+
+    # -- pools, targets, runs, graphs -------------------------------------------------------------
+    def _import(self, kind: str, name: str, source: str | os.PathLike[str], *, fmt: str, on_server: bool,
+                skip_invalid: bool, split: str | None) -> ImportReportPublic:
+        if on_server:
+            data = self._json("POST", f"/{kind}s/{name}/import", json={
+                "path": str(source), "format": fmt, "split": split, "skip_invalid": skip_invalid})
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise errors.InvalidInput(f"{path}: no such file (a folder is imported with on_server=True "
+                                          "from the server's import folder)")
+            with path.open("rb") as fh:
+                data = self._json("POST", f"/{kind}s/{name}/upload", files={"file": (path.name, fh)},
+                                  data={"format": fmt, "skip_invalid": str(skip_invalid).lower()})
+        return ImportReportPublic.model_validate(data)
+
+    def import_pool(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
+                    on_server: bool = False, skip_invalid: bool = False,
+                    split: str | None = None) -> ImportReportPublic:
+        """Upload a local .jsonl/.json(.gz) file into pool ``name``, or with ``on_server`` import a
+        file or datasets folder of the API server's import folder (``GRADWALK_IMPORT_DIR`` there;
+        ``source`` relative to it)."""
+        return self._import("pool", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
+                            split=split)
+
+    def import_target(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
+                      on_server: bool = False, skip_invalid: bool = False,
+                      split: str | None = None) -> ImportReportPublic:
+        """As :meth:`import_pool`, into target ``name``."""
+        return self._import("target", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
+                            split=split)
+
+    def pools(self) -> list[CollectionPublic]:
+        return [CollectionPublic.model_validate(p) for p in self._json("GET", "/pools")]
+
+    def pool(self, name: str) -> Collection:
+        """Pool ``name``: ``.show()``, ``.rows()``, ``.iter_rows()``, ``.delete()``."""
+        return Collection(self, "pool", name)
+
+    def targets(self) -> list[CollectionPublic]:
+        return [CollectionPublic.model_validate(t) for t in self._json("GET", "/targets")]
+
+    def target(self, name: str) -> Collection:
+        """Target ``name``: ``.show()``, ``.rows()``, ``.iter_rows()``, ``.delete()``."""
+        return Collection(self, "target", name)
+
+    def feature_run(self, run_id: str) -> FeatureRun:
+        """Feature run ``run_id``: ``.show()``, ``.delete()``."""
+        return FeatureRun(self, run_id)
+
+    def graph(self, graph_id: str) -> Graph:
+        """Instruction graph ``graph_id``: ``.show()``, ``.delete()``."""
+        return Graph(self, graph_id)
+
+    def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[FeatureRunPublic]:
+        """Feature runs (of ``pool``, of ``kind``: ``gradient`` or ``embedding``), newest first."""
+        params = {k: v for k, v in {"pool": pool, "kind": kind}.items() if v}
+        return [FeatureRunPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
+
+    def extend_feature_run(self, run_id: str) -> FeatureRunExtension:
+        """Queue the featurisation of the pool rows run ``run_id`` lacks, with its own settings;
+        ``adding`` says how many rows (0: nothing to do)."""
+        return FeatureRunExtension.model_validate(self._json("POST", f"/feature-runs/{run_id}/extend"))
+
+    def graphs(self, *, feature_run: str | None = None) -> list[GraphPublic]:
+        params = {"feature_run": feature_run} if feature_run else {}
+        return [GraphPublic.model_validate(g) for g in self._json("GET", "/graphs", params=params)]
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def select(self, *, pool: str, target: str | list[str], dataset: str, method: str = "g2is",
+               ratio: float | None = None, feature_run: str | None = None, graph: str | None = None,
+               sources: list[str] | None = None, **params: Any) -> Job:
+        """Submit a selection job; ``ratio`` and ``params`` are the method's parameters. Several
+        targets pool their validation features (multi-target selection); ``sources`` selects only
+        from the pool's rows of those record sources."""
+        if ratio is not None:
+            params["ratio"] = ratio
+        body = {"pool": pool, "targets": [target] if isinstance(target, str) else list(target),
+                "method": method, "dataset": dataset, "params": params,
+                "feature_run": feature_run, "graph": graph,
+                "sources": list(sources) if sources is not None else None}
+        return Job(self, JobPublic.model_validate(self._json("POST", "/jobs", json=body)))
+
+    def select_like(self, dataset: str) -> Job:
+        """Run ``dataset``'s last job again, as it was, on the grown pool: its next version
+        (refused, with what to run, while the feature run or graph lacks rows of the pool)."""
+        return Job(self, JobPublic.model_validate(self._json("POST", f"/jobs/like/{dataset}")))
+
+    def job(self, job_id: str) -> Job:
+        return Job(self, self._job_info(job_id))
+
+    def _job_info(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate(self._json("GET", f"/jobs/{job_id}"))
+
+    def jobs(self, *, status: str | None = None, limit: int = 100) -> list[Job]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return [Job(self, JobPublic.model_validate(j)) for j in self._json("GET", "/jobs", params=params)]
+
+    # -- datasets -------------------------------------------------------------------------------
+    def datasets(self) -> list[DatasetPublic]:
+        return [DatasetPublic.model_validate(d) for d in self._json("GET", "/datasets")]
+
+    def dataset(self, name: str) -> Dataset:
+        return Dataset(self, name)
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if not response.is_error:
+        return
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = f"{response.status_code} {response.reason_phrase}: {response.text[:500]}"
+    raise _FAMILIES.get(response.status_code, errors.GradwalkError)(message)
+
+
+@dataclass(frozen=True)
+class CypherResult:
+    """Rows of a read-only query; ``truncated`` when the row limit cut it short."""
+
+    rows: list[dict[str, Any]]
+    truncated: bool
+    limit: int
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Job:
+    """A selection job. ``status`` and ``progress`` re-read it from the server until it finishes."""
+
+    def __init__(self, client: Client, info: JobPublic) -> None:
+        self._client = client
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, status={self.info.status!r}, progress={self.info.progress:.2f})"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def refresh(self) -> Job:
+        self.info = self._client._job_info(self.id)
+        return self
+
+    @property
+    def status(self) -> str:
+        if self.info.status not in JOB_FINISHED:
+            self.refresh()
+        return self.info.status
+
+    @property
+    def progress(self) -> float:
+        if self.info.status not in JOB_FINISHED:
+            self.refresh()
+        return self.info.progress
+
+    def cancel(self) -> Job:
+        self.info = JobPublic.model_validate(self._client._json("POST", f"/jobs/{self.id}/cancel"))
+        return self
+
+    def wait(self, *, progress: bool = False, timeout: float | None = None, poll_s: float = 1.0) -> Job:
+        """Block until the job finishes; return it when it succeeded, raise :class:`JobFailed` with
+        the server's error when it failed or was cancelled, :class:`JobTimeout` (a TimeoutError)
+        after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with progress_bar(f"job {self.id}") if progress else contextlib.nullcontext() as update:
+            while self.refresh().info.status not in JOB_FINISHED:
+                if update is not None:
+                    update(round(1000 * self.info.progress), 1000, self.info.stage or "")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimeout(f"job {self.id} is still {self.info.status} after {timeout}s; "
+                                     "it goes on running")
+                time.sleep(poll_s)
+            if update is not None:
+                update(round(1000 * self.info.progress), 1000, self.info.status)
+        if self.info.status != JobStatus.SUCCEEDED:
+            reason = self.info.error or self.info.stage or self.info.status
+            raise JobFailed(f"job {self.id} {self.info.status}: {reason}")
+        return self
+
+    def dataset_version(self) -> Version:
+        """The dataset version the succeeded job published."""
+        if self.info.version is None or self.info.dataset is None:
+            raise errors.Conflict(f"job {self.id} is {self.info.status} and has published no version yet")
+        return self._client.dataset(self.info.dataset).version(self.info.version)
+
+
+class Dataset:
+    """A named dataset on the server (nothing is fetched until asked)."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r})"
+
+    def show(self) -> DatasetPublic:
+        """How many versions it has, and its latest."""
+        return DatasetPublic.model_validate(self._client._json("GET", f"/datasets/{self.name}"))
+
+    def versions(self) -> list[Version]:
+        found = self._client._json("GET", f"/datasets/{self.name}/versions")
+        return [Version(self._client, VersionPublic.model_validate(v)) for v in found]
+
+    def version(self, number: int) -> Version:
+        data = self._client._json("GET", f"/datasets/{self.name}/versions/{number}")
+        return Version(self._client, VersionPublic.model_validate(data))
+
+    def latest(self) -> Version:
+        found = self.versions()
+        if not found:
+            raise errors.NotFound(f"dataset {self.name!r} has no versions")
+        return found[-1]
+
+
+class Version:
+    """One published, immutable version of a dataset."""
+
+    def __init__(self, client: Client, info: VersionPublic) -> None:
+        self._client = client
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"Version({self.dataset!r}, {self.number}, size={self.info.size}, status={self.info.status!r})"
+
+    @property
+    def dataset(self) -> str:
+        return self.info.dataset
+
+    @property
+    def number(self) -> int:
+        return self.info.version
+
+    @property
+    def _path(self) -> str:
+        return f"/datasets/{self.dataset}/versions/{self.number}"
+
+    def rows(self, offset: int = 0, limit: int = 100) -> list[RowPublic]:
+        """A page of rows in rank order."""
+        data = self._client._json("GET", f"{self._path}/rows", params={"offset": offset, "limit": limit})
+        return [RowPublic.model_validate(r) for r in data["rows"]]
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Every row in rank order (streamed), as plain dicts."""
+        return self._client._lines(f"{self._path}/export", {"format": "rows"})
+
+    def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
+        """A ``{"messages", "id", "source", "metadata", "gradwalk"}`` line per row, in rank order."""
+        exports.write_jsonl(self.iter_rows(), path)
+        return Path(path)
+
+    def to_hf(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """The rows as a ``datasets.Dataset`` (saved with ``save_to_disk`` when ``path`` is given)."""
+        return exports.write_hf(self.iter_rows(), path)
+
+    def to_llamafactory(self, folder: str | os.PathLike[str], name: str | None = None) -> Path:
+        """``<folder>/<name>.json`` plus its entry in ``<folder>/dataset_info.json``
+        (name: ``<dataset>-v<version>``)."""
+        return exports.write_llamafactory(self.iter_rows(), folder, name or f"{self.dataset}-v{self.number}")
+
+    def export(self, fmt: str, dest: str | os.PathLike[str]) -> Path:
+        """Write this version as ``jsonl``, ``hf`` or ``llamafactory`` (see the ``to_*`` methods)."""
+        return exports.write(fmt, self.iter_rows(), dest, f"{self.dataset}-v{self.number}")
+
+    def diff(self, other: int | Version, *, limit: int | None = None) -> DiffPublic:
+        """What changed from version ``other`` to this one (added here, removed since, kept)."""
+        base = other.number if isinstance(other, Version) else other
+        params: dict[str, Any] = {"a": base, "b": self.number}
+        if limit is not None:
+            params["limit"] = limit
+        return DiffPublic.model_validate(self._client._json("GET", f"/datasets/{self.dataset}/diff", params=params))
+
+    def retire(self, reason: str) -> Version:
+        """Retire this version (recorded with ``reason``); its rows stay readable."""
+        self.info = VersionPublic.model_validate(self._client._json("POST", f"{self._path}/retire",
+                                                                     json={"reason": reason}))
+        return self

@@ -1,0 +1,211 @@
+"""Pools and targets (list, show, rows, delete, import from an upload or a server-side path), feature runs
+and graphs (list, show, delete)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from gradwalk import errors
+from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.catalog import deletion, listings
+from gradwalk.platform.intake import pools
+from gradwalk.platform.interfaces.routes.deps import CallerDep, CuratorDep, SettingsDep, StoreDep
+from gradwalk.platform.shared.schemas import (
+    CollectionDetail,
+    CollectionPublic,
+    DeletePublic,
+    FeatureRunDetail,
+    FeatureRunExtension,
+    FeatureRunPublic,
+    Format,
+    GraphDetail,
+    GraphPublic,
+    ImportFromPath,
+    ImportReportPublic,
+    MembersPage,
+)
+from gradwalk.platform.work import feature_extend
+from gradwalk.settings import Settings
+
+router = APIRouter()
+
+Offset = Annotated[int, Query(ge=0, le=2**62, description="Skip this many rows.")]
+Limit = Annotated[int, Query(ge=1, le=listings.MAX_PAGE_ROWS, description="At most this many rows.")]
+Force = Annotated[bool, Query(description="Delete although runs, graphs, jobs or versions depend on it: versions "
+                                          "keep their rows, runs and graphs a job used stay as tombstones.")]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
+_CHUNK = 1 << 20
+_RATIO_FLOOR = 1 << 20  # below this many inflated bytes any ratio is fine (small files compress oddly)
+
+
+def server_path(root: Path, requested: str) -> Path:
+    """The file or folder ``requested`` names inside the import folder ``root`` (a relative path is
+    taken from it), with symlinks and ``..`` resolved; :class:`errors.NotAllowed` for anything
+    outside it, so the API never reads a server file that no one put there to be imported."""
+    base = root.resolve()
+    try:
+        resolved = (base / requested).resolve()  # an absolute ``requested`` replaces ``base``
+    except RuntimeError as e:  # a symlink loop
+        raise errors.InvalidInput(f"{requested[:200]}: cannot be resolved on the server ({e})") from e
+    if not resolved.is_relative_to(base):
+        raise errors.NotAllowed(
+            f"{requested[:200]}: the server imports files from its import folder only (GRADWALK_IMPORT_DIR); "
+            "put the file there, or upload it (POST /pools/NAME/upload, or Client.import_pool without on_server)")
+    return resolved
+
+
+def _upload_name(filename: str | None) -> str:
+    """A safe local name for an uploaded file that keeps what the reader looks at (``.gz``)."""
+    name = _UNSAFE.sub("_", Path(filename or "").name).strip("._")[:200]
+    return name or "upload.jsonl"
+
+
+def inflate_upload(packed: Path, settings: Settings) -> Path:
+    """The gzip upload ``packed`` decompressed next to it (its name without ``.gz``), refused (413)
+    the moment it outgrows GRADWALK_API_MAX_INFLATED_BYTES or inflates more than
+    GRADWALK_API_MAX_INFLATE_RATIO times: a small bomb costs milliseconds, not a worker thread."""
+    limit, ratio = settings.api_max_inflated_bytes, settings.api_max_inflate_ratio
+    inflated = packed.with_suffix("")
+    inflater, pending, data = zlib.decompressobj(_GZIP), False, b""
+    read = written = 0
+    with packed.open("rb") as src, inflated.open("wb") as out:
+        while True:
+            if not data:
+                data = src.read(_CHUNK)
+                read += len(data)
+                if not data:
+                    break
+            try:
+                piece = inflater.decompress(data, _CHUNK)
+            except zlib.error as e:
+                raise errors.InvalidInput(f"{packed.name}: not a valid gzip file ({e})") from e
+            pending, data = True, inflater.unconsumed_tail
+            if inflater.eof:  # a member ends; another may follow
+                inflater, pending, data = zlib.decompressobj(_GZIP), False, inflater.unused_data + data
+            written += len(piece)
+            if written > limit:
+                raise errors.LimitExceeded(f"{packed.name}: inflates to more than {limit:,} bytes "
+                                           "(GRADWALK_API_MAX_INFLATED_BYTES): split it, or import it from the "
+                                           "server's import folder")
+            if written > _RATIO_FLOOR and written > ratio * read:
+                raise errors.LimitExceeded(f"{packed.name}: inflates more than {ratio:g} times its size "
+                                           "(GRADWALK_API_MAX_INFLATE_RATIO): refused as a likely gzip bomb")
+            out.write(piece)
+    if pending:
+        raise errors.InvalidInput(f"{packed.name}: the gzip file ends early (truncated upload?)")
+    return inflated
+
+
+def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -> None:
+    plural = f"{kind}s"
+    tags = [plural]
+
+    def list_all(store: StoreDep) -> list[CollectionPublic]:
+        return listings.list_collections(store, kind)
+
+    def show(name: str, store: StoreDep) -> CollectionDetail:
+        return listings.show_collection(store, kind, name)
+
+    def rows(name: str, store: StoreDep, offset: Offset = 0, limit: Limit = 100) -> MembersPage:
+        return listings.collection_rows(store, kind, name, offset=offset, limit=limit)
+
+    def delete(name: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
+        return deletion.delete_collection(store, kind, name, features=FeatureStore.from_settings(settings), force=force,
+                                          caller=caller, batch=settings.delete_batch_rows)
+
+    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, caller: CuratorDep) -> dict:
+        try:
+            path = server_path(settings.import_root, body.path)
+            return importer(store, name, path, fmt=body.format, split=body.split, skip_invalid=body.skip_invalid,
+                            source_label=body.source_label, created_by=caller.name).to_dict()
+        except OSError as e:  # e.g. a name too long for the file system
+            raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
+
+    def upload(name: str, store: StoreDep, settings: SettingsDep, caller: CuratorDep,
+               file: Annotated[UploadFile, File(description="A .jsonl/.json file, optionally .gz")],
+               format: Annotated[Format, Form()] = "auto",
+               skip_invalid: Annotated[bool, Form()] = False) -> dict:
+        label = _upload_name(file.filename)
+        with tempfile.TemporaryDirectory(prefix="gradwalk-upload-") as folder:
+            path = Path(folder) / label
+            with path.open("wb") as out:
+                shutil.copyfileobj(file.file, out, 1 << 20)
+            if path.suffix == ".gz":
+                path = inflate_upload(path, settings)
+            return importer(store, name, path, fmt=format, skip_invalid=skip_invalid,
+                            source_label=label, created_by=caller.name).to_dict()
+
+    router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
+                         response_model=list[CollectionPublic], summary=f"List {plural}")
+    router.add_api_route(f"/{plural}/{{name}}", show, methods=["GET"], name=f"get_{kind}", tags=tags,
+                         response_model=CollectionDetail,
+                         summary=f"Show one {kind}: size, rows per source, imports, dependants")
+    router.add_api_route(f"/{plural}/{{name}}/rows", rows, methods=["GET"], name=f"get_{kind}_rows", tags=tags,
+                         response_model=MembersPage, summary=f"A page of the {kind}'s rows, by id")
+    router.add_api_route(f"/{plural}/{{name}}", delete, methods=["DELETE"], name=f"delete_{kind}", tags=tags,
+                         response_model=DeletePublic,
+                         summary=f"Delete a {kind} (its maker's token or an admin's); versions keep their rows")
+    router.add_api_route(f"/{plural}/{{name}}/import", import_path, methods=["POST"], tags=tags,
+                         name=f"import_{kind}_from_path", response_model=ImportReportPublic,
+                         summary=f"Import a file or folder of the server's import folder into {kind} NAME")
+    router.add_api_route(f"/{plural}/{{name}}/upload", upload, methods=["POST"], tags=tags,
+                         name=f"upload_{kind}", response_model=ImportReportPublic,
+                         summary=f"Import an uploaded file into {kind} NAME")
+
+
+_collection_routes("pool", pools.import_pool)
+_collection_routes("target", pools.import_target)
+
+
+@router.get("/feature-runs", response_model=list[FeatureRunPublic], tags=["feature-runs"], name="list_feature_runs")
+def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None,
+                      kind: Annotated[str | None, Query(max_length=50)] = None) -> list[FeatureRunPublic]:
+    """Feature runs, newest first; each record says its ``kind`` (gradient or embedding)."""
+    return listings.list_feature_runs(store, pool=pool, kind=kind)
+
+
+@router.get("/graphs", response_model=list[GraphPublic], tags=["graphs"], name="list_graphs")
+def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[GraphPublic]:
+    return listings.list_graphs(store, feature_run)
+
+
+def _produced_routes(kind: str, route: str, show: Callable[..., FeatureRunDetail | GraphDetail],
+                     model: type[FeatureRunDetail | GraphDetail], what: str) -> None:
+    """GET and DELETE of one feature run or graph by id."""
+    tags, name = [route], kind.replace(" ", "_")
+
+    def get(key: str, store: StoreDep) -> FeatureRunDetail | GraphDetail:
+        return show(store, key)
+
+    def delete(key: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
+        extra = {"features": FeatureStore.from_settings(settings)} if kind == "feature run" else {}
+        remove = deletion.delete_feature_run if kind == "feature run" else deletion.delete_graph
+        return remove(store, key, force=force, caller=caller, batch=settings.delete_batch_rows, **extra)
+
+    router.add_api_route(f"/{route}/{{key}}", get, methods=["GET"], name=f"get_{name}", tags=tags,
+                         response_model=model, summary=f"Show one {kind} and what depends on it")
+    router.add_api_route(f"/{route}/{{key}}", delete, methods=["DELETE"], name=f"delete_{name}", tags=tags,
+                         response_model=DeletePublic,
+                         summary=f"Delete a {kind} ({what}); a tombstone stays when a job used it")
+
+
+@router.post("/feature-runs/{run_id}/extend", response_model=FeatureRunExtension, status_code=202,
+             tags=["feature-runs"], name="extend_feature_run")
+def extend_feature_run(run_id: str, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> FeatureRunExtension:
+    """Queue the featurisation of the pool rows the run lacks, with the run's own settings (a run
+    with other settings is a new run); ``adding`` says how many. Needs a curator or admin token."""
+    return feature_extend.extend(store, FeatureStore(settings.artifacts), run_id)
+
+
+_produced_routes("feature run", "feature-runs", listings.show_feature_run, FeatureRunDetail, "with its artifact files")
+_produced_routes("graph", "graphs", listings.show_graph, GraphDetail, "its edges in batches")

@@ -1,0 +1,188 @@
+"""Sign-in, overview and jobs: the pages a curator watches while work runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from gradwalk import errors
+from gradwalk.graph.selection.registry import METHODS
+from gradwalk.platform.access import auth
+from gradwalk.platform.catalog import listings
+from gradwalk.platform.interfaces.ui import queries
+from gradwalk.platform.interfaces.ui.web import COOKIE, RIGHTS, Caller, PageRoute, check_csrf, plain, render
+from gradwalk.platform.local.stack import local_services
+from gradwalk.platform.versions import datasets
+from gradwalk.platform.work import jobs
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site under /ui (no open redirect)."""
+    if target and target.startswith("/ui") and not target.startswith("//"):
+        return target
+    return "/ui/"
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(request: Request, next: str | None = None, failed: bool = False) -> HTMLResponse:
+    return render(request, "signin.html", next=_safe_next(next), failed=failed,
+                  http_status=401 if failed else 200)
+
+
+@router.post("/signin")
+def signin(request: Request, token: Annotated[str, Form(max_length=200)],
+           next: Annotated[str, Form(max_length=2000)] = "/ui/") -> Any:
+    try:
+        principal = auth.authenticate(request.app.state.store, token.strip())
+    except errors.Unauthenticated:
+        request.state.principal = None
+        return render(request, "signin.html", http_status=401, next=_safe_next(next), failed=True)
+    answer = RedirectResponse(_safe_next(next), status_code=303)
+    answer.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", path="/ui",
+                      secure=request.url.scheme == "https", max_age=12 * 3600)
+    log.info("ui sign-in by token %r", principal.name)
+    return answer
+
+
+@router.post("/signout")
+def signout(request: Request, me: Caller, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
+    check_csrf(request, csrf)
+    answer = RedirectResponse("/ui/signin", status_code=303)
+    answer.delete_cookie(COOKIE, path="/ui")
+    return answer
+
+
+def _service_states(request: Request) -> list[dict[str, Any]]:
+    """Each local service, whether its process runs, and where (this API answers: it is up)."""
+    states = []
+    for service in local_services(request.app.state.settings):
+        status = service.status()
+        running = status.running or service.name == "api"
+        states.append({"name": status.name, "state": "running" if running else "not running",
+                       "address": status.address})
+    return states
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, me: Caller) -> HTMLResponse:
+    store = request.app.state.store
+    counts = await run_in_threadpool(queries.counts, store)
+    latest = [plain(j) for j in await run_in_threadpool(lambda: jobs.list_jobs(store, limit=10))]
+    services = await run_in_threadpool(_service_states, request)
+    return render(request, "overview.html", counts=counts, jobs=latest, services=services,
+                  rights=RIGHTS[me.role])
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def job_list(request: Request, me: Caller, status: str | None = None) -> HTMLResponse:
+    store = request.app.state.store
+    found = [plain(j) for j in jobs.list_jobs(store, status=status or None, limit=200)]
+    return render(request, "jobs.html", jobs=found, status=status or "",
+                  pools=listings.list_pools(store), targets=listings.list_targets(store),
+                  runs=[plain(r) for r in listings.list_feature_runs(store)], methods=sorted(METHODS),
+                  graphs=_ready_graphs(store))
+
+
+def _ready_graphs(store) -> list[str]:
+    return [r["id"] for r in store.read(
+        "MATCH (g:InstructionGraph {status: 'ready'}) RETURN g.id AS id ORDER BY g.id LIMIT 500")]
+
+
+def _number(text: str, name: str) -> Any:
+    try:
+        return int(text) if text.strip().lstrip("-").isdigit() else float(text)
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be a number, got {text!r}") from None
+
+
+@router.post("/jobs")
+def submit(request: Request, me: Caller, csrf: Annotated[str, Form()], pool: Annotated[str, Form()],
+           targets: Annotated[list[str], Form()], method: Annotated[str, Form()], dataset: Annotated[str, Form()],
+           ratio: Annotated[str, Form()] = "0.05", graph: Annotated[str, Form()] = "",
+           feature_run: Annotated[str, Form()] = "", delta: Annotated[str, Form()] = "",
+           seed: Annotated[str, Form()] = "") -> RedirectResponse:
+    """Submit a selection job from the form (curator or admin; the server checks, not the page)."""
+    check_csrf(request, csrf)
+    me.require("curator", "submitting a selection job")
+    params: dict[str, Any] = {"ratio": _number(ratio, "ratio")}
+    if delta.strip():
+        params["delta"] = _number(delta, "delta")
+    if seed.strip():
+        params["seed"] = _number(seed, "seed")
+    request_ = jobs.JobRequest(pool=pool, targets=targets, method=method, dataset=dataset.strip(), params=params,
+                               graph=graph or None, feature_run=feature_run or None)
+    job_id = jobs.submit(request.app.state.store, request_, created_by=me.name)
+    return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+
+def _job(store, job_id: str) -> dict[str, Any]:
+    job = plain(jobs.get(store, job_id))
+    if isinstance(job.get("summary"), str):
+        job["summary"] = json.loads(job["summary"])
+    return job
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, me: Caller, job_id: str) -> HTMLResponse:
+    job = _job(request.app.state.store, job_id)
+    mine = me.role == "admin" or (me.role == "curator" and job.get("created_by") == me.name)
+    return render(request, "job.html", job=job, may_cancel=mine and job["status"] in ("queued", "running"),
+                  error=plain_error(job.get("error")))
+
+
+@router.get("/jobs/{job_id}/progress")
+def job_progress(request: Request, me: Caller, job_id: str) -> JSONResponse:
+    """What the job page polls: status, stage, progress (0..1), and where to go when done."""
+    job = _job(request.app.state.store, job_id)
+    done = job.get("dataset") and job.get("version")
+    return JSONResponse({"status": job["status"], "stage": job.get("stage"), "progress": job.get("progress") or 0,
+                         "error": plain_error(job.get("error")),
+                         "version_url": f"/ui/datasets/{job['dataset']}/{job['version']}" if done else None})
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel(request: Request, me: Caller, job_id: str, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
+    check_csrf(request, csrf)
+    store = request.app.state.store
+    me.require_owner(plain(jobs.get(store, job_id)).get("created_by"), f"job {job_id}")
+    jobs.cancel(store, job_id)
+    return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+
+PLAIN_ERRORS = (
+    ("ServiceUnavailable", ("A service the job needs (Neo4j or Redis) could not be reached; it was retried "
+                            "and then given up. Check `gradwalk services status` and submit again.")),
+    ("MemoryError", "The worker ran out of memory: use a smaller pool or a smaller ratio."),
+    ("cancel", "The job was cancelled."),
+)
+
+
+def plain_error(error: str | None) -> str | None:
+    """A job's error in plain words: known failures explained, the recorded message kept after."""
+    if not error:
+        return None
+    for marker, words in PLAIN_ERRORS:
+        if marker in error:
+            return f"{words} (recorded: {error})"
+    return error
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def dataset_list(request: Request, me: Caller) -> HTMLResponse:
+    return render(request, "datasets.html", datasets=plain(datasets.list_datasets(request.app.state.store)))
+
+
+@router.get("/version-of-job")
+def version_of_job(request: Request, me: Caller, job: Annotated[str, Query()]) -> RedirectResponse:
+    found = _job(request.app.state.store, job)
+    if not found.get("version"):
+        raise errors.NotFound(f"job {job} has published no version (it is {found['status']})")
+    return RedirectResponse(f"/ui/datasets/{found['dataset']}/{found['version']}", status_code=303)

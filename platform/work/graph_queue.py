@@ -1,0 +1,85 @@
+"""Queue an instruction-graph build on the gpu workers and follow it to the end.
+
+The client side of :mod:`gradwalk.workers.tasks.graph`, by task name: the CLI and the demo call
+these; progress (blocks written) is read from the graph's record in Neo4j.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+
+from gradwalk import errors
+from gradwalk.graph.knn import build, records
+from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.shared.waiting import wait_until
+from gradwalk.platform.work import broker
+
+BUILD_TASK = "gradwalk.graph.build"
+EXTEND_TASK = "gradwalk.graph.extend"
+
+
+def extend_on_worker(graph: str, *, timeout_s: float = 24 * 3600) -> records.GraphInfo:
+    """Extend a graph on a gpu worker (graph/knn/extend.py) and wait for it; its errors come back
+    as the project's own (a refusal says what to run first)."""
+    try:
+        reply = broker.send(EXTEND_TASK, [graph], broker.GPU_QUEUE).get(timeout=timeout_s,
+                                                                                 propagate=False)
+    except CeleryTimeout as e:
+        raise errors.ServiceUnavailable(f"the extension of graph {graph} did not end within {timeout_s:.0f}s; "
+                                        "is a gpu worker running? (`gradwalk services up`)") from e
+    except OperationalError as e:
+        raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
+    if isinstance(reply, errors.GradwalkError):
+        raise reply
+    if isinstance(reply, BaseException):
+        raise errors.Conflict(f"extending graph {graph} failed: {type(reply).__name__}: {reply}")
+    return records.GraphInfo(**reply)
+
+
+def submit_build(run_id: str, k: int = build.DEFAULT_K, tau: float = build.DEFAULT_TAU, *,
+                 block_rows: int | None = None, rebuild: bool = False, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Queue a build and return the orchestrator's reply (graph id, blocks, the finisher's task id)."""
+    try:
+        return broker.result_within(
+            broker.send(BUILD_TASK, [run_id, k, tau, block_rows, rebuild], broker.GPU_QUEUE), timeout_s)
+    except CeleryTimeout as e:
+        raise errors.ServiceUnavailable(
+            f"no gpu worker took the graph build within {timeout_s:.0f}s; start one with `gradwalk services up`"
+        ) from e
+    except OperationalError as e:
+        raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
+
+
+def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[int, int], None] | None = None,
+               poll_s: float = 0.5, timeout_s: float = 24 * 3600) -> records.GraphInfo:
+    """Wait until a submitted build is ready, telling ``progress(done, total)`` in blocks; a build
+    that stops (failed, deleted, or its finishing task failed) raises with the reason."""
+    graph = reply["graph"]
+    finisher = AsyncResult(reply["finish_task"], app=broker.producer()) if reply.get("finish_task") else None
+
+    def read() -> records.GraphInfo:
+        info = records.get_graph(store, graph)
+        if info.status == records.BUILDING and finisher is not None and finisher.failed():
+            return dataclasses.replace(info, status=records.FAILED, error=repr(finisher.result))
+        return info
+
+    def show(info: records.GraphInfo) -> None:
+        if progress is not None:
+            progress(info.blocks_done, info.blocks)
+
+    stopped = {records.FAILED, records.DELETING, records.DELETED}
+    return wait_until(read, done={records.READY}, failed=stopped, what=f"building graph {graph}",
+                      progress=show, timeout_s=timeout_s, poll_s=poll_s)
+
+
+def record_maker(store: GraphStore, graph: str, created_by: str | None) -> None:
+    """Record token ``created_by`` as the graph's maker, unless it has one (the first build's)."""
+    if created_by:
+        store.write("MATCH (g:InstructionGraph {id: $graph}) SET g.created_by = coalesce(g.created_by, $who)",
+                    {"graph": graph, "who": created_by})
