@@ -22,7 +22,7 @@ Prints one JSON line per pool size N (synthetic clustered unit rows, D = 512, k 
     python benchmarks/graph.py --n 100000 --write-edges 0 --extend-percent 1   # extend against rebuild
 
 - ``extend`` (with ``--extend-percent P``): a graph is built on the first N·(1 − P/100) rows, the
-  run grown to N, and the graph extended in place (graph.graph_extend) against a full rebuild of
+  run grown to N, and the graph extended in place (graph.knn.extend) against a full rebuild of
   the N rows, both in this process into the private Neo4j; ``extend_s`` against ``rebuild_s``,
   and for ``--check-rows`` sampled rows whether the two graphs' neighbour lists are equal.
 """

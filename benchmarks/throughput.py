@@ -2,7 +2,7 @@
 
 Each worker process does what a gpu worker's pool process does for a ``gradwalk.graph.block``
 task: it loads the run's features once, then for each block it is handed calls
-graph.graph_build.write_block (kNN pieces on its device, edges and neighbour pages written under
+graph.knn.build.write_block (kNN pieces on its device, edges and neighbour pages written under
 the block's lease). The processes share one private Neo4j started for the run (the configured
 services are left alone), as workers share the cluster's. For each process count the graph is
 built from scratch and the benchmark prints one JSON line: wall seconds, rows and edges per

@@ -7,7 +7,7 @@ graph/knn/topk.py) and must pick identical rows. The per-candidate baseline is t
 tests/graph/walk_reference.py, so "identical" means identical to what the tests trust.
 
 Then the same neighbour table is stored as an instruction graph (SIMILAR relationships and the
-neighbour pages written with them, graph.neighbor_lists) in a private Neo4j started for the run, and
+neighbour pages written with them, graph.knn.pages) in a private Neo4j started for the run, and
 the walk is timed again fed by the platform's neighbour source (graph.neighbors.open_neighbors), as
 selection jobs run it, the read of the pages included; it must pick the same rows. ``neo4j_ratio``
 is its time over the in-memory walk's; ``neo4j_edges_ratio`` the same walk reading lists through

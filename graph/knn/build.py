@@ -17,7 +17,7 @@ copies (it counts a header task once). A lease left by a dead writer runs out an
 One build at a time: each (re)start gets a ``build_id`` that its block tasks carry, and writers
 refresh ``heartbeat_at``. Starting a build while another one is alive is refused; one silent for
 ``stale_after_s`` is taken over, and writes of a superseded build are refused from then on. (No
-per-node locks: concurrent block writers taking them deadlock each other; measured.)
+per-node locks: concurrent block writers taking them deadlock each other; docs/measurements.md, "Neo4j".)
 """
 
 from __future__ import annotations

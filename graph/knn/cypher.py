@@ -2,8 +2,8 @@
 
 The lifecycle's queries share one condition (``CURRENT``: only the build that owns the graph may
 write), and reading them side by side is how their locking and idempotence are checked. The
-modules that run them: graph_build (claim, blocks, finish, delete), edge_writer (edge batches,
-block leases), graph_records (read, list), neighbors and neighbor_lists (neighbour lists and pages).
+modules that run them: build (claim, blocks, finish, delete), edge_writer (edge batches,
+block leases), records (read, list), neighbors and pages (neighbour lists and pages).
 """
 
 FEATURE_RUN = "MATCH (r:FeatureRun {id: $run}) RETURN r.status AS status, r.rows AS rows"
@@ -40,7 +40,7 @@ MATCH (g:InstructionGraph {id: $graph})
 SET g.status = 'building', g.build_id = $build, g.error = null, g.started_at = datetime(),
     g.heartbeat_at = datetime(), g.updated_at = datetime()"""
 
-# The build (or extension, graph_extend.py) that may write.
+# The build (or extension, extend.py) that may write.
 CURRENT = "g.status IN ['building', 'extending'] AND g.build_id = $build"
 
 READ_GRAPH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g {.*} AS graph"
@@ -189,8 +189,8 @@ CALL {
 RETURN id, targets, weights"""
 
 # The walk's reads: each list ordered by descending w, without the weights, plus the positions
-# whose w equals the one before (the client orders those runs by row index, as graph.knn does).
-# All lists come back in one record: the driver's cost is per record (client CPU per 64 lists 5.7 → 2.4 ms).
+# whose w equals the one before (the client orders those runs by row index, as graph.knn.topk does).
+# All lists come back in one record: the driver's cost is per record (docs/measurements.md, "Neighbour reads").
 NEIGHBOR_ORDER = """
 UNWIND $ids AS id
 MATCH (a:Instruction {id: id})
@@ -204,7 +204,7 @@ WITH id, targets, [i IN range(1, size(weights) - 1) WHERE weights[i] = weights[i
 RETURN collect(id) AS sources, collect(targets) AS targets, collect(ties) AS ties"""
 
 
-# Neighbour pages (neighbor_lists): store a batch's rows as one page (after deleting any page that
+# Neighbour pages (pages.py): store a batch's rows as one page (after deleting any page that
 # overlaps them), or read the pages that start in [lo, hi).
 SET_NEIGHBOR_PAGE = """
 CALL () {
@@ -218,10 +218,10 @@ READ_NEIGHBOR_PAGES = """
 MATCH (p:NeighborPage) WHERE p.graph = $graph AND $lo <= p.first < $hi
 RETURN p.first AS first, p.rows AS rows, p.targets AS targets"""
 
-# Whether a graph's pages index the caller's row order (neighbor_lists.row_order), and its k.
+# Whether a graph's pages index the caller's row order (pages.row_order), and its k.
 LISTS_MATCH = "MATCH (g:InstructionGraph {id: $graph}) RETURN g.row_order = $row_order AS usable, g.k AS k"
 
-# An extension (graph_extend.py) claims a ready graph, a failed extension, or one silent for
+# An extension (extend.py) claims a ready graph, a failed extension, or one silent for
 # $stale_after_s; the node lock makes the check and the claim one step, so two never both run.
 # extend_delta counts, per block of the grown layout, the edges old rows gained or lost so far.
 CLAIM_EXTEND = """

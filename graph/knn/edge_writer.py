@@ -2,9 +2,9 @@
 
 Edge writes are idempotent per source node: each write transaction deletes its source nodes'
 out-edges of this graph, creates the new ones and stores the same rows' neighbour page
-(graph.neighbor_lists), so a re-run block or a resumed build never leaves duplicates and the pages
+(graph.knn.pages), so a re-run block or a resumed build never leaves duplicates and the pages
 never disagree with the edges. A writer (:class:`EdgeWriter`) keeps a few such transactions in
-flight; their sources are disjoint. It writes under a :class:`BlockLease` (graph_build.claim_block):
+flight; their sources are disjoint. It writes under a :class:`BlockLease` (build.claim_block):
 every batch commits only while the lease is still its own, and a thread renews the lease while the
 writer lives, so a redelivered copy of the block waits instead of writing the same edges again. A
 block's first owner skips the delete: its sources cannot have edges of this graph yet.
@@ -30,7 +30,7 @@ from gradwalk.graph.store.adapter import GraphStore
 if TYPE_CHECKING:
     import neo4j
 
-EDGES_PER_WRITE = 20_000  # edges per write transaction (measured: larger is no faster)
+EDGES_PER_WRITE = 20_000  # edges per write transaction (larger is no faster: docs/measurements.md)
 # Write transactions in flight per writer: with one, Neo4j's commit path and the round trips leave
 # it idle part of the time (N = 10k on 2 cores: one writer 24-28k edges/s, two 37-47k, three 45k).
 CONCURRENT_WRITES = 2

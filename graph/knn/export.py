@@ -41,7 +41,7 @@ def edge_arrays(store: GraphStore, graph: str, row_ids: Sequence[str]) -> tuple[
 def neighbor_table(store: GraphStore, graph: str, row_ids: Sequence[str]) -> np.ndarray:
     """A ``ready`` graph read whole into graph.knn's table: int32 [N, k] row ids (-1 = none), most
     similar first, equal cosines by row index. Read from its neighbour pages when they index
-    ``row_ids`` (graph.neighbor_lists), else assembled from its edges."""
+    ``row_ids`` (graph.knn.pages), else assembled from its edges."""
     info = ready_graph(store, graph, row_ids)
     stored = stored_table(store, graph, row_ids)
     if stored is not None:

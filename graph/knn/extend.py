@@ -21,7 +21,7 @@ running it again. Each extension adds a *generation* to the graph: its first row
 the rows added and when.
 
 An extension changes old rows' lists without reading them whole, so it cannot keep their neighbour
-pages (graph.neighbor_lists) in step: the claim clears the graph's ``row_order`` in the same
+pages (graph.knn.pages) in step: the claim clears the graph's ``row_order`` in the same
 transaction, and from then on walks read the graph through its SIMILAR edges (slower, same picks)
 until a rebuild writes the pages again.
 """

@@ -14,7 +14,7 @@ from gradwalk.graph.knn.pages import stored_table
 from gradwalk.graph.knn.records import ready_graph
 from gradwalk.graph.store.adapter import GraphStore, ReadSession
 
-PREFETCH_LIMIT = 64  # neighbour lists a walk prefetch loads at most in one round trip (measured: 16-64 cost alike)
+PREFETCH_LIMIT = 64  # neighbour lists a walk prefetch loads at most in one round trip (docs/measurements.md)
 
 
 def _edge_lists(store: GraphStore, query: str, graph: str, ids: list[str]) -> list[list[Any]]:
@@ -74,7 +74,7 @@ class GraphNeighbors:
 
     The walk speaks row indices; Neo4j speaks instruction ids. ``row_ids`` maps one to the other
     (the feature rows the walk gets). When the graph's neighbour pages index these rows
-    (graph.neighbor_lists, ``uses_lists``), the whole table is read at once, in a few records, and
+    (graph.knn.pages, ``uses_lists``), the whole table is read at once, in a few records, and
     the walk runs on it as on an in-memory table: N·k·4 bytes, far less than the features it
     holds, and one read instead of a round trip every few steps. Otherwise (a graph built before
     pages existed, an extended graph, other rows, or ``lists=False``) lists are read through the

@@ -3,12 +3,11 @@
 The walk needs every visited row's targets in order, one row after another. Read through the edges,
 each list costs a relationship read per edge, a sort and a target id string per edge to map back to
 a row; read as one small node per row, the walk still waits on a round trip for every few steps
-(848 at N = 100k, 5.5× the in-memory walk). So each edge-write transaction also stores its rows'
+(docs/measurements.md, "Neighbour reads"). So each edge-write transaction also stores its rows'
 lists as one page, ``(:NeighborPage {graph, first, rows, targets})``: ``targets`` is the int32
 little-endian table [rows, k] of rows ``first .. first + rows - 1`` (most similar first, equal
 cosines by row, -1 after the last edge), written in the same transaction as those rows' edges, so
-the two never disagree. A reader takes the whole table in a few records (benchmarks/walk.py: at
-N = 100k, 25.6 MB in 320 pages): N·k·4 bytes, k/D of the feature matrix a walk holds anyway. The
+the two never disagree. A reader takes the whole table in a few records: N·k·4 bytes, k/D of the feature matrix a walk holds anyway. The
 edges stay the truth for Cypher users and for exports of weights.
 
 Row numbers mean something only against the row order the graph was built on: the graph node keeps

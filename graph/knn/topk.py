@@ -20,15 +20,14 @@ from gradwalk.errors import InvalidInput
 if TYPE_CHECKING:
     import torch
 
-_CPU_SCRATCH_BYTES = 256 << 20  # similarity scratch per block on CPU (cache-friendly, measured)
+_CPU_SCRATCH_BYTES = 256 << 20  # similarity scratch per block on CPU (cache-friendly; docs/measurements.md)
 _MIN_GPU_SCRATCH_BYTES = 2 << 30
 _BYTES_PER_SCORE = 16  # the float32 score, its masks and the top-k scratch, with room to spare
 
 
 def _scratch_bytes(device: str) -> int:
     """Similarity scratch per block: on a GPU a quarter of its free memory (at least 2 GiB), since
-    fewer, larger blocks spend less of their time outside the product (H100, N = 100k: 1,342-row
-    blocks 0.45 s, 12,946-row blocks 0.37 s; benchmarks/results/gpu-h100.json)."""
+    fewer, larger blocks spend less of their time outside the product (docs/measurements.md, "kNN blocks")."""
     if not device.startswith("cuda"):
         return _CPU_SCRATCH_BYTES
     import torch
@@ -126,8 +125,8 @@ def _top_k(x: torch.Tensor, start: int, stop: int, k: int, tau: float) -> tuple[
 
 
 def _to_host(t: torch.Tensor) -> np.ndarray:
-    """A device tensor as a numpy array; from a GPU through page-locked memory, which copies faster.
-    (With the single tie check and int32 ids: a 10k-row block on an H100 8.1 → 7.0 ms.)"""
+    """A device tensor as a numpy array; from a GPU through page-locked memory, which copies faster
+    (docs/measurements.md, "kNN blocks")."""
     if t.device.type == "cpu":
         return t.numpy()
     host = t.new_empty(t.shape, device="cpu", pin_memory=True)
@@ -146,7 +145,7 @@ def knn_block(
 
     Returns ids int32 [stop-start, k] and cosines float32 [stop-start, k], most similar first,
     keeping cos >= tau; missing neighbours are id -1 with weight 0. ``features`` must be finite:
-    callers check that once for all blocks (:func:`knn_graph`, ``graph_build.load_features``),
+    callers check that once for all blocks (:func:`knn_graph`, ``build.load_features``),
     since a check here would re-read the whole matrix for every block.
     """
     _check_params(k, tau)

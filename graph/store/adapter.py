@@ -202,8 +202,8 @@ class ReadSession:
     """One READ session kept open for many small read queries, such as a walk's neighbour lists.
 
     Each query is a single auto-commit round trip; :meth:`GraphStore.read` opens a session and a
-    managed transaction per call (BEGIN, RUN, COMMIT), which measured twice as slow for the walk's
-    reads. The driver does not retry auto-commit queries: a failure comes out as gradwalk's error
+    managed transaction per call (BEGIN, RUN, COMMIT), slower for the walk's reads
+    (docs/measurements.md, "Neighbour reads"). The driver does not retry auto-commit queries: a failure comes out as gradwalk's error
     families, and the caller starts over (a selection job is retried whole).
     """
 

@@ -23,7 +23,7 @@ from gradwalk.graph.store.adapter import GraphStore
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 _FILE_NAME = re.compile(r"^V(?P<version>\d{3,})__(?P<name>[A-Za-z0-9_]+)\.cypher$")
 _LOCK_NAME = "migrations"
 

@@ -77,7 +77,7 @@ class FeatureStore:
 
     ``cache_dir`` holds this host's copies of what it reads from S3 (shards, the warm-up), under
     ``artifact-cache/``; a local root needs none. The shards' copies are kept under
-    ``cache_bytes`` (None: no cap), least recently used evicted first (platform.shard_cache)."""
+    ``cache_bytes`` (None: no cap), least recently used evicted first (platform.artifacts.host_cache)."""
 
     def __init__(self, root: str | os.PathLike[str], *, cache_dir: Path | None = None,
                  storage_options: dict[str, Any] | None = None, cache_bytes: int | None = None) -> None:

@@ -9,7 +9,7 @@ Two writes matter to the store, and each keeps its meaning on both backends:
   file is linked into place (``link`` fails on an existing name); on S3 the PUT carries
   ``If-None-Match: *``, so a server with conditional writes (AWS S3, MinIO) refuses a second
   writer. A server that ignores or refuses the header (s3proxy 2.6.0 ignores it) still gets the
-  check before the PUT; the store's layout makes the remaining race harmless (see artifacts.py).
+  check before the PUT; the store's layout makes the remaining race harmless (see feature_store.py).
 """
 
 from __future__ import annotations

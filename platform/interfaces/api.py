@@ -2,8 +2,8 @@
 
 One GraphStore per process (opened in the lifespan, handed to routes by a dependency); each of its
 transactions carries GRADWALK_API_QUERY_TIMEOUT_S to Neo4j. Every route but ``/health`` needs an
-API token (``Authorization: Bearer ...``), and changes need a curator or admin token (auth.py).
-Request bodies and the time to an answer are bounded (limits.py). gradwalk's error families map
+API token (``Authorization: Bearer ...``), and changes need a curator or admin token (access/auth.py).
+Request bodies and the time to an answer are bounded (access/limits.py). gradwalk's error families map
 wholesale to their HTTP status with a JSON body ``{"error": {"type", "message"}}``; so do request
 validation errors, unknown routes, text Neo4j cannot take (unpaired surrogates), input nested
 too deeply to handle and, without internals, unexpected failures.

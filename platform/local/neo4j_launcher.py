@@ -16,7 +16,7 @@ from gradwalk.settings import Settings
 
 __all__ = ["LAUNCHER_SOURCE", "MIN_JAVA", "build_launcher", "check_java", "launcher_build", "log_tail"]
 
-LAUNCHER_SOURCE = Path(__file__).resolve().parent.parent / "services" / "neo4j-launcher"
+LAUNCHER_SOURCE = Path(__file__).resolve().parents[2] / "services" / "neo4j-launcher"
 
 
 def launcher_build(settings: Settings) -> Path:

@@ -16,7 +16,7 @@ from gradwalk import errors
 from gradwalk.java_build import maven_build, source_fingerprint
 from gradwalk.settings import Settings
 
-S3PROXY_SOURCE = Path(__file__).resolve().parent.parent / "services" / "s3proxy"
+S3PROXY_SOURCE = Path(__file__).resolve().parents[2] / "services" / "s3proxy"
 S3PROXY_JAR = "s3proxy-2.6.0.jar"
 S3PROXY_MAIN = "org.gaul.s3proxy.Main"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

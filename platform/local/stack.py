@@ -223,8 +223,8 @@ class Neo4jService(LocalService):
         build = launcher_build(self.settings)
         host, port = self.settings.neo4j_address
         classpath = f"{build / 'neo4j-launcher.jar'}:{build / 'lib'}/*"
-        # The throughput collector: on 2 cores it wrote edges 28% faster than G1 (52% more per
-        # Neo4j CPU-second, benchmarks/graph.py at N = 10k); its pauses stay short with a 1 GB heap.
+        # The throughput collector writes edges faster than G1 (docs/measurements.md, "Neo4j"); its pauses stay
+        # short with a 1 GB heap.
         return [
             self.settings.java_bin, f"-Xmx{self.settings.neo4j_heap_mb}m", "-XX:+UseParallelGC",
             "-cp", classpath, LAUNCHER_MAIN, str(self.home), host, str(port), ",".join(sorted(READ_PROCEDURES)),

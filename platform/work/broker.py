@@ -52,7 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         # A pool process that replaces a dead or recycled one must say it is up within this time or
         # is killed and replaced again, forever. Celery's 4 s is less than importing torch takes on
-        # a busy machine (3-16 s measured on two cores), which a process's init may do.
+        # a busy machine (docs/measurements.md, "Workers"), which a process's init may do.
         "worker_proc_alive_timeout": 120.0,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,

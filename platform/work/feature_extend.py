@@ -5,7 +5,7 @@ seed) are fixed when it first runs; an extension featurises the pool rows the ru
 same settings, so each new row gets the row a full run with these checkpoints gives it. A run that
 should change any of them is a new run (``gradwalk features run``). New rows are written as new
 shards after the run's last one, so the run's row order only ever grows at the end: its old rows
-keep their positions, and the graphs built on it can be extended in place (graph.graph_extend).
+keep their positions, and the graphs built on it can be extended in place (graph.knn.extend).
 
 Each extension is one *generation* of the run: ``generations`` lists, in order, the train rows the
 run held after it (``rows``), how many it added and when. One extension at a time: claiming one

@@ -6,12 +6,10 @@ forward/backward pass is the cost, so the CPU defaults keep alpha/r = 4 but use 
 (460,800 weights) and at most 512 tokens.
 
 Both project to 8192 dims per checkpoint with the sparse Johnson-Lindenstrauss transform (4
-nonzeros per input coordinate). The choice comes from benchmarks/featurize.py on 64 GSM8K examples
-(CPU, r=8 q/v): a dense +-1 projection cost 0.43 s per example at D=1024 and 2.7 s at D=8192,
-as much as or more than the gradient itself, while the sparse one cost 0.004-0.015 s at every D
-and kept the cosines between real gradient pairs as well as the dense one (mean abs error 0.0035
-at D=8192, 0.008 at 2048, 0.012 at 1024, for both). Since D no longer costs compute, the CPU
-keeps the full 8192; a smaller ``proj_dim`` only saves storage and kNN time downstream.
+nonzeros per input coordinate): it costs about the same at every D and keeps the cosines between
+real gradient pairs as well as a dense +-1 projection (docs/measurements.md, "Projection"). Since D no longer
+costs compute, the CPU keeps the full 8192; a smaller ``proj_dim`` only saves storage and kNN time
+downstream.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from gradwalk.platform.work import feature_runs
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "cypher.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "cypher.md"
 CONSOLE_ROWS = 500
 Offset = Annotated[int, Query(ge=0, le=2**40)]
 
