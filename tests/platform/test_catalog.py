@@ -228,7 +228,7 @@ def test_cli_lists_shows_pages_and_deletes(api_url, lineage, prefix):
 _KILLABLE = """
 import sys
 from gradwalk.graph.store.adapter import GraphStore
-from gradwalk.platform import deletion
+from gradwalk.platform.catalog import deletion
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.settings import get_settings
 
