@@ -23,6 +23,7 @@ from graph import private_store  # benchmarks/graph.py, beside this script
 
 
 def measure(store, root: Path, n: int, batch: int) -> dict:
+    from gradwalk.platform.access.auth import Principal
     from gradwalk.platform.artifacts.feature_store import FeatureStore
     from gradwalk.platform.catalog import deletion
     from gradwalk.platform.intake import pools
@@ -39,7 +40,8 @@ def measure(store, root: Path, n: int, batch: int) -> dict:
     datasets.publish(store, "bench-ds", [{"instruction_id": i, "rank": r} for r, i in enumerate(kept)],
                      job_id="bench-job", lineage={})
     start = time.perf_counter()
-    report = deletion.delete_collection(store, "pool", "bench", features=FeatureStore(root), force=True, batch=batch)
+    report = deletion.delete_collection(store, "pool", "bench", features=FeatureStore(root),
+                                        caller=Principal("benchmark", "admin"), force=True, batch=batch)
     delete_s = time.perf_counter() - start
     return {"rows": n, "batch": batch, "import_s": round(import_s, 2), "delete_s": round(delete_s, 2),
             "import_rows_per_s": round(n / import_s), "delete_rows_per_s": round(n / delete_s),

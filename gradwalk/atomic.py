@@ -13,9 +13,11 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], *, binary: bool = False, gzipped: bool = False) -> Iterator[IO[Any]]:
+def atomic_writer(path: str | os.PathLike[str], *, binary: bool = False, gzipped: bool = False,
+                  mode: int = 0o666) -> Iterator[IO[Any]]:
     """A file object for ``path`` (UTF-8 text unless ``binary``; gzip if ``gzipped``), written
-    beside it, flushed to disk and only then renamed over it.
+    beside it, flushed to disk and only then renamed over it. ``mode`` is its permission bits
+    before the umask (0o600: its owner's only, from the first byte).
 
     A reader sees the old file or the whole new one, never half of one; an error before the rename
     leaves ``path`` as it was and removes the partial file.
@@ -23,7 +25,7 @@ def atomic_writer(path: str | os.PathLike[str], *, binary: bool = False, gzipped
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # and the umask, as for open()
     try:
         with os.fdopen(fd, "wb") as raw:
             stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if gzipped else raw

@@ -139,6 +139,17 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
+    def local_api_url(self) -> str:
+        """This machine's own API (GRADWALK_API_HOST and _PORT; loopback for a wildcard host)."""
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def local_token_file(self) -> Path:
+        """The local admin token's secret, written by ``gradwalk services up`` (mode 0600)."""
+        return self.state_dir / "api-token"
+
+    @property
     def import_root(self) -> Path:
         """The folder the API may import server-side files from (and nothing outside it)."""
         return self.import_dir or self.state_dir / "imports"

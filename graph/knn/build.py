@@ -147,6 +147,16 @@ def _require_instructions(store: GraphStore, ids: Sequence[str]) -> None:
             raise errors.InvalidInput(f"feature rows name instructions that Neo4j does not hold: {names}")
 
 
+def check_build(store: GraphStore, features: FeatureSource, run_id: str, k: int, tau: float,
+                block_rows: int | None) -> tuple[int, float, list[str]]:
+    """The checked ``k`` and ``tau`` and the complete run's row ids, in row order; a build that
+    cannot start is refused here (InvalidInput, NotFound, Conflict), before any work is queued."""
+    k, tau = _check_params(k, tau)
+    if block_rows is not None:
+        check_int(block_rows, "block_rows", low=1)
+    return k, tau, _feature_run_rows(store, features, run_id)
+
+
 def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int = DEFAULT_K,
                 tau: float = DEFAULT_TAU, *, block_rows: int | None = None, rebuild: bool = False,
                 stale_after_s: float = STALE_AFTER_S) -> tuple[GraphInfo, list[int]]:
@@ -157,10 +167,7 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
     that is alive elsewhere is refused; one silent for ``stale_after_s`` is taken over. A
     resumed build keeps the block layout it started with; ``block_rows`` applies to new graphs.
     """
-    k, tau = _check_params(k, tau)
-    if block_rows is not None:
-        check_int(block_rows, "block_rows", low=1)
-    ids = _feature_run_rows(store, features, run_id)
+    k, tau, ids = check_build(store, features, run_id, k, tau, block_rows)
     gid = graph_id(run_id, k, tau)
     if rebuild:
         delete_graph(store, gid, missing_ok=True)

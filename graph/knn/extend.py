@@ -83,13 +83,10 @@ def _claim(store: GraphStore, graph: str, rows: int, block_rows: int, stale_afte
     return GraphInfo.from_node(node)
 
 
-def extend_graph(store: GraphStore, features: FeatureSource, graph: str, *, device: str = "auto",
-                 stale_after_s: float = STALE_AFTER_S,
-                 progress: Callable[[int, int], None] | None = None) -> GraphInfo:
-    """Add the rows the graph's feature run gained since the graph was built (or last extended).
-
-    Refused unless the run holds rows the graph lacks: extend the run first. ``progress(done,
-    total)`` is told the old rows checked so far."""
+def pending_rows(store: GraphStore, features: FeatureSource,
+                 graph: str) -> tuple[GraphInfo, dict[str, Any], int, list[str]]:
+    """The graph, its node, the rows it holds and its run's rows, in row order; refused (Conflict)
+    when the run holds no row the graph lacks, so an extension is asked for only when it has work."""
     info = get_graph(store, graph)
     node = store.read(READ_GRAPH, {"graph": graph})[0]["graph"]
     old = int(node.get("extend_from") or node["nodes"])
@@ -98,6 +95,17 @@ def extend_graph(store: GraphStore, features: FeatureSource, graph: str, *, devi
         raise errors.Conflict(
             f"instruction graph {graph} already holds all {old} rows of feature run {info.feature_run}; "
             f"after adding rows to its pool run: gradwalk features extend {info.feature_run}")
+    return info, node, old, ids
+
+
+def extend_graph(store: GraphStore, features: FeatureSource, graph: str, *, device: str = "auto",
+                 stale_after_s: float = STALE_AFTER_S,
+                 progress: Callable[[int, int], None] | None = None) -> GraphInfo:
+    """Add the rows the graph's feature run gained since the graph was built (or last extended).
+
+    Refused unless the run holds rows the graph lacks: extend the run first. ``progress(done,
+    total)`` is told the old rows checked so far."""
+    info, node, old, ids = pending_rows(store, features, graph)
     info = _claim(store, graph, len(ids), info.block_rows, stale_after_s)
     try:
         resolved = resolve_device(device)

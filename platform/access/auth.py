@@ -3,9 +3,10 @@ with a role.
 
 A token is ``gw_`` + 32 random bytes (URL-safe base64). Only ``sha256(token)`` is stored, as
 ``(:ApiToken {name, hash, role, created_at, revoked_at})``; a request's bearer token is hashed and
-looked up, so the database never holds a usable secret and nothing here logs one. Tokens are
-created and revoked by an administrator with the CLI (which talks to Neo4j directly), never
-through the API they protect.
+looked up, so the database never holds a usable secret and nothing here logs one. An admin token
+creates and revokes the others through the service layer (platform/changes/tokens.py, ``POST
+/tokens``); the first admin token is a bootstrap, made without one: the local token ``gradwalk
+services up`` keeps, or ``gradwalk token create NAME --role admin --direct``.
 
 Roles, each including the one before: ``reader`` reads and runs read-only Cypher; ``curator``
 also imports, submits jobs and publishes, and cancels and retires what its own token made;

@@ -15,7 +15,8 @@ The rules, for every noun:
   and removed last. A delete killed at any point leaves a ``deleting`` record that the next
   delete of it finishes, without asking again (the first one decided).
 - **Roles.** ``caller`` (a token) must be its maker (``created_by``) or an admin, for everything
-  a forced delete takes with it too; ``caller=None`` is the CLI's direct access (an admin's).
+  a forced delete takes with it too. Every delete has a caller: the service layer
+  (platform/changes/deletes.py) is the way in.
 """
 
 from __future__ import annotations
@@ -114,10 +115,6 @@ _LIVE_GRAPHS = ("MATCH (o:InstructionGraph)-[:BUILT_FROM]->(:FeatureRun {id: $ke
                 "RETURN o.id AS id ORDER BY id")
 
 
-def _who(caller: Principal | None) -> str | None:
-    return caller.name if caller is not None else None
-
-
 def _record(store: GraphStore, kind: str, key: str) -> dict[str, Any]:
     found = store.read(_READ[kind], {"key": key})
     if not found:
@@ -125,9 +122,8 @@ def _record(store: GraphStore, kind: str, key: str) -> dict[str, Any]:
     return found[0]
 
 
-def _allowed(caller: Principal | None, kind: str, key: str, owner: str | None) -> None:
-    if caller is not None:
-        caller.require_owner(owner, f"{kind} {key!r}")
+def _allowed(caller: Principal, kind: str, key: str, owner: str | None) -> None:
+    caller.require_owner(owner, f"{kind} {key!r}")
 
 
 def _refuse_orphaning(kind: str, key: str, found: DependantsPublic, force: bool) -> None:
@@ -142,7 +138,7 @@ def _refuse_orphaning(kind: str, key: str, found: DependantsPublic, force: bool)
             "tombstones its lineage shows")
 
 
-def _begin(store: GraphStore, kind: str, key: str, status: str, caller: Principal | None, force: bool,
+def _begin(store: GraphStore, kind: str, key: str, status: str, caller: Principal, force: bool,
            cascade: list[tuple[str, str]]) -> bool:
     """Check and mark ``key`` deleting; False when a cut-short delete is being finished instead.
     ``cascade`` lists what a forced delete takes with it, each of which ``caller`` must own too."""
@@ -155,7 +151,7 @@ def _begin(store: GraphStore, kind: str, key: str, status: str, caller: Principa
     for other_kind, other in cascade:
         _allowed(caller, other_kind, other, _record(store, other_kind, other)["created_by"])
     node = _MATCH[kind]
-    if not store.write(_MARK.format(node=node), {"key": key, "who": _who(caller)}):
+    if not store.write(_MARK.format(node=node), {"key": key, "who": caller.name}):
         raise errors.Conflict(f"{kind} {key!r} changed meanwhile (an import or another delete); try again")
     if not force and dependants(store, kind, key).names():  # one appeared between the check and the mark
         store.write(_UNMARK.format(node=node), {"key": key})
@@ -163,8 +159,8 @@ def _begin(store: GraphStore, kind: str, key: str, status: str, caller: Principa
     return True
 
 
-def delete_collection(store: GraphStore, kind: str, name: str, *, features: FeatureStore, force: bool = False,
-                      caller: Principal | None = None, batch: int = DELETE_BATCH) -> DeletePublic:
+def delete_collection(store: GraphStore, kind: str, name: str, *, features: FeatureStore, caller: Principal,
+                      force: bool = False, batch: int = DELETE_BATCH) -> DeletePublic:
     """Delete pool (or target) ``name``: its membership and its rows that nothing else holds, its
     import history, and with ``force`` a pool's feature runs and graphs (tombstones where a job used
     them). Instructions a version contains stay."""
@@ -196,8 +192,8 @@ def _live_graphs(store: GraphStore, run_id: str) -> list[str]:
     return [r["id"] for r in store.read(_LIVE_GRAPHS, {"key": run_id})]
 
 
-def delete_feature_run(store: GraphStore, run_id: str, *, features: FeatureStore, force: bool = False,
-                       caller: Principal | None = None, batch: int = DELETE_BATCH) -> DeletePublic:
+def delete_feature_run(store: GraphStore, run_id: str, *, features: FeatureStore, caller: Principal,
+                       force: bool = False, batch: int = DELETE_BATCH) -> DeletePublic:
     """Delete a feature run: its graphs (with ``force``), its artifact files, then its record (a
     tombstone when a job used it). A run a worker may still write needs ``force``."""
     record = _record(store, "feature run", run_id)
@@ -219,7 +215,7 @@ def delete_feature_run(store: GraphStore, run_id: str, *, features: FeatureStore
                         cascaded=done, removed={"files": files})
 
 
-def delete_graph(store: GraphStore, graph: str, *, force: bool = False, caller: Principal | None = None,
+def delete_graph(store: GraphStore, graph: str, *, caller: Principal, force: bool = False,
                  batch: int = DELETE_BATCH) -> DeletePublic:
     """Delete an instruction graph's edges in batches, then its record (a tombstone when a job used it)."""
     record = _record(store, "graph", graph)
@@ -230,7 +226,7 @@ def delete_graph(store: GraphStore, graph: str, *, force: bool = False, caller: 
         raise errors.Conflict(f"graph {graph} is being built: wait until it has finished, or delete it with --force")
     _begin(store, "graph", graph, record["status"], caller, force, [])
     edges = build.delete_graph(store, graph, batch=batch, missing_ok=True)
-    store.write(_GRAPH_DELETED_BY, {"key": graph, "who": _who(caller)})
+    store.write(_GRAPH_DELETED_BY, {"key": graph, "who": caller.name})
     left = store.read(_READ["graph"], {"key": graph})
     return DeletePublic(kind="graph", name=graph, outcome="tombstone" if left else "deleted",
                         removed={"edges": edges})

@@ -97,13 +97,15 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage of ``plan`` on ``data`` (by default :func:`demo_data`) and return its summary."""
     from gradwalk.graph.store.adapter import GraphStore
+    from gradwalk.platform import changes
+    from gradwalk.platform.changes import features, graphs, imports, tokens
+    from gradwalk.platform.changes import jobs as job_changes
     from gradwalk.platform.demo import sources
-    from gradwalk.platform.intake import pools
     from gradwalk.platform.local import stack
-    from gradwalk.platform.shared.waiting import progress_bar
+    from gradwalk.platform.shared.waiting import feature_progress, progress_bar
     from gradwalk.platform.versions import datasets
     from gradwalk.platform.work import feature_runs, jobs
-    from gradwalk.platform.work.graph_queue import submit_build, wait_build
+    from gradwalk.platform.work.graph_queue import wait_build
 
     times: dict[str, float] = {}
 
@@ -125,9 +127,10 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
     stage("data", started)
 
     with GraphStore.connect(settings) as store:
+        ctx = changes.Context(store, settings, tokens.local_admin(store, settings))  # a bootstrap command
         started = time.monotonic()
-        pool_report = pools.import_pool(store, plan.pool, pool_file)
-        target_report = pools.import_target(store, plan.target, val_file)
+        pool_report = imports.import_records(ctx, "pool", plan.pool, pool_file)
+        target_report = imports.import_records(ctx, "target", plan.target, val_file)
         echo(pool_report.summary())
         echo(target_report.summary())
         stage("import", started)
@@ -135,24 +138,24 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
         started = time.monotonic()
         run_id = _reusable_run(store, plan)
         if run_id is None:
-            run_id = feature_runs.submit(store, plan.pool, [plan.target], engine=plan.engine, warmup=plan.warmup)
+            run_id = features.start(ctx, plan.pool, [plan.target], engine=plan.engine, warmup=plan.warmup).id
             with progress_bar(f"features {run_id}") as update:
-                feature_runs.wait(store, run_id, progress=feature_runs.show_progress(update))
+                feature_runs.wait(store, run_id, progress=feature_progress(update))
         else:
             echo(f"reusing complete feature run {run_id}")
         run = feature_runs.get(store, run_id)
         stage("features", started)
 
         started = time.monotonic()
-        reply = submit_build(run_id, plan.k, 0.0)
+        queued = graphs.build(ctx, run_id, plan.k, 0.0)
         with progress_bar(f"graph k={plan.k}") as update:
-            graph = wait_build(store, reply, progress=lambda done, total: update(done, total, "blocks"))
+            graph = wait_build(store, {"graph": queued.id}, progress=lambda done, total: update(done, total, "blocks"))
         stage("graph", started)
 
         started = time.monotonic()
-        job_id = jobs.submit(store, jobs.JobRequest(pool=plan.pool, targets=[plan.target], method="g2is",
-                                                    dataset=plan.dataset, params={"ratio": plan.ratio, **plan.params},
-                                                    feature_run=run_id, graph=graph.id))
+        job_id = job_changes.submit(ctx, jobs.JobRequest(
+            pool=plan.pool, targets=[plan.target], method="g2is", dataset=plan.dataset,
+            params={"ratio": plan.ratio, **plan.params}, feature_run=run_id, graph=graph.id)).id
         with progress_bar(f"selection {job_id}") as update:
             job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.progress), 100, j.stage or ""))
         stage("selection", started)
@@ -197,4 +200,5 @@ def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
     echo(f"  .venv/bin/gradwalk dataset export {r['dataset']} {r['version']} --format jsonl --out selected.jsonl")
     echo("  python -c \"from gradwalk import Client; c = Client(); "
          f"print(c.dataset('{r['dataset']}').version({r['version']}).rows()[:3])\"")
-    echo("  (the client needs a token: .venv/bin/gradwalk token create me; export GRADWALK_API_TOKEN=...)")
+    echo("  (on this machine the CLI and the client use the local admin token `services up` keeps; elsewhere "
+         "set GRADWALK_API_URL and GRADWALK_API_TOKEN from .venv/bin/gradwalk token create me)")

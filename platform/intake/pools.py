@@ -50,7 +50,7 @@ from gradwalk.platform.intake.ingest import (
     Record,
     RecordReader,
 )
-from gradwalk.platform.shared.schemas import Format
+from gradwalk.platform.shared.schemas import Format, ImportReportPublic
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +208,8 @@ class ImportReport:
         return asdict(self)
 
     def summary(self) -> str:
-        r = self.records
-        skipped = f", {r.skipped} skipped" if r.skipped else ""
-        return (f"{self.kind} {self.name!r}: {r.read} records read, {r.imported} unique "
-                f"({r.duplicates} duplicates{skipped}); {self.added} added, {self.created} new; "
-                f"size {self.size}")
+        """One line a person reads: records read, unique, duplicates, skipped, added, size."""
+        return ImportReportPublic.model_validate(self.to_dict()).summary()
 
 
 def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "auto",

@@ -25,6 +25,7 @@ from typing import Any, Self
 import httpx
 
 from gradwalk import errors
+from gradwalk.atomic import atomic_writer
 from gradwalk.platform.interfaces.client_records import Collection, FeatureRun, Graph
 from gradwalk.platform.shared.schemas import (
     JOB_FINISHED,
@@ -33,11 +34,14 @@ from gradwalk.platform.shared.schemas import (
     DiffPublic,
     FeatureRunExtension,
     FeatureRunPublic,
+    GraphExtension,
     GraphPublic,
     ImportReportPublic,
     JobPublic,
     JobStatus,
     RowPublic,
+    TokenCreated,
+    TokenPublic,
     VersionPublic,
 )
 from gradwalk.platform.shared.waiting import progress_bar
@@ -76,9 +80,21 @@ def _default_url() -> str:
         return url
     from gradwalk.settings import get_settings
 
+    return get_settings().local_api_url
+
+
+def _local_token(url: str) -> str | None:
+    """The local admin token that ``gradwalk services up`` keeps in its state folder, offered only
+    to this machine's own API, never to another server; None when there is none."""
+    from gradwalk.settings import get_settings
+
     settings = get_settings()
-    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
-    return f"http://{host}:{settings.api_port}"
+    if url != settings.local_api_url:
+        return None
+    try:
+        return settings.local_token_file.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 class Client:
@@ -86,7 +102,7 @@ class Client:
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout_s: float = 60.0) -> None:
         self.url = (url or _default_url()).rstrip("/")
-        token = token or os.environ.get("GRADWALK_API_TOKEN")
+        token = token or os.environ.get("GRADWALK_API_TOKEN") or _local_token(self.url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
@@ -116,17 +132,30 @@ class Client:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 
-    def _lines(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    @contextlib.contextmanager
+    def _stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[httpx.Response]:
+        """A streamed GET: its errors come back as gradwalk's, a broken connection included."""
         try:
             with self._http.stream("GET", path, params=params) as response:
                 if response.is_error:
                     response.read()
                     _raise_for_error(response)
-                for line in response.iter_lines():
-                    if line:
-                        yield json.loads(line)
+                yield response
         except httpx.TransportError as e:
             raise errors.ServiceUnavailable(f"the connection to {self.url} broke during the download: {e}") from e
+
+    def _lines(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self._stream(path, params) as response:
+            for line in response.iter_lines():
+                if line:
+                    yield json.loads(line)
+
+    def _download(self, path: str, dest: str | os.PathLike[str]) -> Path:
+        """The body of GET ``path`` written to ``dest`` as it arrives (whole or not at all)."""
+        with self._stream(path) as response, atomic_writer(dest, binary=True) as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+        return Path(dest)
 
     # -- service --------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -145,35 +174,39 @@ class Client:
 
     # -- pools, targets, runs, graphs -------------------------------------------------------------
     def _import(self, kind: str, name: str, source: str | os.PathLike[str], *, fmt: str, on_server: bool,
-                skip_invalid: bool, split: str | None) -> ImportReportPublic:
+                skip_invalid: bool, split: str | None, source_label: str | None) -> ImportReportPublic:
         if on_server:
             data = self._json("POST", f"/{kind}s/{name}/import", json={
-                "path": str(source), "format": fmt, "split": split, "skip_invalid": skip_invalid})
+                "path": str(source), "format": fmt, "split": split, "skip_invalid": skip_invalid,
+                "source_label": source_label})
         else:
             path = Path(source)
             if not path.is_file():
                 raise errors.InvalidInput(f"{path}: no such file (a folder is imported with on_server=True "
                                           "from the server's import folder)")
-            with path.open("rb") as fh:
-                data = self._json("POST", f"/{kind}s/{name}/upload", files={"file": (path.name, fh)},
-                                  data={"format": fmt, "skip_invalid": str(skip_invalid).lower()})
+            form = {"format": fmt, "skip_invalid": str(skip_invalid).lower()}
+            if source_label is not None:
+                form["source_label"] = source_label
+            with path.open("rb") as fh:  # streamed from the file, never read whole
+                data = self._json("POST", f"/{kind}s/{name}/upload", files={"file": (path.name, fh)}, data=form)
         return ImportReportPublic.model_validate(data)
 
     def import_pool(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
-                    on_server: bool = False, skip_invalid: bool = False,
-                    split: str | None = None) -> ImportReportPublic:
+                    on_server: bool = False, skip_invalid: bool = False, split: str | None = None,
+                    source_label: str | None = None) -> ImportReportPublic:
         """Upload a local .jsonl/.json(.gz) file into pool ``name``, or with ``on_server`` import a
         file or datasets folder of the API server's import folder (``GRADWALK_IMPORT_DIR`` there;
-        ``source`` relative to it)."""
+        ``source`` relative to it). A bad record is refused by file, line and field (InvalidInput)
+        unless ``skip_invalid``; ``source_label`` is the source of records that name none."""
         return self._import("pool", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
-                            split=split)
+                            split=split, source_label=source_label)
 
     def import_target(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
-                      on_server: bool = False, skip_invalid: bool = False,
-                      split: str | None = None) -> ImportReportPublic:
+                      on_server: bool = False, skip_invalid: bool = False, split: str | None = None,
+                      source_label: str | None = None) -> ImportReportPublic:
         """As :meth:`import_pool`, into target ``name``."""
         return self._import("target", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
-                            split=split)
+                            split=split, source_label=source_label)
 
     def pools(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(p) for p in self._json("GET", "/pools")]
@@ -203,13 +236,43 @@ class Client:
         return [FeatureRunPublic.model_validate(r) for r in self._json("GET", "/feature-runs", params=params)]
 
     def extend_feature_run(self, run_id: str) -> FeatureRunExtension:
-        """Queue the featurisation of the pool rows run ``run_id`` lacks, with its own settings;
-        ``adding`` says how many rows (0: nothing to do)."""
-        return FeatureRunExtension.model_validate(self._json("POST", f"/feature-runs/{run_id}/extend"))
+        """As :meth:`FeatureRun.extend`: featurise the pool rows run ``run_id`` lacks."""
+        return self.feature_run(run_id).extend()
 
     def graphs(self, *, feature_run: str | None = None) -> list[GraphPublic]:
         params = {"feature_run": feature_run} if feature_run else {}
         return [GraphPublic.model_validate(g) for g in self._json("GET", "/graphs", params=params)]
+
+    def start_feature_run(self, pool: str, targets: list[str], *, kind: str = "gradient",
+                          engine: dict[str, Any] | None = None, warmup: dict[str, Any] | None = None) -> FeatureRun:
+        """Queue a feature run of ``pool`` and ``targets`` on the gpu workers: ``kind`` gradient (LoRA
+        gradient features after a warm-up; ``engine`` and ``warmup`` override the defaults) or
+        embedding. Follow it with ``.wait(progress=True)``."""
+        body = {"pool": pool, "targets": list(targets), "kind": kind, "engine": engine or {}, "warmup": warmup or {}}
+        return self.feature_run(FeatureRunPublic.model_validate(self._json("POST", "/feature-runs", json=body)).id)
+
+    def build_graph(self, feature_run: str, *, k: int = 64, tau: float = 0.0, block_rows: int | None = None,
+                    rebuild: bool = False) -> Graph:
+        """Queue the build of ``feature_run``'s instruction graph (each row's ``k`` most similar rows
+        with cosine ≥ ``tau``) on the gpu workers; a ready one is kept unless ``rebuild``. Follow it
+        with ``.wait(progress=True)``."""
+        body = {"feature_run": feature_run, "k": k, "tau": tau, "block_rows": block_rows, "rebuild": rebuild}
+        return self.graph(GraphPublic.model_validate(self._json("POST", "/graphs", json=body)).id)
+
+    def extend_graph(self, graph_id: str) -> GraphExtension:
+        """As :meth:`Graph.extend`: add the rows the graph's feature run gained."""
+        return self.graph(graph_id).extend()
+
+    # -- tokens (admins) ----------------------------------------------------------------------------
+    def create_token(self, name: str, role: str = "curator") -> TokenCreated:
+        """Create API token ``name`` with ``role``; the answer holds its secret, shown this once."""
+        return TokenCreated.model_validate(self._json("POST", "/tokens", json={"name": name, "role": role}))
+
+    def revoke_token(self, name: str) -> TokenPublic:
+        return TokenPublic.model_validate(self._json("POST", f"/tokens/{name}/revoke"))
+
+    def tokens(self) -> list[TokenPublic]:
+        return [TokenPublic.model_validate(t) for t in self._json("GET", "/tokens")]
 
     # -- jobs -----------------------------------------------------------------------------------
     def select(self, *, pool: str, target: str | list[str], dataset: str, method: str = "g2is",

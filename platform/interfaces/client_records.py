@@ -1,7 +1,8 @@
 """The client's handles on pools, targets, feature runs and graphs: ``client.pool("alpaca").rows()``.
 
 A handle names one record and fetches nothing until asked; each verb is one REST call with the same
-name: ``show`` (GET /pools/NAME), ``rows`` (GET /pools/NAME/rows), ``delete`` (DELETE /pools/NAME).
+name: ``show`` (GET /pools/NAME), ``rows`` (GET /pools/NAME/rows), ``delete`` (DELETE /pools/NAME),
+``extend`` (POST /graphs/ID/extend). ``wait`` follows a feature run or graph until its worker is done.
 
     pool = client.pool("alpaca")
     pool.show().sources                      # rows per source, imports, dependants
@@ -11,22 +12,31 @@ name: ``show`` (GET /pools/NAME), ``rows`` (GET /pools/NAME/rows), ``delete`` (D
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradwalk.platform.shared.schemas import (
     CollectionDetail,
     DeletePublic,
     FeatureRunDetail,
+    FeatureRunExtension,
     GraphDetail,
+    GraphExtension,
+    GraphPublic,
     MemberRow,
     MembersPage,
 )
+from gradwalk.platform.shared.waiting import Progress, feature_progress, progress_bar, wait_until
 
 if TYPE_CHECKING:
     from gradwalk.platform.interfaces.client import Client
 
 ITER_PAGE_ROWS = 1_000
+STOPPED = {"failed", "deleting", "deleted"}  # a feature run or graph whose work will not end well
+FOLLOW_S = 24 * 3600.0  # how long wait() follows by default
 
 
 class _Record:
@@ -83,26 +93,81 @@ class Collection(_Record):
 
 
 class _Produced(_Record):
-    """A record a worker produced (a feature run or a graph), shown as its producer recorded it."""
+    """A record a worker produced (a feature run or a graph), shown as its producer recorded it and
+    followed until the worker is done."""
 
     route = ""
     detail: type[FeatureRunDetail | GraphDetail] = FeatureRunDetail
+    done = ""  # the status the work ends in
 
     def __init__(self, client: Client, key: str) -> None:
         super().__init__(client, f"/{self.route}/{key}", key)
+
+    @property
+    def id(self) -> str:
+        return self.name
 
     def show(self) -> Any:
         """Its record (status, settings, progress, a tombstone's deletion) and what depends on it."""
         return self.detail.model_validate(self._get())
 
+    def _follow(self, read: Callable[[], Any], progress: Callable[[Progress], Callable[[Any], None]],
+                shown: bool, timeout: float | None, poll_s: float) -> Any:
+        """``read()`` until the work is done (returned); its failure or deletion raises with the error."""
+        with progress_bar(f"{self.kind} {self.name}") if shown else contextlib.nullcontext() as update:
+            return wait_until(read, done={self.done}, failed=STOPPED, what=f"{self.kind} {self.name}",
+                              progress=progress(update) if update is not None else None,
+                              timeout_s=timeout if timeout is not None else FOLLOW_S, poll_s=poll_s)
+
 
 class FeatureRun(_Produced):
-    """``show()`` answers a :class:`FeatureRunDetail`."""
+    """``show()`` answers a :class:`FeatureRunDetail`; ``wait()`` follows the run or its extension."""
 
-    kind, route, detail = "feature run", "feature-runs", FeatureRunDetail
+    kind, route, detail, done = "feature run", "feature-runs", FeatureRunDetail, "complete"
+
+    def extend(self) -> FeatureRunExtension:
+        """Queue the featurisation of the pool rows the run lacks, with its own settings; ``adding``
+        says how many rows (0: nothing to do)."""
+        return FeatureRunExtension.model_validate(self._client._json("POST", f"{self._path}/extend"))
+
+    def wait(self, *, progress: bool = False, timeout: float | None = None, poll_s: float = 1.0) -> FeatureRunDetail:
+        """Block until the run (or its extension) is complete; raise with its error when it failed."""
+        return self._follow(self.show, feature_progress, progress, timeout, poll_s)
 
 
 class Graph(_Produced):
-    """``show()`` answers a :class:`GraphDetail`."""
+    """``show()`` answers a :class:`GraphDetail`; ``wait()`` follows its build or extension."""
 
-    kind, route, detail = "graph", "graphs", GraphDetail
+    kind, route, detail, done = "graph", "graphs", GraphDetail, "ready"
+
+    def extend(self) -> GraphExtension:
+        """Queue the addition of the rows the graph's feature run gained (after its extension);
+        ``rows_after`` is the graph's node count once it is done."""
+        return GraphExtension.model_validate(self._client._json("POST", f"{self._path}/extend"))
+
+    def wait(self, *, rows: int | None = None, progress: bool = False, timeout: float | None = None,
+             poll_s: float = 1.0) -> GraphDetail:
+        """Block until the graph is ready (with ``rows`` nodes, for an extension just queued: the
+        ``rows_after`` of :meth:`extend`); raise with its error when it failed or was deleted."""
+
+        def read() -> GraphDetail:
+            info = self.show()
+            if rows is not None and info.status == self.done and info.nodes < rows:
+                return info.model_copy(update={"status": "extending"})  # queued, not yet claimed by a worker
+            return info
+
+        return self._follow(read, _block_progress, progress, timeout, poll_s)
+
+    def stats(self) -> dict[str, Any]:
+        """Node and edge counts, degree and weight distributions, connected components."""
+        return self._get("/stats")
+
+    def export_graphml(self, path: str | os.PathLike[str]) -> Path:
+        """Write the graph as GraphML (node id = instruction id, edge weight ``w``), streamed."""
+        return self._client._download(f"{self._path}/graphml", path)
+
+
+def _block_progress(update: Progress) -> Callable[[GraphPublic], None]:
+    def show(info: GraphPublic) -> None:
+        update(info.blocks_done, info.blocks, info.status)
+    return show

@@ -27,6 +27,7 @@ from gradwalk import errors
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.graph.store.migrations import migrate as apply_migrations
 from gradwalk.platform.access.cypher_guard import READ_PROCEDURES
+from gradwalk.platform.changes.tokens import local_admin
 from gradwalk.platform.local import s3proxy
 from gradwalk.platform.local.neo4j_launcher import build_launcher, check_java, launcher_build, log_tail
 from gradwalk.platform.work import broker
@@ -437,7 +438,8 @@ def local_services(settings: Settings) -> list[LocalService]:
 
 
 def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool = True) -> list[ServiceStatus]:
-    """Start every local service not yet running, wait until each answers, apply migrations.
+    """Start every local service not yet running, wait until each answers, apply migrations and
+    keep a live local admin token in the state folder (:func:`changes.tokens.local_admin`).
 
     Neo4j starts first and warms up while Redis and the workers come up; the API starts after the
     migrations."""
@@ -458,10 +460,12 @@ def up(settings: Settings, *, echo: Callable[[str], None] = print, migrate: bool
     start = time.monotonic()
     neo4j.wait_ready()
     echo(f"neo4j   ready at {neo4j.address}" + (f" ({time.monotonic() - start:.1f}s)" if started["neo4j"] else ""))
-    if migrate:
-        with GraphStore.connect(settings) as store:
+    with GraphStore.connect(settings) as store:
+        if migrate:
             newly = apply_migrations(store)
-        echo(f"migrations applied: {', '.join(m.path.name for m in newly) or 'none pending'}")
+            echo(f"migrations applied: {', '.join(m.path.name for m in newly) or 'none pending'}")
+        admin = local_admin(store, settings)  # the bootstrap: the CLI and client here need no exported token
+    echo(f"token   {admin.name} (admin) in {settings.local_token_file}, for the CLI and client on this machine")
     api.spawn()
     for worker in workers:
         worker.wait_ready()

@@ -18,6 +18,7 @@ MAX_LIMIT = 10_000
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
 MAX_QUERY_CHARS = 100_000
+MAX_K = 10_000  # out-edges per row an instruction graph may be asked for
 
 Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]  # ingest's record shapes
 
@@ -87,6 +88,13 @@ class ImportReportPublic(BaseModel):
     added: int
     created: int
     size: int
+
+    def summary(self) -> str:
+        r = self.records
+        skipped = f", {r.skipped} skipped" if r.skipped else ""
+        return (f"{self.kind} {self.name!r}: {r.read} records read, {r.imported} unique "
+                f"({r.duplicates} duplicates{skipped}); {self.added} added, {self.created} new; "
+                f"size {self.size}")
 
 
 class CollectionPublic(BaseModel):
@@ -263,6 +271,11 @@ class FeatureRunPublic(BaseModel):
     extension: int | None = None  # the generation an extension in progress (or failed) is making
 
 
+# What an extension keeps of its run: a run with other settings is a new run.
+FIXED_SETTINGS = ("model", "LoRA shape", "projection (dims, kind, seed)", "max_length",
+                  "warm-up checkpoints and their learning rates")
+
+
 class FeatureRunExtension(FeatureRunPublic):
     """A feature run just asked to extend: ``adding`` rows queued (0: it already holds every pool row)."""
 
@@ -396,3 +409,51 @@ class CypherResultPublic(BaseModel):
     rows: list[dict[str, Any]]
     truncated: bool
     limit: int
+
+
+class FeatureRunCreate(Request):
+    """A feature run to start: ``kind`` gradient (LoRA gradient features after a warm-up) or
+    embedding; ``engine`` and ``warmup`` override the worker's defaults (docs/architecture.md §4.1)."""
+
+    pool: str = Name
+    targets: list[Annotated[str, Name]] = Field(default=[], max_length=100)
+    kind: str = Field(default="gradient", max_length=50)
+    engine: dict[str, Any] = {}
+    warmup: dict[str, Any] = {}
+
+
+class GraphCreate(Request):
+    """An instruction graph to build from a complete feature run: each row's ``k`` most similar rows
+    with cosine ≥ ``tau``; ``rebuild`` deletes a ready one first."""
+
+    feature_run: str = Name
+    k: int = Field(default=64, ge=1, le=MAX_K)
+    tau: float = Field(default=0.0, ge=-1.0, le=1.0)
+    block_rows: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    rebuild: bool = False
+
+
+class GraphExtension(GraphPublic):
+    """A graph just asked to extend: ``rows_after`` is its node count once the extension is done."""
+
+    rows_after: int
+
+
+class TokenCreate(Request):
+    name: str = Name
+    role: str = Field(default="curator", max_length=20, description="reader, curator or admin")
+
+
+class TokenPublic(BaseModel):
+    """An API token's record (never its secret): name, role, when it was made and revoked."""
+
+    name: str
+    role: str | None = None
+    created_at: str | None = None
+    revoked_at: str | None = None
+
+
+class TokenCreated(TokenPublic):
+    """A token just made, with its secret: shown this once, only its hash is kept."""
+
+    token: str

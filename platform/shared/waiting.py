@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gradwalk import errors
 
@@ -42,6 +42,16 @@ def wait_until(read: Callable[[], R], *, done: set[str], failed: set[str], what:
         if time.monotonic() > deadline:
             raise errors.ServiceUnavailable(f"{what} still {record.status} after {timeout_s:.0f}s")
         time.sleep(poll_s)
+
+
+def feature_progress(update: Progress) -> Callable[[Any], None]:
+    """Turn a feature run's record into progress-bar updates: warm-up steps (gradient runs), then rows."""
+    def show(run: Any) -> None:
+        if run.status == "warming up" and run.warmup_steps_total:
+            update(run.warmup_steps_done or 0, run.warmup_steps_total, "warm-up")
+        elif run.rows_total:
+            update(min(run.rows_done + run.rows_in_flight, run.rows_total), run.rows_total, "features")
+    return show
 
 
 @contextlib.contextmanager

@@ -26,8 +26,6 @@ from gradwalk.platform.work.feature_runs import TRAIN_PART
 
 EXTEND_TASK = "gradwalk.features.extend"
 EXTENDING = "extending"
-FIXED_SETTINGS = ("model", "LoRA shape", "projection (dims, kind, seed)", "max_length",
-                  "warm-up checkpoints and their learning rates")
 
 # Only a complete run, or one whose extension failed, may be extended; the lock makes the check
 # and the status change one step, so two extensions never both start.

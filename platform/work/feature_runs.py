@@ -188,13 +188,3 @@ def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s
     """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
     return wait_until(lambda: get(store, run_id), done={"complete"}, failed={"failed"},
                       what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)
-
-
-def show_progress(update: Any) -> Any:
-    """Turn a run record into progress-bar updates: warm-up steps (gradient runs), then rows."""
-    def show(run: FeatureRunPublic) -> None:
-        if run.status == "warming up" and run.warmup_steps_total:
-            update(run.warmup_steps_done or 0, run.warmup_steps_total, "warm-up")
-        elif run.rows_total:
-            update(min(run.rows_done + run.rows_in_flight, run.rows_total), run.rows_total, "features")
-    return show

@@ -1,7 +1,8 @@
 """Queue an instruction-graph build on the gpu workers and follow it to the end.
 
-The client side of :mod:`gradwalk.workers.tasks.graph`, by task name: the CLI and the demo call
-these; progress (blocks written) is read from the graph's record in Neo4j.
+The client side of :mod:`gradwalk.workers.tasks.graph`, by task name: the service layer
+(platform/changes/graphs.py) queues through these; progress (blocks written) is read from the
+graph's record in Neo4j.
 """
 
 from __future__ import annotations
@@ -24,22 +25,13 @@ BUILD_TASK = "gradwalk.graph.build"
 EXTEND_TASK = "gradwalk.graph.extend"
 
 
-def extend_on_worker(graph: str, *, timeout_s: float = 24 * 3600) -> records.GraphInfo:
-    """Extend a graph on a gpu worker (graph/knn/extend.py) and wait for it; its errors come back
-    as the project's own (a refusal says what to run first)."""
+def queue_extension(graph: str) -> None:
+    """Queue the extension of a graph on a gpu worker (graph/knn/extend.py); the graph's record
+    says when it is done (``ready`` again with its new rows) or failed."""
     try:
-        reply = broker.send(EXTEND_TASK, [graph], broker.GPU_QUEUE).get(timeout=timeout_s,
-                                                                                 propagate=False)
-    except CeleryTimeout as e:
-        raise errors.ServiceUnavailable(f"the extension of graph {graph} did not end within {timeout_s:.0f}s; "
-                                        "is a gpu worker running? (`gradwalk services up`)") from e
+        broker.send(EXTEND_TASK, [graph], broker.GPU_QUEUE)
     except OperationalError as e:
         raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
-    if isinstance(reply, errors.GradwalkError):
-        raise reply
-    if isinstance(reply, BaseException):
-        raise errors.Conflict(f"extending graph {graph} failed: {type(reply).__name__}: {reply}")
-    return records.GraphInfo(**reply)
 
 
 def submit_build(run_id: str, k: int = build.DEFAULT_K, tau: float = build.DEFAULT_TAU, *,
@@ -78,8 +70,7 @@ def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[
                       progress=show, timeout_s=timeout_s, poll_s=poll_s)
 
 
-def record_maker(store: GraphStore, graph: str, created_by: str | None) -> None:
+def record_maker(store: GraphStore, graph: str, created_by: str) -> None:
     """Record token ``created_by`` as the graph's maker, unless it has one (the first build's)."""
-    if created_by:
-        store.write("MATCH (g:InstructionGraph {id: $graph}) SET g.created_by = coalesce(g.created_by, $who)",
-                    {"graph": graph, "who": created_by})
+    store.write("MATCH (g:InstructionGraph {id: $graph}) SET g.created_by = coalesce(g.created_by, $who)",
+                {"graph": graph, "who": created_by})

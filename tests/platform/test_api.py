@@ -266,8 +266,10 @@ def test_cli_verbs(api_url, store, collections, new_job, prefix, tmp_path):
     import sys
     from pathlib import Path
 
-    def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
+    def cli(*args: str, token: str | None = None, state: Path | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "GRADWALK_API_URL": api_url, "GRADWALK_API_TOKEN": token or ""}
+        if state is not None:  # another state folder: no local admin token of `services up` in it
+            env["GRADWALK_STATE_DIR"] = str(state)
         return subprocess.run([str(Path(sys.executable).with_name("gradwalk")), *args], capture_output=True,
                               text=True, env=env, timeout=120, check=False)
 
@@ -291,4 +293,5 @@ def test_cli_verbs(api_url, store, collections, new_job, prefix, tmp_path):
 
     refused = cli("cypher", "MATCH (n) DETACH DELETE n", token=token)
     assert (refused.returncode, refused.stderr.startswith("error: the Cypher endpoint is read-only")) == (5, True)
-    assert cli("dataset", "list").returncode == 7  # no token
+    assert cli("dataset", "list", state=tmp_path).returncode == 7  # no token at all
+    assert cli("dataset", "list").returncode == 0  # none exported: this machine's local admin token

@@ -228,13 +228,14 @@ def test_cli_lists_shows_pages_and_deletes(api_url, lineage, prefix):
 _KILLABLE = """
 import sys
 from gradwalk.graph.store.adapter import GraphStore
-from gradwalk.platform.catalog import deletion
+from gradwalk.platform.access.auth import Principal
 from gradwalk.platform.artifacts.feature_store import FeatureStore
+from gradwalk.platform.catalog import deletion
 from gradwalk.settings import get_settings
 
 with GraphStore.connect(get_settings()) as store:
     deletion.delete_collection(store, "pool", sys.argv[1], features=FeatureStore(get_settings().artifacts),
-                               force=True, batch=1)
+                               caller=Principal("test-admin", "admin"), force=True, batch=1)
 """
 
 

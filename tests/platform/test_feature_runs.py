@@ -7,6 +7,7 @@ import pytest
 
 from gradwalk.platform.demo import sources
 from gradwalk.platform.intake import pools
+from gradwalk.platform.shared.waiting import feature_progress
 from gradwalk.platform.work import feature_runs
 
 
@@ -38,7 +39,7 @@ def test_running_shards_move_progress_and_a_finished_one_counts_once(store, run_
 
 def test_the_progress_bar_never_runs_past_the_total(store, run_id):
     shown: list[tuple[int, int, str]] = []
-    show = feature_runs.show_progress(lambda done, total, stage: shown.append((done, total, stage)))
+    show = feature_progress(lambda done, total, stage: shown.append((done, total, stage)))
     feature_runs.mark(store, run_id, "featurizing", rows_total=10)
     feature_runs.shard_progress(store, run_id, "train/0", 6)
     show(feature_runs.get(store, run_id))

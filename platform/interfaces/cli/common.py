@@ -1,6 +1,6 @@
 """What the CLI's nouns share: the one ``--json`` option, ``--param``, output helpers, the REST API
-client and a Neo4j connection (both imported when a command runs, not when ``gradwalk --help`` does),
-and gradwalk's error families as one line on stderr and an exit code."""
+client (imported when a command runs, not when ``gradwalk --help`` does), and gradwalk's error
+families as one line on stderr and an exit code."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gradwalk import errors
-from gradwalk.settings import get_settings
 
 if TYPE_CHECKING:
-    from gradwalk.graph.store.adapter import GraphStore
     from gradwalk.platform.interfaces.client import Client
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -31,35 +29,11 @@ def print_json(value: Any) -> None:
 
 
 def client() -> Client:
-    """The Python client of the REST API at GRADWALK_API_URL with GRADWALK_API_TOKEN."""
+    """The Python client of the REST API at GRADWALK_API_URL with GRADWALK_API_TOKEN (on the machine
+    that runs the services, its local admin token when none is set)."""
     from gradwalk.platform.interfaces.client import Client
 
     return Client()
-
-
-def connect() -> GraphStore:
-    """A connection to Neo4j, for the verbs that talk to it directly (use it in a ``with``)."""
-    from gradwalk.graph.store.adapter import GraphStore
-
-    return GraphStore.connect(get_settings())
-
-
-def maker(store: GraphStore) -> str | None:
-    """The name of the token in GRADWALK_API_TOKEN, recorded as the maker of what a command that
-    talks to Neo4j directly creates (so that its curator may delete it); None without one."""
-    import os
-
-    from gradwalk.platform.access import auth
-
-    token = os.environ.get("GRADWALK_API_TOKEN")
-    if not token:
-        return None
-    try:
-        return auth.authenticate(store, token).name
-    except errors.Unauthenticated:
-        echo_err("warning: GRADWALK_API_TOKEN is unknown or revoked here; no maker is recorded "
-                 "(only an admin token may delete what this makes)")
-        return None
 
 
 def _value(text: str) -> Any:

@@ -1,4 +1,5 @@
-"""``gradwalk features``: queue a feature run of a pool (and its targets) and follow it.
+"""``gradwalk features``: start a feature run of a pool (and its targets), follow it, extend it, and
+list, show and delete runs, through the REST API like every noun.
 
 ``--kind gradient`` (the default) computes LoRA gradient features after a warm-up; ``--kind
 embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding`` and
@@ -8,28 +9,18 @@ embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding``
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from gradwalk.platform.interfaces.cli.common import JsonFlag, client, connect, maker, print_json
+from gradwalk.platform.interfaces.cli.common import JsonFlag, client, print_json
 from gradwalk.platform.interfaces.cli.verbs import ForceFlag, echo_dependants, finish_delete
-from gradwalk.settings import get_settings
-
-if TYPE_CHECKING:
-    from gradwalk.graph.store.adapter import GraphStore
-    from gradwalk.platform.shared.schemas import FeatureRunPublic
+from gradwalk.platform.shared.schemas import FIXED_SETTINGS, FeatureRunExtension, FeatureRunPublic
 
 features_app = typer.Typer(help="Gradient features or embeddings of a pool and its targets (GPU workers).",
                            no_args_is_help=True)
 
-
-def _follow(store: GraphStore, run_id: str) -> FeatureRunPublic:
-    from gradwalk.platform.shared.waiting import progress_bar
-    from gradwalk.platform.work import feature_runs
-
-    with progress_bar(f"feature run {run_id}") as update:
-        return feature_runs.wait(store, run_id, progress=feature_runs.show_progress(update))
+WaitFlag = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow it until it ends.")]
 
 
 @features_app.command("run")
@@ -43,13 +34,13 @@ def features_run(
     max_length: Annotated[int | None, typer.Option(help="Token limit per example (GPU 2048, CPU 512).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per batch (per-example gradients, or "
                                                         "embeddings: default 64).")] = None,
-    model: Annotated[str | None, typer.Option(help="A local HF causal-LM folder (default SmolLM2-135M-Instruct), "
-                                                   "or for embeddings a sentence-transformers folder (default "
-                                                   "all-MiniLM-L6-v2).")] = None,
+    model: Annotated[str | None, typer.Option(help="A HF causal-LM folder on the workers (default "
+                                                   "SmolLM2-135M-Instruct), or for embeddings a "
+                                                   "sentence-transformers folder (default all-MiniLM-L6-v2).")] = None,
     warmup_fraction: Annotated[float | None, typer.Option(help="Fraction of the pool the warm-up trains on "
                                                                "(default 0.05).")] = None,
     warmup_epochs: Annotated[int | None, typer.Option(help="Warm-up epochs, one checkpoint each (default 4).")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")] = True,
+    wait: WaitFlag = True,
     json_out: JsonFlag = False,
 ) -> None:
     """Queue a feature run: warm-up, then per-example LoRA gradient features of every row (or, with
@@ -57,24 +48,20 @@ def features_run(
 
     Example: gradwalk features run my-pool --target gsm8k
     """
-    from gradwalk.platform.work import feature_runs
-
     engine = {k: v for k, v in {"lora_r": lora_r, "proj_dim": proj_dim, "max_length": max_length,
                                 "batch_size": batch_size, "model": model}.items() if v is not None}
     if lora_r is not None:
         engine["lora_alpha"] = 4 * lora_r  # keep LESS's alpha/r = 4
     warmup = {k: v for k, v in {"fraction": warmup_fraction, "epochs": warmup_epochs}.items() if v is not None}
-    with connect() as store:
-        run_id = feature_runs.submit(store, pool, target, kind=kind, engine=engine, warmup=warmup,
-                                     created_by=maker(store))
-        run = _follow(store, run_id) if wait else feature_runs.get(store, run_id)
-    typer.echo(run.model_dump_json() if json_out else f"{run_id} ({run.kind}): {run.status} ({run.rows_done} rows)")
+    handle = client().start_feature_run(pool, target, kind=kind, engine=engine, warmup=warmup)
+    run = handle.wait(progress=not json_out) if wait else handle.show()
+    typer.echo(run.model_dump_json() if json_out else f"{run.id} ({run.kind}): {run.status} ({run.rows_done} rows)")
 
 
 @features_app.command("extend")
 def features_extend(
     run_id: Annotated[str, typer.Argument(help="The complete feature run whose pool has grown.")],
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the extension until it ends.")] = True,
+    wait: WaitFlag = True,
     json_out: JsonFlag = False,
 ) -> None:
     """Featurise only the pool rows the run lacks, with the run's own model, LoRA shape, projection
@@ -84,21 +71,17 @@ def features_extend(
 
     Example: gradwalk features extend fr-0123456789ab
     """
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
-    from gradwalk.platform.shared.schemas import FeatureRunExtension
-    from gradwalk.platform.work import feature_extend
-
-    with connect() as store:
-        run = feature_extend.extend(store, FeatureStore(get_settings().artifacts), run_id)
-        if run.adding and wait:
-            run = FeatureRunExtension(**_follow(store, run_id).model_dump(), adding=run.adding)
+    handle = client().feature_run(run_id)
+    run = handle.extend()
+    if run.adding and wait:
+        run = FeatureRunExtension(**handle.wait(progress=not json_out).model_dump(), adding=run.adding)
     if json_out:
         typer.echo(run.model_dump_json())
     elif not run.adding and run.status == "complete":
         typer.echo(f"{run_id}: already holds every row of pool {run.pool}; nothing to add")
     else:
         typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.adding} new rows with the run's own settings "
-                   f"({', '.join(feature_extend.FIXED_SETTINGS)}); to change any of them start a new run")
+                   f"({', '.join(FIXED_SETTINGS)}); to change any of them start a new run")
 
 
 @features_app.command("status")
@@ -107,16 +90,12 @@ def features_status(run_id: str, json_out: JsonFlag = False) -> None:
 
     Example: gradwalk features status fr-0123456789ab
     """
-    from gradwalk.platform.work import feature_runs
-
-    with connect() as store:
-        run = feature_runs.get(store, run_id)
+    run = client().feature_run(run_id).show()
     if json_out:
         typer.echo(run.model_dump_json())
     else:
         typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.rows_done}/{run.rows_total} rows"
                    + (f", error: {run.error}" if run.error else ""))
-
 
 
 def _run_line(run: FeatureRunPublic) -> str:

@@ -1,5 +1,5 @@
-"""``gradwalk graph``: build, inspect and export instruction graphs (in Neo4j directly); list, show and
-delete them through the REST API, as every noun does."""
+"""``gradwalk graph``: build, extend, list, show, inspect, export and delete instruction graphs,
+through the REST API like every noun (the builds run on the gpu workers)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gradwalk.platform.interfaces.cli.common import JsonFlag, client, connect, maker, print_json
+from gradwalk.platform.interfaces.cli.common import JsonFlag, client, print_json
 from gradwalk.platform.interfaces.cli.verbs import ForceFlag, echo_dependants, finish_delete
-from gradwalk.platform.shared.waiting import progress_bar
-from gradwalk.settings import get_settings
 
 graph_app = typer.Typer(help="Instruction graphs: each pool row's k most similar rows, in Neo4j.", no_args_is_help=True)
 
@@ -25,41 +23,23 @@ def graph_build(
     tau: Annotated[float, typer.Option("--tau", help="Least cosine an edge may have.")] = 0.0,
     block_rows: Annotated[int | None, typer.Option("--block-rows", help="Rows per block task.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete the graph first and build it anew.")] = False,
-    local: Annotated[bool, typer.Option("--local", help="Build in this process, not on the gpu workers.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Build a feature run's kNN graph into Neo4j (resumes an unfinished one; a ready one is kept).
+    """Build a feature run's kNN graph into Neo4j on the gpu workers and follow it (resumes an
+    unfinished one; a ready one is kept).
 
     Example: gradwalk graph build --features fr-0123456789ab --k 64 --tau 0
     """
-    from gradwalk.graph.knn.build import build_graph
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
-
-    settings = get_settings()
-    with connect() as store, progress_bar(f"building the graph of {features}") as progress:
-        if local:
-            info = build_graph(store, FeatureStore.from_settings(settings), features, k, tau, block_rows=block_rows,
-                               device=settings.device, rebuild=rebuild, progress=progress)
-        else:
-            from gradwalk.platform.work.graph_queue import submit_build, wait_build
-
-            reply = submit_build(features, k, tau, block_rows=block_rows, rebuild=rebuild)
-            info = wait_build(store, reply, progress=progress)
-        from gradwalk.platform.work.graph_queue import record_maker
-
-        record_maker(store, info.id, maker(store))
+    graph = client().build_graph(features, k=k, tau=tau, block_rows=block_rows, rebuild=rebuild)
+    info = graph.wait(progress=not json_out)
     if json_out:
-        typer.echo(json.dumps(info.to_dict()))
+        typer.echo(info.model_dump_json(exclude={"dependants"}))
         return
     typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges, built in {info.build_s or 0:.1f}s")
 
 
 @graph_app.command("extend")
-def graph_extend(
-    graph: Annotated[str, typer.Argument(help="Graph id as `graph list` prints it: <run>:k<k>:tau<tau>.")],
-    local: Annotated[bool, typer.Option("--local", help="Extend in this process, not on a gpu worker.")] = False,
-    json_out: JsonFlag = False,
-) -> None:
+def graph_extend(graph: GraphArg, json_out: JsonFlag = False) -> None:
     """Add the rows the graph's feature run gained (after `gradwalk features extend RUN`): each new
     row gets its top-k among all rows, and enters an old row's list where it beats the k-th
     neighbour. The result equals a rebuild; the work grows with new rows x N. Records a generation.
@@ -68,21 +48,10 @@ def graph_extend(
 
     Example: gradwalk graph extend fr-0123456789ab:k64:tau0.0
     """
-    settings = get_settings()
-    with connect() as store:
-        if local:
-            from gradwalk.graph.knn.extend import extend_graph
-            from gradwalk.platform.artifacts.feature_store import FeatureStore
-
-            with progress_bar(f"extending {graph}") as progress:
-                info = extend_graph(store, FeatureStore(settings.artifacts), graph, device=settings.device,
-                                    progress=progress)
-        else:
-            from gradwalk.platform.work.graph_queue import extend_on_worker
-
-            info = extend_on_worker(graph)
+    handle = client().graph(graph)
+    info = handle.wait(rows=handle.extend().rows_after, progress=not json_out)
     if json_out:
-        typer.echo(json.dumps(info.to_dict()))
+        typer.echo(info.model_dump_json(exclude={"dependants"}))
         return
     typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges")
 
@@ -125,27 +94,13 @@ def graph_show(graph: GraphArg, json_out: JsonFlag = False) -> None:
     echo_dependants(info.dependants)
 
 
-def _graph_row_ids(store, graph: str) -> list[str]:
-    """A graph's node ids: the pool rows of its feature run, in row order."""
-    from gradwalk.graph.knn.build import feature_row_ids
-    from gradwalk.graph.knn.records import get_graph
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
-
-    info = get_graph(store, graph)
-    return feature_row_ids(FeatureStore.from_settings(get_settings()), info.feature_run)
-
-
 @graph_app.command("stats")
 def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
     """Print a graph's node and edge counts, degree distributions, weights and connected components.
 
     Example: gradwalk graph stats fr-0123456789ab:k64:tau0.0
     """
-    from gradwalk.graph.knn import export as graph_export
-
-    with connect() as store:
-        row_ids = _graph_row_ids(store, graph)
-        stats = graph_export.graph_stats(store, graph, row_ids)
+    stats = client().graph(graph).stats()
     if json_out:
         typer.echo(json.dumps(stats))
         return
@@ -157,17 +112,14 @@ def graph_stats(graph: GraphArg, json_out: JsonFlag = False) -> None:
 
 @graph_app.command("export")
 def graph_export(graph: GraphArg, out: Annotated[str, typer.Argument(help="GraphML file to write.")]) -> None:
-    """Write a graph as GraphML (networkx, igraph, Gephi read it): node name = instruction id, edge w.
+    """Write a graph as GraphML (networkx, igraph, Gephi read it): node id = instruction id, edge w.
 
     Example: gradwalk graph export fr-0123456789ab:k64:tau0.0 graph.graphml
     """
-    from gradwalk.graph.knn.export import to_igraph
-
-    with connect() as store:
-        row_ids = _graph_row_ids(store, graph)
-        exported = to_igraph(store, graph, row_ids)
-    exported.write_graphml(out)
-    typer.echo(f"wrote {exported.vcount()} nodes and {exported.ecount()} edges to {out}")
+    handle = client().graph(graph)
+    handle.export_graphml(out)
+    info = handle.show()
+    typer.echo(f"wrote {info.nodes} nodes and {info.edges} edges to {out}")
 
 
 @graph_app.command("delete")

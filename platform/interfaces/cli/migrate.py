@@ -6,7 +6,8 @@ import json
 
 import typer
 
-from gradwalk.platform.interfaces.cli.common import JsonFlag, connect
+from gradwalk.platform.interfaces.cli.bootstrap import connect
+from gradwalk.platform.interfaces.cli.common import JsonFlag
 
 
 def migrate(json_out: JsonFlag = False) -> None:

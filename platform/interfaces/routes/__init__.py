@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from gradwalk.platform.interfaces.routes import collections, cypher, datasets, jobs
+from gradwalk.platform.interfaces.routes import collections, cypher, datasets, feature_runs, graphs, jobs, tokens
 
-ROUTERS = (collections.router, jobs.router, datasets.router, cypher.router)
+ROUTERS = (collections.router, feature_runs.router, graphs.router, jobs.router, datasets.router, cypher.router,
+           tokens.router)

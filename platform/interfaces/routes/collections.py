@@ -1,5 +1,5 @@
-"""Pools and targets (list, show, rows, delete, import from an upload or a server-side path), feature runs
-and graphs (list, show, delete)."""
+"""Pools and targets: list, show, rows, delete, import from an upload (streamed to a temporary file,
+gzip inflated under limits) or from a path in the server's import folder."""
 
 from __future__ import annotations
 
@@ -7,40 +7,30 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from gradwalk import errors
-from gradwalk.platform.artifacts.feature_store import FeatureStore
-from gradwalk.platform.catalog import deletion, listings
-from gradwalk.platform.intake import pools
-from gradwalk.platform.interfaces.routes.deps import CallerDep, CuratorDep, SettingsDep, StoreDep
+from gradwalk.platform.catalog import listings
+from gradwalk.platform.changes import deletes, imports
+from gradwalk.platform.interfaces.routes.deps import ChangeDep, Force, StoreDep
 from gradwalk.platform.shared.schemas import (
     CollectionDetail,
     CollectionPublic,
     DeletePublic,
-    FeatureRunDetail,
-    FeatureRunExtension,
-    FeatureRunPublic,
     Format,
-    GraphDetail,
-    GraphPublic,
     ImportFromPath,
     ImportReportPublic,
     MembersPage,
 )
-from gradwalk.platform.work import feature_extend
 from gradwalk.settings import Settings
 
 router = APIRouter()
 
 Offset = Annotated[int, Query(ge=0, le=2**62, description="Skip this many rows.")]
 Limit = Annotated[int, Query(ge=1, le=listings.MAX_PAGE_ROWS, description="At most this many rows.")]
-Force = Annotated[bool, Query(description="Delete although runs, graphs, jobs or versions depend on it: versions "
-                                          "keep their rows, runs and graphs a job used stay as tombstones.")]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
@@ -106,7 +96,7 @@ def inflate_upload(packed: Path, settings: Settings) -> Path:
     return inflated
 
 
-def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -> None:
+def _collection_routes(kind: str) -> None:
     plural = f"{kind}s"
     tags = [plural]
 
@@ -119,31 +109,34 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -
     def rows(name: str, store: StoreDep, offset: Offset = 0, limit: Limit = 100) -> MembersPage:
         return listings.collection_rows(store, kind, name, offset=offset, limit=limit)
 
-    def delete(name: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
-        return deletion.delete_collection(store, kind, name, features=FeatureStore.from_settings(settings), force=force,
-                                          caller=caller, batch=settings.delete_batch_rows)
+    def delete(name: str, ctx: ChangeDep, force: Force = False) -> DeletePublic:
+        return deletes.delete_collection(ctx, kind, name, force=force)
 
-    def import_path(name: str, body: ImportFromPath, store: StoreDep, settings: SettingsDep, caller: CuratorDep) -> dict:
+    def import_path(name: str, body: ImportFromPath, ctx: ChangeDep) -> dict:
         try:
-            path = server_path(settings.import_root, body.path)
-            return importer(store, name, path, fmt=body.format, split=body.split, skip_invalid=body.skip_invalid,
-                            source_label=body.source_label, created_by=caller.name).to_dict()
+            path = server_path(ctx.settings.import_root, body.path)
+            return imports.import_records(ctx, kind, name, path, fmt=body.format, split=body.split,
+                                          skip_invalid=body.skip_invalid, source_label=body.source_label).to_dict()
         except OSError as e:  # e.g. a name too long for the file system
             raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
 
-    def upload(name: str, store: StoreDep, settings: SettingsDep, caller: CuratorDep,
+    def upload(name: str, ctx: ChangeDep,
                file: Annotated[UploadFile, File(description="A .jsonl/.json file, optionally .gz")],
                format: Annotated[Format, Form()] = "auto",
-               skip_invalid: Annotated[bool, Form()] = False) -> dict:
+               skip_invalid: Annotated[bool, Form()] = False,
+               source_label: Annotated[str | None, Form(min_length=1, max_length=200)] = None) -> dict:
         label = _upload_name(file.filename)
         with tempfile.TemporaryDirectory(prefix="gradwalk-upload-") as folder:
             path = Path(folder) / label
             with path.open("wb") as out:
                 shutil.copyfileobj(file.file, out, 1 << 20)
             if path.suffix == ".gz":
-                path = inflate_upload(path, settings)
-            return importer(store, name, path, fmt=format, skip_invalid=skip_invalid,
-                            source_label=label, created_by=caller.name).to_dict()
+                path = inflate_upload(path, ctx.settings)
+            try:
+                return imports.import_records(ctx, kind, name, path, fmt=format, skip_invalid=skip_invalid,
+                                              source_label=source_label).to_dict()
+            except errors.InvalidInput as e:  # name the file as it was sent, not the server's copy of it
+                raise type(e)(str(e).replace(str(path), label)) from e
 
     router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
                          response_model=list[CollectionPublic], summary=f"List {plural}")
@@ -163,49 +156,5 @@ def _collection_routes(kind: str, importer: Callable[..., pools.ImportReport]) -
                          summary=f"Import an uploaded file into {kind} NAME")
 
 
-_collection_routes("pool", pools.import_pool)
-_collection_routes("target", pools.import_target)
-
-
-@router.get("/feature-runs", response_model=list[FeatureRunPublic], tags=["feature-runs"], name="list_feature_runs")
-def list_feature_runs(store: StoreDep, pool: Annotated[str | None, Query(max_length=200)] = None,
-                      kind: Annotated[str | None, Query(max_length=50)] = None) -> list[FeatureRunPublic]:
-    """Feature runs, newest first; each record says its ``kind`` (gradient or embedding)."""
-    return listings.list_feature_runs(store, pool=pool, kind=kind)
-
-
-@router.get("/graphs", response_model=list[GraphPublic], tags=["graphs"], name="list_graphs")
-def list_graphs(store: StoreDep, feature_run: Annotated[str | None, Query(max_length=200)] = None) -> list[GraphPublic]:
-    return listings.list_graphs(store, feature_run)
-
-
-def _produced_routes(kind: str, route: str, show: Callable[..., FeatureRunDetail | GraphDetail],
-                     model: type[FeatureRunDetail | GraphDetail], what: str) -> None:
-    """GET and DELETE of one feature run or graph by id."""
-    tags, name = [route], kind.replace(" ", "_")
-
-    def get(key: str, store: StoreDep) -> FeatureRunDetail | GraphDetail:
-        return show(store, key)
-
-    def delete(key: str, store: StoreDep, settings: SettingsDep, caller: CallerDep, force: Force = False) -> DeletePublic:
-        extra = {"features": FeatureStore.from_settings(settings)} if kind == "feature run" else {}
-        remove = deletion.delete_feature_run if kind == "feature run" else deletion.delete_graph
-        return remove(store, key, force=force, caller=caller, batch=settings.delete_batch_rows, **extra)
-
-    router.add_api_route(f"/{route}/{{key}}", get, methods=["GET"], name=f"get_{name}", tags=tags,
-                         response_model=model, summary=f"Show one {kind} and what depends on it")
-    router.add_api_route(f"/{route}/{{key}}", delete, methods=["DELETE"], name=f"delete_{name}", tags=tags,
-                         response_model=DeletePublic,
-                         summary=f"Delete a {kind} ({what}); a tombstone stays when a job used it")
-
-
-@router.post("/feature-runs/{run_id}/extend", response_model=FeatureRunExtension, status_code=202,
-             tags=["feature-runs"], name="extend_feature_run")
-def extend_feature_run(run_id: str, store: StoreDep, settings: SettingsDep, _: CuratorDep) -> FeatureRunExtension:
-    """Queue the featurisation of the pool rows the run lacks, with the run's own settings (a run
-    with other settings is a new run); ``adding`` says how many. Needs a curator or admin token."""
-    return feature_extend.extend(store, FeatureStore(settings.artifacts), run_id)
-
-
-_produced_routes("feature run", "feature-runs", listings.show_feature_run, FeatureRunDetail, "with its artifact files")
-_produced_routes("graph", "graphs", listings.show_graph, GraphDetail, "its edges in batches")
+_collection_routes("pool")
+_collection_routes("target")

@@ -15,7 +15,8 @@ from fastapi.responses import StreamingResponse
 
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.catalog import names
-from gradwalk.platform.interfaces.routes.deps import CallerDep, SettingsDep, StoreDep
+from gradwalk.platform.changes import versions
+from gradwalk.platform.interfaces.routes.deps import ChangeDep, SettingsDep, StoreDep
 from gradwalk.platform.shared.schemas import (
     DatasetPublic,
     DiffPublic,
@@ -98,15 +99,14 @@ def diff_versions(name: Name, store: StoreDep, settings: SettingsDep, a: Annotat
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
-def retire_version(name: Name, version: Version, body: RetireRequest, store: StoreDep, caller: CallerDep) -> VersionPublic:
+def retire_version(name: Name, version: Version, body: RetireRequest, ctx: ChangeDep) -> VersionPublic:
     """Mark the version retired (recorded with the reason); its rows stay as they are. Only the
     curator token whose job published it, or an admin token."""
-    caller.require_owner(datasets.describe(store, name, version).created_by, f"version {version} of {name!r}")
-    return datasets.retire(store, name, version, body.reason)
+    return versions.retire(ctx, name, version, body.reason)
 
 
 @router.delete("/{name}/versions/{version}", name="delete_version", status_code=204,
                responses={403: {"model": ErrorPublic, "description": "Published versions are immutable"}})
-def delete_version(name: Name, version: Version, store: StoreDep) -> None:
+def delete_version(name: Name, version: Version, ctx: ChangeDep) -> None:
     """Always refused: a published version is immutable (retire it instead)."""
-    datasets.delete_version(store, name, version)
+    versions.delete(ctx, name, version)

@@ -1,15 +1,16 @@
-"""What routes are handed: the process's GraphStore and settings, and the caller's token and role."""
+"""What routes are handed: the process's GraphStore and settings, the caller's token and role, and the
+context a change is made with."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.access import auth
+from gradwalk.platform.changes import Context
 from gradwalk.settings import Settings
 
 
@@ -38,14 +39,12 @@ def require_token(store: StoreDep,
 CallerDep = Annotated[auth.Principal, Depends(require_token)]
 
 
-def role(needed: str, action: str) -> Callable[[auth.Principal], auth.Principal]:
-    """A dependency that lets only tokens of role ``needed`` or above through (403 otherwise)."""
-
-    def check(caller: CallerDep) -> auth.Principal:
-        caller.require(needed, action)
-        return caller
-
-    return check
+def change_context(store: StoreDep, settings: SettingsDep, caller: CallerDep) -> Context:
+    """What a change is made with: the store, the settings and the caller, whose role the service
+    layer (platform/changes/) checks; routes check no role themselves."""
+    return Context(store, settings, caller)
 
 
-CuratorDep = Annotated[auth.Principal, Depends(role("curator", "this change"))]
+ChangeDep = Annotated[Context, Depends(change_context)]
+Force = Annotated[bool, Query(description="Delete although runs, graphs, jobs or versions depend on it: versions "
+                                          "keep their rows, runs and graphs a job used stay as tombstones.")]

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Query
 
 from gradwalk import errors
 from gradwalk.platform.catalog import listings
-from gradwalk.platform.interfaces.routes.deps import CallerDep, CuratorDep, StoreDep
+from gradwalk.platform.changes import jobs as job_changes
+from gradwalk.platform.interfaces.routes.deps import ChangeDep, StoreDep
 from gradwalk.platform.shared.schemas import JobCreate, JobPublic, JobStatus
-from gradwalk.platform.versions import generations
 from gradwalk.platform.work import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -19,19 +19,17 @@ JobStatusName = Annotated[JobStatus | None, Query(description="Only jobs in this
 
 
 @router.post("", response_model=JobPublic, status_code=202, name="submit_job")
-def submit_job(body: JobCreate, store: StoreDep, caller: CuratorDep) -> JobPublic:
+def submit_job(body: JobCreate, ctx: ChangeDep) -> JobPublic:
     """Check the request, record the job (with the caller's token) and queue it; poll it until it
     finishes. Needs a curator or admin token."""
-    job_id = jobs.submit(store, jobs.JobRequest(**body.model_dump()), created_by=caller.name)
-    return jobs.get(store, job_id)
+    return job_changes.submit(ctx, jobs.JobRequest(**body.model_dump()))
 
 
 @router.post("/like/{dataset}", response_model=JobPublic, status_code=202, name="submit_job_like")
-def submit_job_like(dataset: Annotated[str, Path(max_length=200)], store: StoreDep, caller: CuratorDep) -> JobPublic:
+def submit_job_like(dataset: Annotated[str, Path(max_length=200)], ctx: ChangeDep) -> JobPublic:
     """Run the dataset's last job again, as it was, on the grown pool; it publishes the next
     version, whose lineage says the generation it was selected from. Needs a curator or admin token."""
-    job_id = jobs.submit(store, generations.like(store, dataset), created_by=caller.name)
-    return jobs.get(store, job_id)
+    return job_changes.submit_like(ctx, dataset)
 
 
 @router.get("", response_model=list[JobPublic], name="list_jobs")
@@ -49,7 +47,6 @@ def get_job(job_id: str, store: StoreDep) -> JobPublic:
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, name="cancel_job")
-def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> JobPublic:
+def cancel_job(job_id: str, ctx: ChangeDep) -> JobPublic:
     """Cancel a queued or running job: the curator token that submitted it, or an admin token."""
-    caller.require_owner(jobs.get(store, job_id).created_by, f"job {job_id}")
-    return jobs.cancel(store, job_id)
+    return job_changes.cancel(ctx, job_id)

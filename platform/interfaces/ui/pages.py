@@ -14,6 +14,8 @@ from gradwalk import errors
 from gradwalk.graph.selection.registry import METHODS
 from gradwalk.platform.access import auth
 from gradwalk.platform.catalog import listings
+from gradwalk.platform.changes import Context
+from gradwalk.platform.changes import jobs as job_changes
 from gradwalk.platform.interfaces.ui import queries
 from gradwalk.platform.interfaces.ui.web import COOKIE, RIGHTS, Caller, PageRoute, check_csrf, plain, render
 from gradwalk.platform.local.stack import local_services
@@ -111,7 +113,6 @@ def submit(request: Request, me: Caller, csrf: Annotated[str, Form()], pool: Ann
            seed: Annotated[str, Form()] = "") -> RedirectResponse:
     """Submit a selection job from the form (curator or admin; the server checks, not the page)."""
     check_csrf(request, csrf)
-    me.require("curator", "submitting a selection job")
     params: dict[str, Any] = {"ratio": _number(ratio, "ratio")}
     if delta.strip():
         params["delta"] = _number(delta, "delta")
@@ -119,8 +120,13 @@ def submit(request: Request, me: Caller, csrf: Annotated[str, Form()], pool: Ann
         params["seed"] = _number(seed, "seed")
     request_ = jobs.JobRequest(pool=pool, targets=targets, method=method, dataset=dataset.strip(), params=params,
                                graph=graph or None, feature_run=feature_run or None)
-    job_id = jobs.submit(request.app.state.store, request_, created_by=me.name)
+    job_id = job_changes.submit(_context(request, me), request_).id
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+
+def _context(request: Request, me: auth.Principal) -> Context:
+    """A change asked for by the signed-in token: the service layer checks its role."""
+    return Context(request.app.state.store, request.app.state.settings, me)
 
 
 def _job(store, job_id: str) -> dict[str, Any]:
@@ -151,9 +157,7 @@ def job_progress(request: Request, me: Caller, job_id: str) -> JSONResponse:
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, me: Caller, job_id: str, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     check_csrf(request, csrf)
-    store = request.app.state.store
-    me.require_owner(plain(jobs.get(store, job_id)).get("created_by"), f"job {job_id}")
-    jobs.cancel(store, job_id)
+    job_changes.cancel(_context(request, me), job_id)
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
 
