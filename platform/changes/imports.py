@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from gradwalk import errors
@@ -14,8 +13,8 @@ KINDS = ("pool", "target")
 
 
 def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: Format = "auto",
-                   split: str | None = None, skip_invalid: bool = False, source_label: str | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> pools.ImportReport:
+                   split: str | None = None, skip_invalid: bool = False,
+                   source_label: str | None = None) -> pools.ImportReport:
     """Import the file or ``save_to_disk`` folder ``source`` (on this host) into pool (or target)
     ``name``; a bad record is refused by file, line and field unless ``skip_invalid``."""
     if kind not in KINDS:
@@ -23,4 +22,4 @@ def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: For
     ctx.caller.require("curator", f"importing into {kind} {name!r}")
     run = pools.import_pool if kind == "pool" else pools.import_target
     return run(ctx.store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-               source_label=source_label, progress=progress, created_by=ctx.caller.name)
+               source_label=source_label, created_by=ctx.caller.name)

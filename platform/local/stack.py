@@ -387,9 +387,8 @@ class ApiService(LocalService):
     def is_ready(self) -> bool:
         import httpx
 
-        host = "127.0.0.1" if self.settings.api_host in ("0.0.0.0", "::") else self.settings.api_host
         try:
-            return httpx.get(f"http://{host}:{self.settings.api_port}/health", timeout=2).status_code == 200
+            return httpx.get(f"{self.settings.local_api_url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
