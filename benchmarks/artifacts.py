@@ -95,7 +95,7 @@ def main() -> None:
         server.spawn()
         try:
             server.wait_ready()
-            local = _time_store(FeatureStore(Path(tmp) / "local", cache_dir=Path(tmp)), shards)
+            local = _time_store(FeatureStore.from_settings(base.model_copy(update={"artifact_url": None})), shards)
             s3 = _time_store(FeatureStore.from_settings(base), shards)
             buffer = io.BytesIO()
             np.save(buffer, shards[0])

@@ -22,9 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graph import private_store  # benchmarks/graph.py, beside this script
 
 
-def measure(store, root: Path, n: int, batch: int) -> dict:
+def measure(store, features, n: int, batch: int) -> dict:
     from gradwalk.platform.access.auth import Principal
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
     from gradwalk.platform.catalog import deletion
     from gradwalk.platform.intake import pools
     from gradwalk.platform.versions import datasets
@@ -40,7 +39,7 @@ def measure(store, root: Path, n: int, batch: int) -> dict:
     datasets.publish(store, "bench-ds", [{"instruction_id": i, "rank": r} for r, i in enumerate(kept)],
                      job_id="bench-job", lineage={})
     start = time.perf_counter()
-    report = deletion.delete_collection(store, "pool", "bench", features=FeatureStore(root),
+    report = deletion.delete_collection(store, "pool", "bench", features=features,
                                         caller=Principal("benchmark", "admin"), force=True, batch=batch)
     delete_s = time.perf_counter() - start
     return {"rows": n, "batch": batch, "import_s": round(import_s, 2), "delete_s": round(delete_s, 2),
@@ -54,9 +53,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="pool rows")
     parser.add_argument("--batch", type=int, default=5_000, help="rows per delete transaction")
     args = parser.parse_args()
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-") as tmp, contextlib.ExitStack() as stack:
-        store, _ = private_store(Path(tmp), stack)
-        result = measure(store, Path(tmp) / "artifacts", args.n, args.batch)
+        store, neo4j = private_store(Path(tmp), stack)
+        result = measure(store, FeatureStore.from_settings(neo4j.settings), args.n, args.batch)
     print(json.dumps({"benchmark": "delete", **result}, indent=1))
 
 

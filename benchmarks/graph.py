@@ -129,7 +129,7 @@ def _timed_writes(store, neo4j_pid: int, lease, ids: list[str], computed: list, 
             "edges_per_client_cpu_s": written / client}
 
 
-def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: int, tau: float, edges: int,
+def time_writes(store, neo4j_pid: int, features, x: np.ndarray, k: int, tau: float, edges: int,
                 warmup_edges: int, tag: str, concurrency: int) -> dict:
     """Create the pool's instructions and feature run, then time write_edges (after a warm-up) and delete_graph.
 
@@ -139,7 +139,6 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
     Besides wall-clock rates it reports edges per CPU-second of the Neo4j process, which does not
     depend on what else the machine is running."""
     from gradwalk.graph.knn import build, edge_writer
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n = x.shape[0]
     ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
@@ -148,7 +147,6 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
                      batch_size=10_000)
     nodes_s = time.perf_counter() - start
     run = f"bench-{tag}"
-    features = FeatureStore(features_root)
     features.write_shard(run, build.FEATURE_PART, 0, ids, x)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": x.shape[1], "rows": n})
@@ -176,20 +174,19 @@ def time_writes(store, neo4j_pid: int, features_root: Path, x: np.ndarray, k: in
             "edges_deleted_per_s": deleted / delete_s, "write_full_s_estimate": n * k * first["s"] / first["edges"]}
 
 
-def time_extend(store, features_root: Path, x: np.ndarray, k: int, tau: float, percent: float, check_rows: int,
+def time_extend(store, features, x: np.ndarray, k: int, tau: float, percent: float, check_rows: int,
                 tag: str) -> dict:
     """Seconds to extend a graph of N·(1 − percent/100) rows to N rows, against a rebuild on N rows."""
     from gradwalk.graph.knn import build
     from gradwalk.graph.knn.extend import extend_graph
     from gradwalk.graph.knn.neighbors import neighbors
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n = x.shape[0]
     old = n - max(1, round(n * percent / 100))
     ids = [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
-    run, features = f"bench-{tag}", FeatureStore(features_root)
+    run = f"bench-{tag}"
     features.write_shard(run, build.FEATURE_PART, 0, ids[:old], x[:old])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', rows: $rows})", {"id": run, "rows": old})
     start = time.perf_counter()
@@ -244,24 +241,27 @@ def main() -> None:
     parser.add_argument("--check-rows", type=int, default=2_000, help="rows compared after extend and rebuild")
     args = parser.parse_args()
 
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+
     device = resolve_device("auto")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-graph-") as tmp, contextlib.ExitStack() as stack:
         needs_neo4j = args.write_edges > 0 or args.extend_percent > 0
         store, neo4j = private_store(Path(tmp), stack) if needs_neo4j else (None, None)
+        features = FeatureStore.from_settings(neo4j.settings) if needs_neo4j else None
         for n in args.n:
             x = synthetic_rows(n, args.dim, args.seed)
             knn = time_knn(torch.from_numpy(x).to(device), min(n, args.knn_rows), args.k, args.tau,
                            torch.device(device), args.repeat)
             writes = {}
             if args.extend_percent > 0:
-                writes["extend"] = time_extend(store, Path(tmp) / "artifacts", x, args.k, args.tau,
+                writes["extend"] = time_extend(store, features, x, args.k, args.tau,
                                                args.extend_percent, args.check_rows, f"n{n}-extend")
             if args.write_edges > 0:  # one write transaction at a time and the platform's default, in turn
                 from gradwalk.graph.knn.edge_writer import CONCURRENT_WRITES
 
                 for attempt in range(args.repeat):
                     for side, concurrency in (("write_one_at_a_time", 1), ("write", CONCURRENT_WRITES)):
-                        timed = time_writes(store, neo4j.pid(), Path(tmp) / "artifacts", x, args.k, args.tau,
+                        timed = time_writes(store, neo4j.pid(), features, x, args.k, args.tau,
                                             args.write_edges, args.warmup_edges, f"n{n}-{side}-{attempt}", concurrency)
                         if side not in writes or timed["edges_per_s"] > writes[side]["edges_per_s"]:
                             writes[side] = timed

@@ -38,7 +38,7 @@ def _bench_graph():
     return module
 
 
-def _start_worker(settings, artifacts: str, run: str) -> None:
+def _start_worker(settings, run: str) -> None:
     """A pool process: one store and the run's features, kept for all its blocks (as a worker does)."""
     import torch
 
@@ -48,7 +48,7 @@ def _start_worker(settings, artifacts: str, run: str) -> None:
 
     torch.set_num_threads(1)  # one core each: the processes, not threads, are what is compared
     _worker["store"] = GraphStore.connect(settings)
-    _worker["rows"] = build.load_features(FeatureStore(Path(artifacts)), run, "cpu")
+    _worker["rows"] = build.load_features(FeatureStore.from_settings(settings), run, "cpu")
 
 
 def _write_block(job: tuple) -> int:
@@ -70,15 +70,16 @@ def tx_log_bytes(state: Path) -> int:
     return sum(p.stat().st_size for p in state.rglob("*") if "transactions" in p.parts and p.is_file())
 
 
-def build_with(processes: int, store, settings, server, artifacts: Path, run: str, k: int, block_rows: int) -> dict:
+def build_with(processes: int, store, settings, server, run: str, k: int, block_rows: int) -> dict:
     """Build the run's graph from scratch with ``processes`` worker processes; rates and CPU per unit."""
     from gradwalk.graph.knn import build
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     bench_graph = _bench_graph()
-    info, todo = build.start_build(store, _Features(artifacts), run, k, 0.0, block_rows=block_rows,
-                                         rebuild=True)
+    info, todo = build.start_build(store, FeatureStore.from_settings(settings), run, k, 0.0, block_rows=block_rows,
+                                   rebuild=True)
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_start_worker, initargs=(settings, str(artifacts), run)) as pool:
+    with context.Pool(processes, initializer=_start_worker, initargs=(settings, run)) as pool:
         pool.map(time.sleep, [0.5] * processes)  # every process started and loaded before the clock runs
         workers_cpu, server_cpu, start = _children_cpu(), bench_graph.cpu_seconds(server.pid()), time.perf_counter()
         edges = sum(pool.imap_unordered(_write_block, [(info, index) for index in todo]))
@@ -93,22 +94,6 @@ def build_with(processes: int, store, settings, server, artifacts: Path, run: st
             "worker_cpu_us_per_edge": round(1e6 * workers_cpu / edges, 2),
             "neo4j_cpu_us_per_edge": round(1e6 * server_cpu / edges, 2),
             "load_average_1m": os.getloadavg()[0]}
-
-
-class _Features:
-    """The benchmark's feature run, as graph_build reads it (the platform's store, opened lazily)."""
-
-    def __init__(self, root: Path) -> None:
-        from gradwalk.platform.artifacts.feature_store import FeatureStore
-
-        self._store = FeatureStore(root)
-        self.root = root
-
-    def load(self, run: str, part: str):
-        return self._store.load(run, part)
-
-    def manifests(self, run: str, part: str):
-        return self._store.manifests(run, part)
 
 
 def main() -> None:
@@ -128,15 +113,15 @@ def main() -> None:
     ids = [hashlib.sha256(f"throughput-{i}".encode()).hexdigest() for i in range(args.n)]
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-throughput-") as tmp, contextlib.ExitStack() as stack:
         store, server = bench_graph.private_store(Path(tmp), stack)
-        artifacts, run = Path(tmp) / "artifacts", "bench-throughput"
-        FeatureStore(artifacts).write_shard(run, build.FEATURE_PART, 0, ids, x)
+        run = "bench-throughput"
+        FeatureStore.from_settings(server.settings).write_shard(run, build.FEATURE_PART, 0, ids, x)
         store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                          batch_size=10_000)
         store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                     {"id": run, "dim": args.dim, "rows": args.n})
         for processes in args.processes:
             logged = tx_log_bytes(Path(tmp) / "state")
-            result = build_with(processes, store, server.settings, server, artifacts, run, args.k, args.block_rows)
+            result = build_with(processes, store, server.settings, server, run, args.k, args.block_rows)
             # a rebuild first deletes the graph before: its log counts the deletes too
             result["tx_log_bytes_per_edge"] = round((tx_log_bytes(Path(tmp) / "state") - logged) / (args.n * args.k), 1)
             print(json.dumps({"benchmark": "graph.throughput", "n": args.n, "dim": args.dim, "k": args.k,

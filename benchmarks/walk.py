@@ -82,17 +82,16 @@ def synthetic_pool(
     return train, val, neighbors, cosines, time.perf_counter() - start
 
 
-def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray, cosines: np.ndarray) -> tuple:
+def store_graph(store, features, train: np.ndarray, neighbors: np.ndarray, cosines: np.ndarray) -> tuple:
     """The pool's instructions, feature run and neighbour table written to Neo4j through the build's
     own steps (start_build, then claim, write and finish each block): (row ids, graph id)."""
     from gradwalk.graph.knn import build, edge_writer
-    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     n, k = neighbors.shape
     ids = [hashlib.sha256(f"select-{i}".encode()).hexdigest() for i in range(n)]
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
-    features, run = FeatureStore(artifacts), "bench-select"
+    run = "bench-select"
     features.write_shard(run, build.FEATURE_PART, 0, ids, train)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": train.shape[1], "rows": n})
@@ -108,13 +107,14 @@ def store_graph(store, artifacts: Path, train: np.ndarray, neighbors: np.ndarray
 def neo4j_walk(train, neighbors, cosines, components, weights, args, expected, timed, timings) -> dict:
     """Store the table in a private Neo4j, then time the walk fed from it (it must pick ``expected``)."""
     from gradwalk.graph.knn.neighbors import open_neighbors
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
 
     bench_graph = _load(_HERE / "graph.py", "gradwalk_benchmarks_graph")
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-select-") as tmp, contextlib.ExitStack() as stack:
         # Page cache for the whole store (relationships, their properties and indexes): ~300 bytes an edge.
         store, server = bench_graph.private_store(Path(tmp), stack, pagecache_mb=max(512, neighbors.size * 300 >> 20))
         start = time.perf_counter()
-        ids, graph = store_graph(store, Path(tmp) / "artifacts", train, neighbors, cosines)
+        ids, graph = store_graph(store, FeatureStore.from_settings(server.settings), train, neighbors, cosines)
         store_s = time.perf_counter() - start
 
         def walk(lists: bool):  # a fresh source each time: nothing cached from the run before

@@ -231,3 +231,18 @@ def test_every_room_says_what_it_may_import():
     for init in rooms:
         text = init.read_text()
         assert "May import:" in text, f"{init.relative_to(ROOT)}: say what the room may import"
+
+
+def test_feature_stores_are_built_from_settings_only():
+    """Outside tests a FeatureStore comes from ``FeatureStore.from_settings``: building one from the
+    artifact location alone drops the S3 endpoint, keys and cache cap (``features extend`` on S3
+    failed with botocore's NoCredentialsError that way)."""
+    import ast
+
+    built = []
+    for folder in ("platform", "workers", "graph", "gradwalk", "benchmarks", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "FeatureStore":
+                    built.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert built == []

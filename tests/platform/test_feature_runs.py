@@ -3,8 +3,10 @@ shard counts once and takes its running count with it, and nothing a late report
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.demo import sources
 from gradwalk.platform.intake import pools
 from gradwalk.platform.shared.waiting import feature_progress
@@ -46,3 +48,30 @@ def test_the_progress_bar_never_runs_past_the_total(store, run_id):
     feature_runs.shard_progress(store, run_id, "train/1", 8)
     show(feature_runs.get(store, run_id))
     assert shown == [(6, 10, "features"), (10, 10, "features")]
+
+
+def test_features_extend_through_the_api_finds_the_run_on_s3(store, s3, run_id, prefix, tmp_path):
+    """The extend route reads the run's rows from an S3 artifact store. It used to build its store
+    from the artifact URL alone, without the endpoint, keys and cache cap, and failed with botocore's
+    NoCredentialsError. A run that holds every pool row has nothing to add; a run holding a row the
+    pool lost is refused, naming the row (both answers need the run's manifests from the bucket)."""
+    from starlette.testclient import TestClient
+
+    from gradwalk.platform.access import auth
+    from gradwalk.platform.interfaces.api import create_app
+
+    own = s3.model_copy(update={"artifact_url": f"{s3.artifact_url}/{prefix}extend", "state_dir": tmp_path / "host"})
+    own.state_dir.mkdir()
+    features = FeatureStore.from_settings(own)
+    members = feature_runs.member_ids(store, f"{prefix}pool")
+    features.write_shard(run_id, feature_runs.TRAIN_PART, 0, members, np.eye(len(members), 8, dtype=np.float32))
+    feature_runs.mark(store, run_id, "complete", parts=[feature_runs.TRAIN_PART], rows=len(members))
+    with TestClient(create_app(own)) as api:
+        api.headers["Authorization"] = f"Bearer {auth.create(store, f'{prefix}s3-extend', 'curator')}"
+        answer = api.post(f"/feature-runs/{run_id}/extend")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["adding"] == 0 and answer.json()["status"] == "complete"
+
+        features.write_shard(run_id, feature_runs.TRAIN_PART, 1, [f"{prefix}gone"], np.ones((1, 8), np.float32))
+        refused = api.post(f"/feature-runs/{run_id}/extend")
+    assert refused.status_code == 409 and f"{prefix}gone" in refused.json()["error"]["message"]

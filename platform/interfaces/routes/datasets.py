@@ -95,7 +95,7 @@ def diff_versions(name: Name, store: StoreDep, settings: SettingsDep, a: Annotat
                   ) -> DiffPublic:
     """Rows added in ``b``, removed from ``a`` and kept, with counts; ``added_new`` says how many of
     the added rows the pool gained after ``a`` was selected (both selected from one growing run)."""
-    return generations.diff(store, FeatureStore(settings.artifacts), name, a, b, limit=limit)
+    return generations.diff(store, FeatureStore.from_settings(settings), name, a, b, limit=limit)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
