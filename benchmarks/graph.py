@@ -147,7 +147,7 @@ def time_writes(store, neo4j_pid: int, features, x: np.ndarray, k: int, tau: flo
                      batch_size=10_000)
     nodes_s = time.perf_counter() - start
     run = f"bench-{tag}"
-    features.write_shard(run, build.FEATURE_PART, 0, ids, x)
+    features.write_shard(run, build.TRAIN_PART, 0, ids, x)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": x.shape[1], "rows": n})
     info, _ = build.start_build(store, features, run, k, tau, block_rows=n)
@@ -187,12 +187,12 @@ def time_extend(store, features, x: np.ndarray, k: int, tau: float, percent: flo
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
     run = f"bench-{tag}"
-    features.write_shard(run, build.FEATURE_PART, 0, ids[:old], x[:old])
+    features.write_shard(run, build.TRAIN_PART, 0, ids[:old], x[:old])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', rows: $rows})", {"id": run, "rows": old})
     start = time.perf_counter()
     graph = build.build_graph(store, features, run, k, tau).id
     build_old_s = time.perf_counter() - start
-    features.write_shard(run, build.FEATURE_PART, 1, ids[old:], x[old:])
+    features.write_shard(run, build.TRAIN_PART, 1, ids[old:], x[old:])
     store.write("MATCH (r:FeatureRun {id: $id}) SET r.rows = $rows", {"id": run, "rows": n})
     start = time.perf_counter()
     extended = extend_graph(store, features, graph)

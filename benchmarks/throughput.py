@@ -114,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gradwalk-bench-throughput-") as tmp, contextlib.ExitStack() as stack:
         store, server = bench_graph.private_store(Path(tmp), stack)
         run = "bench-throughput"
-        FeatureStore.from_settings(server.settings).write_shard(run, build.FEATURE_PART, 0, ids, x)
+        FeatureStore.from_settings(server.settings).write_shard(run, build.TRAIN_PART, 0, ids, x)
         store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                          batch_size=10_000)
         store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",

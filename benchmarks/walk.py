@@ -92,7 +92,7 @@ def store_graph(store, features, train: np.ndarray, neighbors: np.ndarray, cosin
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", ({"id": i} for i in ids),
                      batch_size=10_000)
     run = "bench-select"
-    features.write_shard(run, build.FEATURE_PART, 0, ids, train)
+    features.write_shard(run, build.TRAIN_PART, 0, ids, train)
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run, "dim": train.shape[1], "rows": n})
     info, todo = build.start_build(store, features, run, k, 0.0)

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 DEFAULT_K = 64
 DEFAULT_TAU = 0.0
-FEATURE_PART = "train"  # the pool's rows in a feature run; their row ids are Instruction ids
+TRAIN_PART = "train"  # the pool's rows in a feature run (the one name for it); their row ids are Instruction ids
 TASK_BLOCKS = 64  # blocks a large pool is cut into by default: enough to spread over workers
 MIN_BLOCK_ROWS = 1024  # below this a block's task overhead outweighs its work
 IDS_PER_CHECK = 50_000  # instruction ids per existence check
@@ -106,9 +106,9 @@ def task_block_rows(nodes: int) -> int:
 
 def feature_row_ids(features: FeatureSource, run_id: str) -> list[str]:
     """The instruction ids of a feature run's pool rows, in row order (manifests only, no arrays)."""
-    ids = [row for m in features.manifests(run_id, FEATURE_PART) for row in m.row_ids]
+    ids = [row for m in features.manifests(run_id, TRAIN_PART) for row in m.row_ids]
     if not ids:
-        raise errors.NotFound(f"feature run {run_id} has no finished {FEATURE_PART} shards in {features.root}")
+        raise errors.NotFound(f"feature run {run_id} has no finished {TRAIN_PART} shards in {features.root}")
     return ids
 
 
@@ -116,7 +116,7 @@ def load_features(features: FeatureSource, run_id: str, device: str = "auto") ->
     """A run's pool rows (ids, unit-normalised float32 tensor on ``device``): cosines are dot products."""
     import torch
 
-    ids, x = features.load(run_id, FEATURE_PART)
+    ids, x = features.load(run_id, TRAIN_PART)
     norms = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
     if bad.size:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 
 from gradwalk import errors
+from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.shared.schemas import FeatureRunExtension, FeatureRunPublic, Generation
 from gradwalk.platform.work import broker, feature_runs
-from gradwalk.platform.work.feature_runs import TRAIN_PART
 
 EXTEND_TASK = "gradwalk.features.extend"
 EXTENDING = "extending"

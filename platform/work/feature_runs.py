@@ -25,7 +25,6 @@ from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
 
-TRAIN_PART = "train"
 KINDS = tuple(FEATURE_INPUTS)
 EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from gradwalk.graph.knn.build import FEATURE_PART
+from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.graph.knn.neighbors import neighbors
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.artifacts.feature_store import FeatureStore
@@ -80,8 +80,8 @@ def run(store, settings, prefix) -> Run:
     ids = [f"{prefix}{i:04d}" for i in range(ROWS)]
     run_id = f"{prefix}run"
     features = FeatureStore(settings.artifacts)  # where the session's workers look
-    features.write_shard(run_id, FEATURE_PART, 0, ids[:200], x[:200])
-    features.write_shard(run_id, FEATURE_PART, 1, ids[200:], x[200:])
+    features.write_shard(run_id, TRAIN_PART, 0, ids[:200], x[:200])
+    features.write_shard(run_id, TRAIN_PART, 1, ids[200:], x[200:])
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", [{"id": i} for i in ids])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run_id, "dim": DIM, "rows": ROWS})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gradwalk import errors
-from gradwalk.graph.knn.build import FEATURE_PART, build_graph
+from gradwalk.graph.knn.build import TRAIN_PART, build_graph
 from gradwalk.graph.knn.extend import extend_graph
 from gradwalk.graph.knn.neighbors import GraphNeighbors, neighbors
 from gradwalk.graph.knn.records import get_graph
@@ -37,11 +37,11 @@ def _grow(store, settings, prefix, x, k, tau) -> tuple[str, list[str], FeatureSt
     ids = [f"{prefix}{i:04d}" for i in range(len(x))]
     features = FeatureStore(settings.artifacts)
     run = f"{prefix}run"
-    features.write_shard(run, FEATURE_PART, 0, ids[:OLD], x[:OLD])
+    features.write_shard(run, TRAIN_PART, 0, ids[:OLD], x[:OLD])
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", [{"id": i} for i in ids])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', rows: $rows})", {"id": run, "rows": OLD})
     graph = build_graph(store, features, run, k, tau, block_rows=64, device="cpu").id
-    features.write_shard(run, FEATURE_PART, 1, ids[OLD:], x[OLD:])
+    features.write_shard(run, TRAIN_PART, 1, ids[OLD:], x[OLD:])
     store.write("MATCH (r:FeatureRun {id: $id}) SET r.rows = $rows", {"id": run, "rows": len(x)})
     return graph, ids, features
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.demo import sources
 from gradwalk.platform.intake import pools
@@ -64,14 +65,14 @@ def test_features_extend_through_the_api_finds_the_run_on_s3(store, s3, run_id, 
     own.state_dir.mkdir()
     features = FeatureStore.from_settings(own)
     members = feature_runs.member_ids(store, f"{prefix}pool")
-    features.write_shard(run_id, feature_runs.TRAIN_PART, 0, members, np.eye(len(members), 8, dtype=np.float32))
-    feature_runs.mark(store, run_id, "complete", parts=[feature_runs.TRAIN_PART], rows=len(members))
+    features.write_shard(run_id, TRAIN_PART, 0, members, np.eye(len(members), 8, dtype=np.float32))
+    feature_runs.mark(store, run_id, "complete", parts=[TRAIN_PART], rows=len(members))
     with TestClient(create_app(own)) as api:
         api.headers["Authorization"] = f"Bearer {auth.create(store, f'{prefix}s3-extend', 'curator')}"
         answer = api.post(f"/feature-runs/{run_id}/extend")
         assert answer.status_code == 202, answer.text
         assert answer.json()["adding"] == 0 and answer.json()["status"] == "complete"
 
-        features.write_shard(run_id, feature_runs.TRAIN_PART, 1, [f"{prefix}gone"], np.ones((1, 8), np.float32))
+        features.write_shard(run_id, TRAIN_PART, 1, [f"{prefix}gone"], np.ones((1, 8), np.float32))
         refused = api.post(f"/feature-runs/{run_id}/extend")
     assert refused.status_code == 409 and f"{prefix}gone" in refused.json()["error"]["message"]

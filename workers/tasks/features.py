@@ -27,11 +27,12 @@ import numpy as np
 from celery import chord
 
 from gradwalk import errors
+from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.graph.selection.registry import EMBEDDING
 from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.work import feature_extend, feature_runs
 from gradwalk.platform.work.broker import GPU_QUEUE
-from gradwalk.platform.work.feature_runs import TRAIN_PART, val_part
+from gradwalk.platform.work.feature_runs import val_part
 from gradwalk.settings import get_settings
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store

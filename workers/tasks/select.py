@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradwalk import __version__, errors
+from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.graph.knn.neighbors import open_neighbors
 from gradwalk.graph.selection.registry import FEATURE_INPUTS, SelectionInputs, get_method
 from gradwalk.graph.selection.subset import restrict
@@ -25,7 +26,7 @@ from gradwalk.platform.shared.schemas import JobPublic
 from gradwalk.platform.versions import generations
 from gradwalk.platform.versions.datasets import JobEnded, publish
 from gradwalk.platform.work import feature_runs, jobs
-from gradwalk.platform.work.feature_runs import TRAIN_PART, val_part
+from gradwalk.platform.work.feature_runs import val_part
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back

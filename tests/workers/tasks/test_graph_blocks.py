@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from gradwalk.graph.knn.build import FEATURE_PART, claim_block
+from gradwalk.graph.knn.build import TRAIN_PART, claim_block
 from gradwalk.graph.knn.neighbors import neighbors
 from gradwalk.graph.knn.pages import stored_table
 from gradwalk.graph.knn.records import get_graph
@@ -70,7 +70,7 @@ def test_a_block_delivered_twice_at_once_is_written_once(store, settings, prefix
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = [f"{prefix}{i:05d}" for i in range(ROWS)]
     run_id = f"{prefix}run"
-    FeatureStore(settings.artifacts).write_shard(run_id, FEATURE_PART, 0, ids, x)
+    FeatureStore(settings.artifacts).write_shard(run_id, TRAIN_PART, 0, ids, x)
     store.write_rows("UNWIND $rows AS row CREATE (:Instruction {id: row.id})", [{"id": i} for i in ids])
     store.write("CREATE (:FeatureRun {id: $id, status: 'complete', dim: $dim, rows: $rows})",
                 {"id": run_id, "dim": DIM, "rows": ROWS})
