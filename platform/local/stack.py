@@ -31,6 +31,7 @@ from gradwalk.platform.changes.tokens import local_admin
 from gradwalk.platform.local import s3proxy
 from gradwalk.platform.local.neo4j_launcher import build_launcher, check_java, launcher_build, log_tail
 from gradwalk.platform.work import broker
+from gradwalk.platform.work.task_names import SYSTEM_PING
 from gradwalk.ports import port_answers
 from gradwalk.settings import Settings
 
@@ -353,7 +354,7 @@ class WorkerService(LocalService):
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         try:
-            ping = broker.producer(self.settings).send_task("gradwalk.system.ping", queue=self.queue)
+            ping = broker.producer(self.settings).send_task(SYSTEM_PING.name, queue=self.queue)
             reply = broker.result_within(ping, 5)
         except CeleryTimeout:
             return False

@@ -22,9 +22,9 @@ from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.shared.schemas import FeatureRunExtension, FeatureRunPublic, Generation
-from gradwalk.platform.work import broker, feature_runs
+from gradwalk.platform.work import feature_runs
+from gradwalk.platform.work.task_names import FEATURES_EXTEND
 
-EXTEND_TASK = "gradwalk.features.extend"
 EXTENDING = "extending"
 
 # Only a complete run, or one whose extension failed, may be extended; the lock makes the check
@@ -85,7 +85,7 @@ def extend(store: GraphStore, features: FeatureStore, run_id: str) -> FeatureRun
         now = feature_runs.get(store, run_id).status
         raise errors.Conflict(f"feature run {run_id} is {now!r}: only a complete run (or one whose "
                               "extension failed) can be extended; wait for it")
-    broker.send(EXTEND_TASK, [run_id], broker.GPU_QUEUE)
+    FEATURES_EXTEND.send(run_id)
     return FeatureRunExtension(**feature_runs.get(store, run_id).model_dump(), adding=len(new))
 
 

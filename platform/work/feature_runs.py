@@ -23,7 +23,7 @@ from gradwalk.graph.selection.registry import EMBEDDING, FEATURE_INPUTS, GRADIEN
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.shared.waiting import wait_until
-from gradwalk.platform.work import broker
+from gradwalk.platform.work.task_names import FEATURES_RUN
 
 KINDS = tuple(FEATURE_INPUTS)
 EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
@@ -162,7 +162,6 @@ def target_ids(store: GraphStore, target: str) -> list[str]:
         "MATCH (n:ValExample)-[:OF_TARGET]->(:Target {name: $t}) RETURN n.id AS id ORDER BY id", {"t": target})]
 
 
-RUN_TASK = "gradwalk.features.run"
 FINISHED = ("complete", "failed")
 
 
@@ -178,7 +177,7 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
     sentence-transformers folder) and ``batch_size``, and no warm-up."""
     run_id = create(store, pool, targets, kind=kind, engine=engine or {}, warmup=warmup or {},
                     created_by=created_by)
-    broker.send(RUN_TASK, [run_id], broker.GPU_QUEUE)
+    FEATURES_RUN.send(run_id)
     return run_id
 
 

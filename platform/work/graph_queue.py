@@ -20,16 +20,14 @@ from gradwalk.graph.knn import build, records
 from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
-
-BUILD_TASK = "gradwalk.graph.build"
-EXTEND_TASK = "gradwalk.graph.extend"
+from gradwalk.platform.work.task_names import GRAPH_BUILD, GRAPH_EXTEND
 
 
 def queue_extension(graph: str) -> None:
     """Queue the extension of a graph on a gpu worker (graph/knn/extend.py); the graph's record
     says when it is done (``ready`` again with its new rows) or failed."""
     try:
-        broker.send(EXTEND_TASK, [graph], broker.GPU_QUEUE)
+        GRAPH_EXTEND.send(graph)
     except OperationalError as e:
         raise errors.ServiceUnavailable(f"the Celery broker is not reachable: {e}") from e
 
@@ -39,7 +37,7 @@ def submit_build(run_id: str, k: int = build.DEFAULT_K, tau: float = build.DEFAU
     """Queue a build and return the orchestrator's reply (graph id, blocks, the finisher's task id)."""
     try:
         return broker.result_within(
-            broker.send(BUILD_TASK, [run_id, k, tau, block_rows, rebuild], broker.GPU_QUEUE), timeout_s)
+            GRAPH_BUILD.send(run_id, k, tau, block_rows, rebuild), timeout_s)
     except CeleryTimeout as e:
         raise errors.ServiceUnavailable(
             f"no gpu worker took the graph build within {timeout_s:.0f}s; start one with `gradwalk services up`"

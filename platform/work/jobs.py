@@ -26,11 +26,11 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.schemas import JOB_FINISHED, JobPublic, JobStatus
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
+from gradwalk.platform.work.task_names import SELECT_RUN
 
 log = logging.getLogger(__name__)
 
 
-SELECT_TASK = "gradwalk.select.run"
 
 
 class Cancelled(errors.GradwalkError):
@@ -222,7 +222,7 @@ def _check_sources(store: GraphStore, request: JobRequest) -> list[str]:
 def submit(store: GraphStore, request: JobRequest, *, created_by: str | None = None) -> str:
     """Record a job (made by token ``created_by``) and queue it on the ``cpu`` workers."""
     job_id = create(store, request, created_by=created_by)
-    broker.send(SELECT_TASK, [job_id], broker.CPU_QUEUE, task_id=job_id)
+    SELECT_RUN.send(job_id, task_id=job_id)
     return job_id
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from gradwalk.platform.work.task_names import FEATURES_RUN, SELECT_RUN
 from gradwalk.ports import free_port
 
 
@@ -65,7 +66,7 @@ def start_tiny_run(stack, name: str) -> tuple[str, str, str, str]:
     pools.import_pool(stack.store, pool, [chat(pool, i) for i in range(TINY_POOL_ROWS)])
     pools.import_target(stack.store, target, [chat(target, i) for i in range(TINY_TARGET_ROWS)])
     run_id = feature_runs.create(stack.store, pool, [target], engine=TINY_ENGINE, warmup=TINY_WARMUP)
-    return pool, target, run_id, stack.send(feature_runs.RUN_TASK, run_id, queue="gpu").id
+    return pool, target, run_id, stack.send(FEATURES_RUN.name, run_id, queue="gpu").id
 
 
 def running_shards(stack, exclude: set[str]) -> list[dict]:
@@ -166,7 +167,7 @@ class Stack:
         from gradwalk.platform.work import jobs
 
         job_id = jobs.create(self.store, request)
-        self.send(jobs.SELECT_TASK, job_id, queue="cpu", task_id=job_id)
+        self.send(SELECT_RUN.name, job_id, queue="cpu", task_id=job_id)
         return job_id
 
     def log(self, service) -> str:

@@ -12,6 +12,7 @@ import pytest
 from gradwalk.graph.knn import records as graphs
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import jobs
+from gradwalk.platform.work.task_names import GRAPH_BUILD
 
 from .conftest import wait_for
 
@@ -37,7 +38,7 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
     request = jobs.JobRequest(pool=run.pool, targets=[run.target], method="g2is", dataset=dataset,
                               params={"ratio": 0.1}, graph=walkable.graph)
     job_ids = [stack.submit_job(request) for _ in range(JOBS)]
-    build = stack.send("gradwalk.graph.build", run.id, K + 4, 0.0, BLOCK_ROWS, False, queue="gpu").get(timeout=120)
+    build = stack.send(GRAPH_BUILD.name, run.id, K + 4, 0.0, BLOCK_ROWS, False, queue="gpu").get(timeout=120)
     graph = build["graph"]
 
     # Both are under way: a job is running and blocks are being written.
@@ -76,7 +77,7 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
         info, rerun = graphs.get_graph(store, graph), True
     if rerun:
         assert info.status in (graphs.BUILDING, graphs.FAILED)  # never 'ready' while partial
-        again = stack.send("gradwalk.graph.build", run.id, K + 4, 0.0, BLOCK_ROWS, False, queue="gpu").get(timeout=120)
+        again = stack.send(GRAPH_BUILD.name, run.id, K + 4, 0.0, BLOCK_ROWS, False, queue="gpu").get(timeout=120)
         info = wait_for(lambda: graphs.get_graph(store, graph).status == graphs.READY and graphs.get_graph(store, graph),
                         timeout_s=180, poll_s=0.5, what="the re-run build")
         assert again["graph"] == graph

@@ -17,6 +17,7 @@ import pytest
 
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.work import feature_runs
+from gradwalk.platform.work.task_names import SYSTEM_PING
 
 from .conftest import TINY_POOL_ROWS as POOL_ROWS
 from .conftest import TINY_TARGET_ROWS as TARGET_ROWS
@@ -86,7 +87,7 @@ def test_an_orphan_is_requeued_once_however_many_watchers_race(stack):
 
     client = stack.redis_client()
     queue = f"orphan-test-{time.monotonic_ns()}"
-    message = {"body": "", "headers": {"id": "task-1", "task": "gradwalk.system.ping"},
+    message = {"body": "", "headers": {"id": "task-1", "task": SYSTEM_PING.name},
                "properties": {"delivery_tag": "tag-1", "delivery_info": {"exchange": "", "routing_key": queue}}}
     client.hset(UNACKED, "tag-1", json.dumps([message, "", queue]))  # the default exchange: key = queue
     client.zadd(UNACKED_INDEX, {"tag-1": time.time() - 600})

@@ -33,6 +33,7 @@ from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.work import feature_extend, feature_runs
 from gradwalk.platform.work.broker import GPU_QUEUE
 from gradwalk.platform.work.feature_runs import val_part
+from gradwalk.platform.work.task_names import FEATURES_EXTEND, FEATURES_FINISH, FEATURES_RUN, FEATURES_SHARD
 from gradwalk.settings import get_settings
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
@@ -139,7 +140,7 @@ def _prepare_embeddings(run: FeatureRunPublic) -> dict[str, Any]:
     return {"engine": engine, "dim": embedder.dim}
 
 
-@app.task(name="gradwalk.features.run")
+@app.task(name=FEATURES_RUN.name)
 def run_features(run_id: str) -> dict[str, Any]:
     store = graph_store()
     run = feature_runs.get(store, run_id)
@@ -172,7 +173,7 @@ def _fan_out(run_id: str, shards: list[tuple[str, int, list[str]]]) -> None:
            for part, index, chunk in shards])(body)
 
 
-@app.task(name=feature_extend.EXTEND_TASK)
+@app.task(name=FEATURES_EXTEND.name)
 def extend_features(run_id: str) -> dict[str, Any]:
     """Featurise the pool rows a run lacks as new shards after its last one, with the run's own
     settings and warm-up (platform/work/feature_extend.py); the finish records the new generation."""
@@ -196,7 +197,7 @@ def extend_features(run_id: str) -> dict[str, Any]:
         raise
 
 
-@app.task(name="gradwalk.features.shard")
+@app.task(name=FEATURES_SHARD.name)
 def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[str, Any]:
     store = graph_store()
     try:
@@ -217,7 +218,7 @@ def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[
         raise
 
 
-@app.task(name="gradwalk.features.finish")
+@app.task(name=FEATURES_FINISH.name)
 def finish_features(run_id: str) -> dict[str, Any]:
     """Check every planned shard is on disk with its rows, then mark the run complete.
 

@@ -22,6 +22,7 @@ from gradwalk.device import resolve_device
 from gradwalk.graph.knn import build as graph_build
 from gradwalk.graph.knn import extend as graph_extend
 from gradwalk.graph.knn import records
+from gradwalk.platform.work.task_names import GRAPH_BLOCK, GRAPH_BUILD, GRAPH_EXTEND, GRAPH_FINISH
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
@@ -36,7 +37,7 @@ def _features(run_id: str, device: str) -> tuple[list[str], torch.Tensor]:
     return graph_build.load_features(feature_store(), run_id, device)
 
 
-@app.task(name="gradwalk.graph.build")
+@app.task(name=GRAPH_BUILD.name)
 def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.DEFAULT_TAU, block_rows: int | None = None,
           rebuild: bool = False) -> dict[str, Any]:
     info, todo = graph_build.start_build(graph_store(), feature_store(), run_id, k, tau, block_rows=block_rows,
@@ -50,7 +51,7 @@ def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.
     return {**reply, "build_id": info.build_id, "finish_task": result.id}
 
 
-@app.task(name="gradwalk.graph.extend")
+@app.task(name=GRAPH_EXTEND.name)
 def extend(graph_id: str) -> dict[str, Any]:
     """Add the rows the graph's feature run gained (graph/knn/extend.py), in this worker: the
     work is new rows × N, small next to a build, so it is one task."""
@@ -66,7 +67,7 @@ def _current(graph_id: str, build_id: str) -> records.GraphInfo | None:
     return info if info.status == records.BUILDING and info.build_id == build_id else None
 
 
-@app.task(name="gradwalk.graph.block", bind=True, max_retries=NEO4J_RETRIES)
+@app.task(name=GRAPH_BLOCK.name, bind=True, max_retries=NEO4J_RETRIES)
 def block(self, graph_id: str, index: int, build_id: str) -> dict[str, Any]:
     try:
         return _block(graph_id, index, build_id)
@@ -85,7 +86,7 @@ def _block(graph_id: str, index: int, build_id: str) -> dict[str, Any]:
     return {"graph": graph_id, "block": index, "edges": edges}
 
 
-@app.task(name="gradwalk.graph.finish", bind=True, max_retries=NEO4J_RETRIES)
+@app.task(name=GRAPH_FINISH.name, bind=True, max_retries=NEO4J_RETRIES)
 def finish(self, graph_id: str, build_id: str) -> dict[str, Any]:
     try:
         return _finish(graph_id, build_id)

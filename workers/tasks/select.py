@@ -27,6 +27,7 @@ from gradwalk.platform.versions import generations
 from gradwalk.platform.versions.datasets import JobEnded, publish
 from gradwalk.platform.work import feature_runs, jobs
 from gradwalk.platform.work.feature_runs import val_part
+from gradwalk.platform.work.task_names import SELECT_RUN
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
@@ -74,7 +75,7 @@ def _pool_inputs(job: JobPublic, stack: contextlib.ExitStack) -> tuple[list[str]
 CANCEL_CHECK_S = 2.0  # how often a walk over the graph asks whether its job was cancelled
 
 
-@app.task(name="gradwalk.select.run", bind=True, max_retries=NEO4J_RETRIES)
+@app.task(name=SELECT_RUN.name, bind=True, max_retries=NEO4J_RETRIES)
 def run_selection(self, job_id: str) -> dict[str, Any]:
     store = graph_store()
     try:

@@ -6,10 +6,11 @@ import os
 import socket
 
 from gradwalk.device import resolve_device
+from gradwalk.platform.work.task_names import SYSTEM_PING
 from gradwalk.workers.app import app
 
 
-@app.task(name="gradwalk.system.ping")
+@app.task(name=SYSTEM_PING.name)
 def ping() -> dict[str, object]:
     return {
         "host": socket.gethostname(),

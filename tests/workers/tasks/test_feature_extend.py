@@ -14,6 +14,7 @@ from gradwalk.platform.demo import sources
 from gradwalk.platform.intake import pools
 from gradwalk.platform.work import feature_extend, feature_runs
 from gradwalk.platform.work.broker import GPU_QUEUE
+from gradwalk.platform.work.task_names import FEATURES_SHARD
 
 # One example per batch: a row's gradient then never depends on which rows share its batch (padding
 # changes the float rounding of a batch), so a full run and an extension must agree exactly.
@@ -59,7 +60,7 @@ def _full_run_rows(store, settings, run, pool_ids: list[str]) -> dict[str, np.nd
         files.put(key.replace(f"features/{run.id}/", f"features/{copy}/", 1), files.get(key))
     size = settings.feature_shard_rows
     for shard, start in enumerate(range(0, len(pool_ids), size)):
-        app.send_task("gradwalk.features.shard", args=[copy, "train", shard, pool_ids[start:start + size]],
+        app.send_task(FEATURES_SHARD.name, args=[copy, "train", shard, pool_ids[start:start + size]],
                       queue=GPU_QUEUE).get(timeout=600)
     ids, x = FeatureStore(settings.artifacts).load(copy, "train")
     return dict(zip(ids, x, strict=True))

@@ -14,6 +14,7 @@ from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.demo import sources
 from gradwalk.platform.intake import pools
 from gradwalk.platform.work import feature_runs
+from gradwalk.platform.work.task_names import FEATURES_SHARD
 
 # Small enough for two CPU cores: the real model, short sequences, a narrow projection, one
 # checkpoint (tests/workers/engine/test_features.py covers combining several).
@@ -81,7 +82,7 @@ def test_a_redelivered_shard_changes_nothing(featurised, store, settings):
     run, *_ = featurised
     features = FeatureStore(settings.artifacts)
     before = features.manifest(run.id, "train", 0)
-    app.send_task("gradwalk.features.shard", args=[run.id, "train", 0, before.row_ids],
+    app.send_task(FEATURES_SHARD.name, args=[run.id, "train", 0, before.row_ids],
                   queue=GPU_QUEUE).get(timeout=300)
     assert features.manifest(run.id, "train", 0) == before
     assert feature_runs.get(store, run.id).rows_done == run.rows_total
