@@ -125,7 +125,7 @@ class RecordReader:
 
     def __init__(self, source: Any, *, fmt: Format = "auto", split: str | None = None,
                  skip_invalid: bool = False, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES) -> None:
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES, label: str | None = None) -> None:
         if fmt not in FORMATS:
             raise errors.InvalidInput(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
         if max_record_bytes < 1:
@@ -136,7 +136,7 @@ class RecordReader:
         self.skip_invalid = skip_invalid
         self.max_record_bytes = max_record_bytes
         self.max_metadata_bytes = max_metadata_bytes
-        self.label, self.name, self._items = open_source(source, split, max_record_bytes)
+        self.label, self.name, self._items = open_source(source, split, max_record_bytes, label)
 
     def records(self, report: ReadReport, *, duplicates: list[Record] | None = None) -> Iterator[Record]:
         """Yield each valid record once, counting into ``report``; raise InvalidInput on the first

@@ -219,10 +219,11 @@ def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "aut
                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
                 stale_after_s: float = DEFAULT_STALE_AFTER_S,
                 progress: Callable[[int, int], None] | None = None,
-                created_by: str | None = None) -> ImportReport:
+                created_by: str | None = None, sent_as: str | None = None) -> ImportReport:
     """Add every record of ``source`` to pool ``name`` (created if new) as ``:Instruction`` nodes.
 
-    ``source`` is anything :class:`RecordReader` reads; ``source_label`` is the ``source`` of
+    ``source`` is anything :class:`RecordReader` reads (a file named ``sent_as`` when given: an
+    upload's own name, in messages and provenance); ``source_label`` is the ``source`` of
     records that carry none of their own (default: none; the file or dataset name is kept as the
     import's provenance, never as a row's source). ``progress(done, total)`` is called after each
     batch. All or nothing: on any error, nothing of this import remains. The import is recorded
@@ -233,7 +234,7 @@ def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "aut
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
                    max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
                    stale_after_s=stale_after_s,
-                   progress=progress, created_by=created_by)
+                   progress=progress, created_by=created_by, sent_as=sent_as)
 
 
 def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "auto",
@@ -243,20 +244,21 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
                   max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
                   stale_after_s: float = DEFAULT_STALE_AFTER_S,
                   progress: Callable[[int, int], None] | None = None,
-                  created_by: str | None = None) -> ImportReport:
+                  created_by: str | None = None, sent_as: str | None = None) -> ImportReport:
     """Add every record of ``source`` to target ``name`` as ``:ValExample`` nodes; as
     :func:`import_pool` otherwise."""
     return _import("target", TARGET_QUERIES, store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
                    max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
                    stale_after_s=stale_after_s,
-                   progress=progress, created_by=created_by)
+                   progress=progress, created_by=created_by, sent_as=sent_as)
 
 
 def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: Any, *,
             fmt: Format, split: str | None, skip_invalid: bool, source_label: str | None,
             batch_size: int, max_record_bytes: int, max_metadata_bytes: int, stale_after_s: float,
-            progress: Callable[[int, int], None] | None, created_by: str | None) -> ImportReport:
+            progress: Callable[[int, int], None] | None, created_by: str | None,
+            sent_as: str | None) -> ImportReport:
     if not isinstance(name, str) or not _NAME.match(name):
         raise errors.InvalidInput(f"{kind} name {name!r}: use 1-200 letters, digits, '.', '_' "
                                   "or '-', starting with a letter or digit")
@@ -265,7 +267,7 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
     if source_label is not None and (not isinstance(source_label, str) or not source_label.strip()):
         raise errors.InvalidInput("source_label must be a non-empty string")
     reader = RecordReader(source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-                          max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes)
+                          max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes, label=sent_as)
     report = ReadReport(source=reader.label)
     label = reader.name
     repeats: list[Record] = []

@@ -27,18 +27,22 @@ _JSON_WS = " \t\r\n"
 Item = tuple[str, Any, str | None]
 
 
-def open_source(source: Any, split: str | None, cap: int) -> tuple[str, str, Callable[[], Iterator[Item]]]:
-    """(label for messages, short name for the ``source`` property, fresh item iterator)."""
+def open_source(source: Any, split: str | None, cap: int,
+                label: str | None = None) -> tuple[str, str, Callable[[], Iterator[Item]]]:
+    """(label for messages, short name for the ``source`` property, fresh item iterator). A file or
+    folder is named by its path, or by ``label`` (an upload: the name it was sent under, not the
+    server's copy of it)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        label = str(source)
+        label = label or str(source)
+        name = Path(label).name
         if path.is_dir():
             dataset = _load_from_disk(path, label)
-            return label, path.name, _dataset_items(dataset, split, label)
+            return label, name, _dataset_items(dataset, split, label)
         if path.is_file():
             if split is not None:
                 raise errors.InvalidInput(f"{label}: split applies to datasets, not to files")
-            return label, path.name, lambda: _file_items(path, label, cap)
+            return label, name, lambda: _file_items(path, label, cap)
         raise errors.InvalidInput(f"{label}: no such file or folder")
     if type(source).__module__.split(".")[0] == "datasets":
         info = getattr(source, "info", None)

@@ -93,8 +93,10 @@ def test_the_pipeline_through_the_client_alone(api_url, store, shipped, tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.splitlines()[-1])
 
-    assert "pool.jsonl.gz" in out["refused"] and "line 3" in out["refused"]
+    # named by the file as it was sent, not by the server's temporary copy of it
+    assert out["refused"].startswith("pool.jsonl.gz line 3: field 'messages'"), out["refused"]
     assert (out["imported"]["records"]["skipped"], out["pool"]["size"]) == (1, FIRST)
+    assert out["pool"]["imports"][0]["skip_reasons"][0].startswith("pool.jsonl.gz line 3: ")
     assert spec["pool"] in out["pools"] and out["pool"]["created_by"] == f"{tag}-curator"
     assert (out["run"]["status"], out["run"]["rows"], out["run"]["created_by"]) == (
         "complete", FIRST, f"{tag}-curator")

@@ -132,11 +132,8 @@ def _collection_routes(kind: str) -> None:
                 shutil.copyfileobj(file.file, out, 1 << 20)
             if path.suffix == ".gz":
                 path = inflate_upload(path, ctx.settings)
-            try:
-                return imports.import_records(ctx, kind, name, path, fmt=format, skip_invalid=skip_invalid,
-                                              source_label=source_label).to_dict()
-            except errors.InvalidInput as e:  # name the file as it was sent, not the server's copy of it
-                raise type(e)(str(e).replace(str(path), label)) from e
+            return imports.import_records(ctx, kind, name, path, fmt=format, skip_invalid=skip_invalid,
+                                          source_label=source_label, sent_as=label).to_dict()
 
     router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
                          response_model=list[CollectionPublic], summary=f"List {plural}")
