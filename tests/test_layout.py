@@ -94,7 +94,7 @@ def test_package_face_stays_light():
 
 # What `from gradwalk import Client` may load of gradwalk: the client and what it shares with the
 # server, nothing of the server itself. Its import time is measured by benchmarks/client_import.py.
-CLIENT_SIDE = {"gradwalk", "gradwalk.atomic", "gradwalk.errors", "gradwalk.platform",
+CLIENT_SIDE = {"gradwalk", "gradwalk.atomic", "gradwalk.errors", "gradwalk.statuses", "gradwalk.platform",
                "gradwalk.platform.interfaces", "gradwalk.platform.interfaces.client",
                "gradwalk.platform.interfaces.client_records", "gradwalk.platform.versions",
                "gradwalk.platform.versions.exports", "gradwalk.platform.shared", "gradwalk.platform.shared.schemas",

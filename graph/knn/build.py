@@ -54,11 +54,6 @@ from gradwalk.graph.knn.cypher import (
 from gradwalk.graph.knn.edge_writer import LEASE_S, BlockLease, EdgeWriter, LeaseLost
 from gradwalk.graph.knn.pages import row_order
 from gradwalk.graph.knn.records import (
-    BUILDING,
-    DELETED,
-    DELETING,
-    FAILED,
-    READY,
     GraphInfo,
     get_graph,
     graph_id,
@@ -66,6 +61,7 @@ from gradwalk.graph.knn.records import (
 )
 from gradwalk.graph.knn.topk import block_ranges, default_block_rows, knn_block
 from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.statuses import FeatureRunStatus, GraphStatus
 
 if TYPE_CHECKING:
     import neo4j
@@ -131,7 +127,7 @@ def _feature_run_rows(store: GraphStore, features: FeatureSource, run_id: str) -
     if not found:
         raise errors.NotFound(f"feature run {run_id} does not exist")
     run = found[0]
-    if run["status"] != "complete":
+    if run["status"] != FeatureRunStatus.COMPLETE:
         raise errors.Conflict(f"feature run {run_id} is {run['status']!r}, not 'complete'; build its graph when it is")
     ids = feature_row_ids(features, run_id)
     if run["rows"] is not None and run["rows"] != len(ids):
@@ -183,17 +179,17 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
         if found["extending"]:
             raise errors.Conflict(f"instruction graph {gid} is {found['status']} while rows are added to it; "
                                   f"finish that with: gradwalk graph extend {gid}")
-        if found["status"] in (None, DELETED):
+        if found["status"] in (None, GraphStatus.DELETED):
             tx.run(INIT_GRAPH, params).consume()
-        elif found["status"] == FAILED or (found["status"] == BUILDING and (found["idle_s"] or 0) >= stale_after_s):
+        elif found["status"] == GraphStatus.FAILED or (found["status"] == GraphStatus.BUILDING and (found["idle_s"] or 0) >= stale_after_s):
             tx.run(RESUME_GRAPH, graph=gid, build=build).consume()
         return tx.run(READ_GRAPH, graph=gid).single()["graph"]
 
     node = store.transaction(claim, write=True)
     info = GraphInfo.from_node(node)
-    if info.status == DELETING:
+    if info.status == GraphStatus.DELETING:
         raise errors.Conflict(f"instruction graph {gid} is being deleted; build it again when that is done")
-    if info.status == BUILDING and info.build_id != build:
+    if info.status == GraphStatus.BUILDING and info.build_id != build:
         raise errors.Conflict(
             f"instruction graph {gid} is being built by another build ({info.blocks_done}/{info.blocks} blocks, "
             f"last progress at {info.heartbeat_at}); wait for it, or build again after {stale_after_s:.0f}s "
@@ -201,7 +197,7 @@ def start_build(store: GraphStore, features: FeatureSource, run_id: str, k: int 
         )
     if info.nodes != len(ids):
         raise errors.Conflict(f"graph {gid} was started on {info.nodes} rows but run {run_id} now has {len(ids)}")
-    if info.status == READY:
+    if info.status == GraphStatus.READY:
         return info, []
     return info, [i for i, edges in enumerate(node["block_edges"]) if edges < 0]
 
@@ -237,7 +233,7 @@ def claim_block(store: GraphStore, info: GraphInfo, index: int, owner: str | Non
 def _recorded_edges(store: GraphStore, info: GraphInfo, index: int) -> int | None:
     """The edges block ``index`` recorded, once the build finished (None while it is not)."""
     found = store.read(BLOCK_EDGES, {"graph": info.id, "block": index})
-    if found and found[0]["status"] == READY and found[0]["edges"] is not None and found[0]["edges"] >= 0:
+    if found and found[0]["status"] == GraphStatus.READY and found[0]["edges"] is not None and found[0]["edges"] >= 0:
         return found[0]["edges"]
     return None
 
@@ -299,7 +295,7 @@ def finish_block(store: GraphStore, lease: BlockLease, edges: int) -> None:
     info = lease.info
     if not store.write(MARK_BLOCK, {**lease.params, "edges": edges}):
         now = get_graph(store, info.id)
-        if now.status == BUILDING and now.build_id == info.build_id:
+        if now.status == GraphStatus.BUILDING and now.build_id == info.build_id:
             raise LeaseLost(f"graph {info.id}: block {lease.index} was taken over by another writer")
         raise superseded(info)
 
@@ -308,7 +304,7 @@ def finish_build(store: GraphStore, info: GraphInfo) -> GraphInfo:
     """Mark a graph whose blocks are all written ``ready``, with its edge count and build time."""
     if not store.write(FINISH_GRAPH, {"graph": info.id, "build": info.build_id}):
         now = get_graph(store, info.id)
-        if now.status == READY:
+        if now.status == GraphStatus.READY:
             return now
         raise errors.Conflict(
             f"instruction graph {info.id} is {now.status} with {now.blocks_done} of {now.blocks} blocks written"
@@ -330,7 +326,7 @@ def build_graph(store: GraphStore, features: FeatureSource, run_id: str, k: int 
     graph node; calling again resumes with the blocks still missing.
     """
     info, todo = start_build(store, features, run_id, k, tau, block_rows=block_rows, rebuild=rebuild)
-    if info.status == READY:
+    if info.status == GraphStatus.READY:
         return info
     try:
         if todo:

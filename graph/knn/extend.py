@@ -56,7 +56,6 @@ from gradwalk.graph.store.adapter import GraphStore
 if TYPE_CHECKING:
     import torch
 
-EXTENDING = "extending"
 ROWS_PER_READ = 2_000  # old rows whose list floors one read fetches (round trips cost ~0.1 s here)
 SCORE_BYTES = 64 << 20  # scores of one block of old rows against the new rows
 CHANGES_PER_WRITE = 2_000  # old rows changed per write transaction

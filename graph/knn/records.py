@@ -16,8 +16,7 @@ from gradwalk import errors
 from gradwalk.graph.knn.cypher import LIST_GRAPHS, READ_GRAPH
 from gradwalk.graph.knn.topk import block_ranges
 from gradwalk.graph.store.adapter import GraphStore
-
-BUILDING, READY, FAILED, DELETING, DELETED = "building", "ready", "failed", "deleting", "deleted"
+from gradwalk.statuses import GraphStatus
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def list_graphs(store: GraphStore, feature_run: str | None = None) -> list[Graph
 def ready_graph(store: GraphStore, graph: str, row_ids: Sequence[str]) -> GraphInfo:
     """A graph a walk may read: complete, with one node per given row."""
     info = get_graph(store, graph)
-    if info.status != READY:
+    if info.status != GraphStatus.READY:
         raise errors.Conflict(f"instruction graph {graph} is {info.status}, not ready")
     if len(row_ids) != info.nodes:
         grown = f"; its feature run has grown: run `gradwalk graph extend {graph}`" if len(row_ids) > info.nodes else ""

@@ -24,10 +24,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gradwalk import errors
-from gradwalk.graph.knn import build, records
+from gradwalk.graph.knn import build
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.catalog.dependants import dependants
 from gradwalk.platform.shared.schemas import DeletePublic, DependantsPublic
+from gradwalk.statuses import FEATURE_RUN_BUSY, FeatureRunStatus, GraphStatus
 
 if TYPE_CHECKING:
     from gradwalk.graph.store.adapter import GraphStore
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from gradwalk.platform.artifacts.feature_store import FeatureStore
 
 DELETE_BATCH = 5_000
-RUN_BUSY = ("queued", "warming up", "featurizing")  # a worker may still write the run's shards
 
 _READ = {
     "pool": "MATCH (o:Pool {name: $key}) RETURN o.status AS status, o.created_by AS created_by",
@@ -197,10 +197,10 @@ def delete_feature_run(store: GraphStore, run_id: str, *, features: FeatureStore
     """Delete a feature run: its graphs (with ``force``), its artifact files, then its record (a
     tombstone when a job used it). A run a worker may still write needs ``force``."""
     record = _record(store, "feature run", run_id)
-    if record["status"] == "deleted":
+    if record["status"] == FeatureRunStatus.DELETED:
         return DeletePublic(kind="feature run", name=run_id, outcome="already deleted")
     _allowed(caller, "feature run", run_id, record["created_by"])
-    if record["status"] in RUN_BUSY and not force:
+    if record["status"] in FEATURE_RUN_BUSY and not force:
         raise errors.Conflict(f"feature run {run_id} is {record['status']}: wait until it has finished, or "
                               "delete it with --force (a worker still running may leave files that a second "
                               "delete removes)")
@@ -219,10 +219,10 @@ def delete_graph(store: GraphStore, graph: str, *, caller: Principal, force: boo
                  batch: int = DELETE_BATCH) -> DeletePublic:
     """Delete an instruction graph's edges in batches, then its record (a tombstone when a job used it)."""
     record = _record(store, "graph", graph)
-    if record["status"] == records.DELETED:
+    if record["status"] == GraphStatus.DELETED:
         return DeletePublic(kind="graph", name=graph, outcome="already deleted")
     _allowed(caller, "graph", graph, record["created_by"])
-    if record["status"] == records.BUILDING and not force:
+    if record["status"] == GraphStatus.BUILDING and not force:
         raise errors.Conflict(f"graph {graph} is being built: wait until it has finished, or delete it with --force")
     _begin(store, "graph", graph, record["status"], caller, force, [])
     edges = build.delete_graph(store, graph, batch=batch, missing_ok=True)

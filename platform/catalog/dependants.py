@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradwalk.platform.shared.schemas import DependantsPublic, VersionRef
+from gradwalk.statuses import JobStatus
 
 if TYPE_CHECKING:
     from gradwalk.graph.store.adapter import GraphStore
 
-ACTIVE_JOB = ("queued", "running")
+ACTIVE_JOB = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 _LIVE = "status <> 'deleted'"
 

@@ -28,7 +28,6 @@ from gradwalk import errors
 from gradwalk.atomic import atomic_writer
 from gradwalk.platform.interfaces.client_records import Collection, FeatureRun, Graph
 from gradwalk.platform.shared.schemas import (
-    JOB_FINISHED,
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
@@ -38,7 +37,6 @@ from gradwalk.platform.shared.schemas import (
     GraphPublic,
     ImportReportPublic,
     JobPublic,
-    JobStatus,
     RowPublic,
     TokenCreated,
     TokenPublic,
@@ -46,6 +44,7 @@ from gradwalk.platform.shared.schemas import (
 )
 from gradwalk.platform.shared.waiting import progress_bar
 from gradwalk.platform.versions import exports
+from gradwalk.statuses import JOB_FINISHED, JobStatus
 
 DEFAULT_PORT = 8790
 

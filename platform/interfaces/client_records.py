@@ -30,12 +30,12 @@ from gradwalk.platform.shared.schemas import (
     MembersPage,
 )
 from gradwalk.platform.shared.waiting import Progress, feature_progress, progress_bar, wait_until
+from gradwalk.statuses import FeatureRunStatus, GraphStatus
 
 if TYPE_CHECKING:
     from gradwalk.platform.interfaces.client import Client
 
 ITER_PAGE_ROWS = 1_000
-STOPPED = {"failed", "deleting", "deleted"}  # a feature run or graph whose work will not end well
 FOLLOW_S = 24 * 3600.0  # how long wait() follows by default
 
 
@@ -99,6 +99,7 @@ class _Produced(_Record):
     route = ""
     detail: type[FeatureRunDetail | GraphDetail] = FeatureRunDetail
     done = ""  # the status the work ends in
+    stopped: frozenset[str] = frozenset()  # the statuses its work will not end well from
 
     def __init__(self, client: Client, key: str) -> None:
         super().__init__(client, f"/{self.route}/{key}", key)
@@ -115,7 +116,7 @@ class _Produced(_Record):
                 shown: bool, timeout: float | None, poll_s: float) -> Any:
         """``read()`` until the work is done (returned); its failure or deletion raises with the error."""
         with progress_bar(f"{self.kind} {self.name}") if shown else contextlib.nullcontext() as update:
-            return wait_until(read, done={self.done}, failed=STOPPED, what=f"{self.kind} {self.name}",
+            return wait_until(read, done={self.done}, failed=self.stopped, what=f"{self.kind} {self.name}",
                               progress=progress(update) if update is not None else None,
                               timeout_s=timeout if timeout is not None else FOLLOW_S, poll_s=poll_s)
 
@@ -123,7 +124,8 @@ class _Produced(_Record):
 class FeatureRun(_Produced):
     """``show()`` answers a :class:`FeatureRunDetail`; ``wait()`` follows the run or its extension."""
 
-    kind, route, detail, done = "feature run", "feature-runs", FeatureRunDetail, "complete"
+    kind, route, detail, done = "feature run", "feature-runs", FeatureRunDetail, FeatureRunStatus.COMPLETE
+    stopped = frozenset({FeatureRunStatus.FAILED, FeatureRunStatus.DELETING, FeatureRunStatus.DELETED})  # will not end well
 
     def extend(self) -> FeatureRunExtension:
         """Queue the featurisation of the pool rows the run lacks, with its own settings; ``adding``
@@ -138,7 +140,8 @@ class FeatureRun(_Produced):
 class Graph(_Produced):
     """``show()`` answers a :class:`GraphDetail`; ``wait()`` follows its build or extension."""
 
-    kind, route, detail, done = "graph", "graphs", GraphDetail, "ready"
+    kind, route, detail, done = "graph", "graphs", GraphDetail, GraphStatus.READY
+    stopped = frozenset({GraphStatus.FAILED, GraphStatus.DELETING, GraphStatus.DELETED})  # will not end well
 
     def extend(self) -> GraphExtension:
         """Queue the addition of the rows the graph's feature run gained (after its extension);
@@ -153,7 +156,7 @@ class Graph(_Produced):
         def read() -> GraphDetail:
             info = self.show()
             if rows is not None and info.status == self.done and info.nodes < rows:
-                return info.model_copy(update={"status": "extending"})  # queued, not yet claimed by a worker
+                return info.model_copy(update={"status": GraphStatus.EXTENDING})  # queued, not yet claimed by a worker
             return info
 
         return self._follow(read, _block_progress, progress, timeout, poll_s)

@@ -7,10 +7,11 @@ server must agree on (job statuses, record shapes, request limits) is defined he
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gradwalk.statuses import FeatureRunStatus, GraphStatus, JobStatus
 
 # What one read-only Cypher request may ask for (the server also bounds the bytes of its answer).
 DEFAULT_LIMIT = 1_000
@@ -23,17 +24,6 @@ MAX_K = 10_000  # out-edges per row an instruction graph may be asked for
 Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]  # ingest's record shapes
 
 
-class JobStatus(StrEnum):
-    """A selection job's life: queued, running, then one of the finished three."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-JOB_FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ExportFormat = Literal["jsonl", "rows"]
 Name = Field(min_length=1, max_length=200)
 
@@ -202,7 +192,7 @@ class GraphPublic(BaseModel):
     feature_run: str
     k: int
     tau: float
-    status: str  # building, ready, failed, deleting, deleted
+    status: GraphStatus
     nodes: int
     edges: int
     blocks: int
@@ -244,7 +234,7 @@ class FeatureRunPublic(BaseModel):
     """A feature run: what it featurises, with which settings, and how far it got."""
 
     id: str
-    status: str  # queued, warming up, featurizing, complete, failed
+    status: FeatureRunStatus
     kind: str  # gradient or embedding
     pool: str
     targets: list[str] = []

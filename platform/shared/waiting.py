@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from gradwalk import errors
+from gradwalk.statuses import FeatureRunStatus
 
 Progress = Callable[[int, int, str], None]
 
@@ -47,7 +48,7 @@ def wait_until(read: Callable[[], R], *, done: set[str], failed: set[str], what:
 def feature_progress(update: Progress) -> Callable[[Any], None]:
     """Turn a feature run's record into progress-bar updates: warm-up steps (gradient runs), then rows."""
     def show(run: Any) -> None:
-        if run.status == "warming up" and run.warmup_steps_total:
+        if run.status == FeatureRunStatus.WARMING_UP and run.warmup_steps_total:
             update(run.warmup_steps_done or 0, run.warmup_steps_total, "warm-up")
         elif run.rows_total:
             update(min(run.rows_done + run.rows_in_flight, run.rows_total), run.rows_total, "features")

@@ -30,7 +30,6 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.schemas import DatasetPublic, DiffPublic, VersionPublic
 from gradwalk.platform.versions import exports
 from gradwalk.platform.versions.rows import checked_rows
+from gradwalk.statuses import JobStatus, VersionStatus
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 BATCH_ROWS = 5_000
@@ -51,12 +51,6 @@ STALE_PENDING_S = 3600.0
 
 class JobEnded(errors.Conflict):
     """The job was cancelled (or failed) before its version was committed; nothing was published."""
-
-
-class VersionStatus(StrEnum):
-    PENDING = "pending"
-    COMPLETE = "complete"
-    RETIRED = "retired"
 
 
 # --- Cypher -------------------------------------------------------------------------------------
@@ -300,7 +294,7 @@ def _commit(tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> dict[str, A
     if existing is not None:
         return {"version": existing["version"], "existing": True}
     job = tx.run(_LOCK_JOB, params).single()
-    if job is not None and job["status"] in ("cancelled", "failed"):
+    if job is not None and job["status"] in (JobStatus.CANCELLED, JobStatus.FAILED):
         raise JobEnded(f"job {params['job_id']} is {job['status']}: its version of {params['dataset']!r} "
                        "is not published")
     record = tx.run(_COMMIT, params).single()

@@ -21,6 +21,7 @@ from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.shared.schemas import DiffPublic, VersionPublic
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import feature_extend, feature_runs, jobs
+from gradwalk.statuses import FeatureRunStatus
 
 _LAST_JOB = """
 MATCH (:Dataset {name: $dataset})-[:HAS_VERSION]->(v:DatasetVersion)-[:PRODUCED_BY]->(j:SelectionJob)
@@ -59,7 +60,7 @@ def like(store: GraphStore, dataset: str) -> jobs.JobRequest:
         run = feature_runs.get(store, request.feature_run)
         held = feature_extend.generations(run)[-1].rows
         pool_rows = store.read(_POOL_ROWS, {"pool": request.pool})[0]["n"]
-        if pool_rows != held or run.status != "complete":
+        if pool_rows != held or run.status != FeatureRunStatus.COMPLETE:
             raise errors.Conflict(
                 f"pool {request.pool!r} has {pool_rows} rows but feature run {request.feature_run} holds {held} "
                 f"({run.status}): run `gradwalk features extend {request.feature_run}` first")

@@ -24,8 +24,7 @@ from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.shared.schemas import FeatureRunExtension, FeatureRunPublic, Generation
 from gradwalk.platform.work import feature_runs
 from gradwalk.platform.work.task_names import FEATURES_EXTEND
-
-EXTENDING = "extending"
+from gradwalk.statuses import FEATURE_RUN_FINISHED, FeatureRunStatus
 
 # Only a complete run, or one whose extension failed, may be extended; the lock makes the check
 # and the status change one step, so two extensions never both start.
@@ -75,10 +74,10 @@ def extend(store: GraphStore, features: FeatureStore, run_id: str) -> FeatureRun
     """Queue the featurisation of the pool rows run ``run_id`` lacks; returns the run record with
     ``adding`` (rows queued; 0 when the run already holds every pool row, and nothing is queued)."""
     run = feature_runs.get(store, run_id)
-    if run.status not in ("complete", "failed"):
+    if run.status not in FEATURE_RUN_FINISHED:
         raise errors.Conflict(f"feature run {run_id} is {run.status!r}; extend it once it is complete")
     _, new = plan(store, features, run)
-    if not new and run.status == "complete":
+    if not new and run.status == FeatureRunStatus.COMPLETE:
         return FeatureRunExtension(**run.model_dump(), adding=0)
     claimed = store.write(_CLAIM, {"id": run_id, "generation": len(generations(run)) + 1})
     if not claimed:

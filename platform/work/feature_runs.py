@@ -24,6 +24,7 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work.task_names import FEATURES_RUN
+from gradwalk.statuses import FeatureRunStatus
 
 KINDS = tuple(FEATURE_INPUTS)
 EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
@@ -117,7 +118,7 @@ def get(store: GraphStore, run_id: str) -> FeatureRunPublic:
     return FeatureRunPublic.model_validate(run)
 
 
-def mark(store: GraphStore, run_id: str, status: str, **extra: Any) -> None:
+def mark(store: GraphStore, run_id: str, status: FeatureRunStatus, **extra: Any) -> None:
     """Set the status (and JSON-encoded dict/list extras) of a run; a run being deleted (or a
     tombstone) keeps its status, so a late worker cannot bring it back."""
     encoded = {k: json.dumps(v) if isinstance(v, dict | list) and k not in ("parts",) else v for k, v in extra.items()}
@@ -162,7 +163,6 @@ def target_ids(store: GraphStore, target: str) -> list[str]:
         "MATCH (n:ValExample)-[:OF_TARGET]->(:Target {name: $t}) RETURN n.id AS id ORDER BY id", {"t": target})]
 
 
-FINISHED = ("complete", "failed")
 
 
 def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRADIENT,
@@ -184,5 +184,5 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
 def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
          progress: Any = None) -> FeatureRunPublic:
     """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
-    return wait_until(lambda: get(store, run_id), done={"complete"}, failed={"failed"},
+    return wait_until(lambda: get(store, run_id), done={FeatureRunStatus.COMPLETE}, failed={FeatureRunStatus.FAILED},
                       what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)

@@ -21,6 +21,7 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
 from gradwalk.platform.work.task_names import GRAPH_BUILD, GRAPH_EXTEND
+from gradwalk.statuses import GraphStatus
 
 
 def queue_extension(graph: str) -> None:
@@ -55,16 +56,16 @@ def wait_build(store: GraphStore, reply: dict[str, Any], *, progress: Callable[[
 
     def read() -> records.GraphInfo:
         info = records.get_graph(store, graph)
-        if info.status == records.BUILDING and finisher is not None and finisher.failed():
-            return dataclasses.replace(info, status=records.FAILED, error=repr(finisher.result))
+        if info.status == GraphStatus.BUILDING and finisher is not None and finisher.failed():
+            return dataclasses.replace(info, status=GraphStatus.FAILED, error=repr(finisher.result))
         return info
 
     def show(info: records.GraphInfo) -> None:
         if progress is not None:
             progress(info.blocks_done, info.blocks)
 
-    stopped = {records.FAILED, records.DELETING, records.DELETED}
-    return wait_until(read, done={records.READY}, failed=stopped, what=f"building graph {graph}",
+    stopped = {GraphStatus.FAILED, GraphStatus.DELETING, GraphStatus.DELETED}
+    return wait_until(read, done={GraphStatus.READY}, failed=stopped, what=f"building graph {graph}",
                       progress=show, timeout_s=timeout_s, poll_s=poll_s)
 
 

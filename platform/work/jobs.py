@@ -23,10 +23,11 @@ from kombu.exceptions import OperationalError
 from gradwalk import errors
 from gradwalk.graph.selection.registry import get_method
 from gradwalk.graph.store.adapter import GraphStore
-from gradwalk.platform.shared.schemas import JOB_FINISHED, JobPublic, JobStatus
+from gradwalk.platform.shared.schemas import JobPublic
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
 from gradwalk.platform.work.task_names import SELECT_RUN
+from gradwalk.statuses import JOB_FINISHED, JobStatus
 
 log = logging.getLogger(__name__)
 

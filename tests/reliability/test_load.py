@@ -13,9 +13,9 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from gradwalk.platform.shared.schemas import JOB_FINISHED
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import jobs
+from gradwalk.statuses import JOB_FINISHED
 
 from .conftest import wait_for
 

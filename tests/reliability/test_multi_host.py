@@ -18,6 +18,7 @@ from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import feature_runs, jobs
 from gradwalk.platform.work.task_names import GRAPH_BUILD
+from gradwalk.statuses import GraphStatus
 
 from .conftest import TINY_POOL_ROWS as POOL_ROWS
 from .conftest import TINY_TARGET_ROWS as TARGET_ROWS
@@ -87,7 +88,7 @@ def test_workers_on_hosts_that_share_only_the_services(healed, hosts, prefix):
     # The killed host comes back; the gpu hosts build the graph, block by block.
     stack.restart(victim)
     build = stack.send(GRAPH_BUILD.name, run_id, K, -1.0, 4, False, queue="gpu").get(timeout=120)
-    info = wait_for(lambda: (g := graphs.get_graph(store, build["graph"])).status == graphs.READY and g,
+    info = wait_for(lambda: (g := graphs.get_graph(store, build["graph"])).status == GraphStatus.READY and g,
                     timeout_s=300, poll_s=0.5, what="the graph build")
     edges = store.read("MATCH (a)-[r:SIMILAR {graph: $g}]->(b) RETURN count(r) AS n, "
                        "count(DISTINCT [elementId(a), elementId(b)]) AS pairs", {"g": info.id})[0]

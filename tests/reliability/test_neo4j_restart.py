@@ -13,6 +13,7 @@ from gradwalk.graph.knn import records as graphs
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import jobs
 from gradwalk.platform.work.task_names import GRAPH_BUILD
+from gradwalk.statuses import GraphStatus
 
 from .conftest import wait_for
 
@@ -68,17 +69,17 @@ def test_neo4j_crash_during_graph_build_and_selection_jobs(healed, walkable, pre
     # Graph: ready by itself (tasks retried) or after a re-run that resumes the missing blocks.
     def settled():
         info = graphs.get_graph(store, graph)
-        return info if info.status != graphs.BUILDING else None
+        return info if info.status != GraphStatus.BUILDING else None
 
     try:
         info = wait_for(settled, timeout_s=120, poll_s=0.5, what=f"graph {graph} to settle")
-        rerun = info.status != graphs.READY
+        rerun = info.status != GraphStatus.READY
     except AssertionError:
         info, rerun = graphs.get_graph(store, graph), True
     if rerun:
-        assert info.status in (graphs.BUILDING, graphs.FAILED)  # never 'ready' while partial
+        assert info.status in (GraphStatus.BUILDING, GraphStatus.FAILED)  # never 'ready' while partial
         again = stack.send(GRAPH_BUILD.name, run.id, K + 4, 0.0, BLOCK_ROWS, False, queue="gpu").get(timeout=120)
-        info = wait_for(lambda: graphs.get_graph(store, graph).status == graphs.READY and graphs.get_graph(store, graph),
+        info = wait_for(lambda: graphs.get_graph(store, graph).status == GraphStatus.READY and graphs.get_graph(store, graph),
                         timeout_s=180, poll_s=0.5, what="the re-run build")
         assert again["graph"] == graph
     graph_done_s = time.monotonic() - down - outage_s

@@ -35,6 +35,7 @@ from gradwalk.platform.work.broker import GPU_QUEUE
 from gradwalk.platform.work.feature_runs import val_part
 from gradwalk.platform.work.task_names import FEATURES_EXTEND, FEATURES_FINISH, FEATURES_RUN, FEATURES_SHARD
 from gradwalk.settings import get_settings
+from gradwalk.statuses import FEATURE_RUN_FINISHED, FeatureRunStatus
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 
@@ -117,10 +118,10 @@ def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str])
     engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
     config = _engine_config(engine)
     warm = WarmupConfig(**run.warmup)
-    feature_runs.mark(store, run.id, "warming up", engine=engine)
+    feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, engine=engine)
 
     def warm_progress(done: int, total: int) -> None:
-        feature_runs.mark(store, run.id, "warming up", warmup_steps_done=done, warmup_steps_total=total)
+        feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, warmup_steps_done=done, warmup_steps_total=total)
 
     sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
     checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run.id, fetch=True), config, warm,
@@ -144,7 +145,7 @@ def _prepare_embeddings(run: FeatureRunPublic) -> dict[str, Any]:
 def run_features(run_id: str) -> dict[str, Any]:
     store = graph_store()
     run = feature_runs.get(store, run_id)
-    if run.status in ("complete", "failed"):
+    if run.status in FEATURE_RUN_FINISHED:
         return {"run": run_id, "status": run.status}
     try:
         ids = feature_runs.member_ids(store, run.pool)
@@ -154,12 +155,12 @@ def run_features(run_id: str) -> dict[str, Any]:
         for target in run.targets:
             shards += [(val_part(target), i, chunk)
                        for i, chunk in enumerate(_chunks(feature_runs.target_ids(store, target), size))]
-        feature_runs.mark(store, run_id, "featurizing", rows_total=sum(len(c) for *_, c in shards),
+        feature_runs.mark(store, run_id, FeatureRunStatus.FEATURIZING, rows_total=sum(len(c) for *_, c in shards),
                           shards_total=len(shards), **prepared)
         _fan_out(run_id, shards)
-        return {"run": run_id, "status": "featurizing", "shards": len(shards)}
+        return {"run": run_id, "status": FeatureRunStatus.FEATURIZING, "shards": len(shards)}
     except Exception as e:
-        feature_runs.mark(store, run_id, "failed", error=f"{type(e).__name__}: {e}"[:4000])
+        feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=f"{type(e).__name__}: {e}"[:4000])
         raise
 
 
@@ -179,7 +180,7 @@ def extend_features(run_id: str) -> dict[str, Any]:
     settings and warm-up (platform/work/feature_extend.py); the finish records the new generation."""
     store, features = graph_store(), feature_store()
     run = feature_runs.get(store, run_id)
-    if run.status != feature_extend.EXTENDING:
+    if run.status != FeatureRunStatus.EXTENDING:
         return {"run": run_id, "status": run.status}
     try:
         have, new = feature_extend.plan(store, features, run)
@@ -188,12 +189,12 @@ def extend_features(run_id: str) -> dict[str, Any]:
         first = max((m.shard for m in features.manifests(run_id, TRAIN_PART)), default=-1) + 1
         shards = [(TRAIN_PART, first + i, chunk)
                   for i, chunk in enumerate(_chunks(new, get_settings().feature_shard_rows))]
-        feature_runs.mark(store, run_id, feature_extend.EXTENDING, rows_total=len(have) + len(new) + val_rows,
+        feature_runs.mark(store, run_id, FeatureRunStatus.EXTENDING, rows_total=len(have) + len(new) + val_rows,
                           shards_total=(run.shards_total or 0) + len(shards))
         _fan_out(run_id, shards)
-        return {"run": run_id, "status": feature_extend.EXTENDING, "shards": len(shards), "rows": len(new)}
+        return {"run": run_id, "status": FeatureRunStatus.EXTENDING, "shards": len(shards), "rows": len(new)}
     except Exception as e:
-        feature_runs.mark(store, run_id, "failed", error=f"{type(e).__name__}: {e}"[:4000])
+        feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=f"{type(e).__name__}: {e}"[:4000])
         raise
 
 
@@ -214,7 +215,7 @@ def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[
         feature_runs.shard_done(store, run_id, f"{part}/{shard}", len(ids))
         return {"run": run_id, "part": part, "shard": shard, "rows": len(ids)}
     except Exception as e:
-        feature_runs.mark(store, run_id, "failed", error=f"shard {part}/{shard}: {type(e).__name__}: {e}"[:4000])
+        feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=f"shard {part}/{shard}: {type(e).__name__}: {e}"[:4000])
         raise
 
 
@@ -232,16 +233,16 @@ def finish_features(run_id: str) -> dict[str, Any]:
     if sum(rows.values()) + sum(skipped.values()) != run.rows_total:
         message = (f"feature run {run_id} finished with {sum(rows.values()) + sum(skipped.values())} "
                    f"of {run.rows_total} rows on disk")
-        feature_runs.mark(store, run_id, "failed", error=message)
+        feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=message)
         raise errors.Conflict(message)
     featureless = [part for part in parts if rows[part] == 0]
     if featureless:
         message = (f"feature run {run_id}: no row of {', '.join(featureless)} has a response token within "
                    f"max_length={run.engine.get('max_length')}; raise max_length or shorten the prompts")
-        feature_runs.mark(store, run_id, "failed", error=message)
+        feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=message)
         raise errors.InvalidInput(message)
     if any(skipped.values()):
         log.warning("feature run %s: rows without response tokens skipped: %s", run_id, skipped)
     feature_extend.finish_generation(store, run, rows[TRAIN_PART] + skipped[TRAIN_PART])
-    feature_runs.mark(store, run_id, "complete", parts=parts, rows=rows[TRAIN_PART], skipped=skipped)
-    return {"run": run_id, "status": "complete", "rows": rows, "skipped": skipped}
+    feature_runs.mark(store, run_id, FeatureRunStatus.COMPLETE, parts=parts, rows=rows[TRAIN_PART], skipped=skipped)
+    return {"run": run_id, "status": FeatureRunStatus.COMPLETE, "rows": rows, "skipped": skipped}

@@ -23,6 +23,7 @@ from gradwalk.graph.knn import build as graph_build
 from gradwalk.graph.knn import extend as graph_extend
 from gradwalk.graph.knn import records
 from gradwalk.platform.work.task_names import GRAPH_BLOCK, GRAPH_BUILD, GRAPH_EXTEND, GRAPH_FINISH
+from gradwalk.statuses import GraphStatus
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
@@ -43,7 +44,7 @@ def build(run_id: str, k: int = graph_build.DEFAULT_K, tau: float = graph_build.
     info, todo = graph_build.start_build(graph_store(), feature_store(), run_id, k, tau, block_rows=block_rows,
                                     rebuild=rebuild)
     reply = {"graph": info.id, "status": info.status, "blocks": info.blocks, "dispatched": len(todo)}
-    if info.status == records.READY:
+    if info.status == GraphStatus.READY:
         return reply
     body = finish.si(graph_id=info.id, build_id=info.build_id)
     blocks = [block.si(graph_id=info.id, index=index, build_id=info.build_id) for index in todo]
@@ -64,7 +65,7 @@ def _current(graph_id: str, build_id: str) -> records.GraphInfo | None:
         info = records.get_graph(graph_store(), graph_id)
     except errors.NotFound:
         return None
-    return info if info.status == records.BUILDING and info.build_id == build_id else None
+    return info if info.status == GraphStatus.BUILDING and info.build_id == build_id else None
 
 
 @app.task(name=GRAPH_BLOCK.name, bind=True, max_retries=NEO4J_RETRIES)

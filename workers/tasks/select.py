@@ -28,6 +28,7 @@ from gradwalk.platform.versions.datasets import JobEnded, publish
 from gradwalk.platform.work import feature_runs, jobs
 from gradwalk.platform.work.feature_runs import val_part
 from gradwalk.platform.work.task_names import SELECT_RUN
+from gradwalk.statuses import JobStatus
 from gradwalk.workers.app import app
 from gradwalk.workers.context import feature_store, graph_store
 from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
@@ -82,7 +83,7 @@ def run_selection(self, job_id: str) -> dict[str, Any]:
         return _run(store, job_id)
     except jobs.Cancelled:
         log.info("job %s cancelled", job_id)
-        return {"job": job_id, "status": "cancelled"}
+        return {"job": job_id, "status": JobStatus.CANCELLED}
     except errors.ServiceUnavailable as e:
         log.warning("job %s: %s; waiting for Neo4j", job_id, e)
         retry_when_neo4j_is_back(self, e, store)  # a rerun publishes at most one version (datasets.publish)
@@ -163,4 +164,4 @@ def _run(store, job_id: str) -> dict[str, Any]:
         raise jobs.Cancelled(str(e)) from e
     summary = selection.summary()
     jobs.succeed(store, job_id, dataset=job.dataset, version=version, summary=summary)
-    return {"job": job_id, "status": "succeeded", "dataset": job.dataset, "version": version}
+    return {"job": job_id, "status": JobStatus.SUCCEEDED, "dataset": job.dataset, "version": version}

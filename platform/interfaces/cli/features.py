@@ -16,6 +16,7 @@ import typer
 from gradwalk.platform.interfaces.cli.common import JsonFlag, client, print_json
 from gradwalk.platform.interfaces.cli.verbs import ForceFlag, echo_dependants, finish_delete
 from gradwalk.platform.shared.schemas import FIXED_SETTINGS, FeatureRunExtension, FeatureRunPublic
+from gradwalk.statuses import FeatureRunStatus
 
 features_app = typer.Typer(help="Gradient features or embeddings of a pool and its targets (GPU workers).",
                            no_args_is_help=True)
@@ -77,7 +78,7 @@ def features_extend(
         run = FeatureRunExtension(**handle.wait(progress=not json_out).model_dump(), adding=run.adding)
     if json_out:
         typer.echo(run.model_dump_json())
-    elif not run.adding and run.status == "complete":
+    elif not run.adding and run.status == FeatureRunStatus.COMPLETE:
         typer.echo(f"{run_id}: already holds every row of pool {run.pool}; nothing to add")
     else:
         typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.adding} new rows with the run's own settings "

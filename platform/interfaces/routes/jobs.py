@@ -10,8 +10,9 @@ from gradwalk import errors
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.changes import jobs as job_changes
 from gradwalk.platform.interfaces.routes.deps import ChangeDep, StoreDep
-from gradwalk.platform.shared.schemas import JobCreate, JobPublic, JobStatus
+from gradwalk.platform.shared.schemas import JobCreate, JobPublic
 from gradwalk.platform.work import jobs
+from gradwalk.statuses import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -21,6 +21,7 @@ from gradwalk.platform.interfaces.ui.web import COOKIE, RIGHTS, Caller, PageRout
 from gradwalk.platform.local.stack import local_services
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import jobs
+from gradwalk.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
@@ -140,7 +141,7 @@ def _job(store, job_id: str) -> dict[str, Any]:
 def job_page(request: Request, me: Caller, job_id: str) -> HTMLResponse:
     job = _job(request.app.state.store, job_id)
     mine = me.role == "admin" or (me.role == "curator" and job.get("created_by") == me.name)
-    return render(request, "job.html", job=job, may_cancel=mine and job["status"] in ("queued", "running"),
+    return render(request, "job.html", job=job, may_cancel=mine and job["status"] in (JobStatus.QUEUED, JobStatus.RUNNING),
                   error=plain_error(job.get("error")))
 
 
