@@ -19,7 +19,8 @@ CLI = Path(cli.__file__).parent
 BOOTSTRAP = {"services", "migrate", "doctor", "demo", "api", "bootstrap"}
 # What a command that goes through the API may load of gradwalk: the client and what it shares with
 # the server (the client's own list, tests/test_layout.py), and the CLI's own modules.
-CLIENT_SIDE = ("gradwalk.errors", "gradwalk.platform.interfaces.client", "gradwalk.platform.interfaces.client_records",
+CLIENT_SIDE = ("gradwalk.errors", "gradwalk.statuses", "gradwalk.platform.interfaces.client",
+               "gradwalk.platform.interfaces.client_records",
                "gradwalk.platform.shared.", "gradwalk.platform.interfaces.cli.common",
                "gradwalk.platform.interfaces.cli.verbs", "gradwalk.platform.interfaces.cli.pool")
 
