@@ -49,6 +49,7 @@ from gradwalk.graph.selection.walk import (
     PrefetchingNeighborSource,
     gradient_walk,
     no_graph_selection,
+    relevance_to,
 )
 
 __all__ = [
@@ -124,6 +125,27 @@ class G2ISParams(_RatioParams):
         check_fraction(self.variance, "variance")
         check_positive_int(self.anchor_pool, "anchor_pool")
         check_choice(self.fallback, "fallback", FALLBACKS)
+
+
+STEPS = ("similarity", "relevance")
+
+
+@dataclass(frozen=True)
+class TargetWalkParams(G2ISParams):
+    """``g2is-target``: the G2IS walk, steered by the target's shared direction (docs/quality.md).
+
+    ``centre=False`` keeps the direction the validation gradients share as the first component;
+    ``step="relevance"`` takes a node's qualifying neighbours most relevant to the target first.
+    """
+
+    centre: bool = False
+    step: str = "relevance"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.centre, bool):
+            raise InvalidInput(f"centre must be true or false, got {self.centre!r}")
+        check_choice(self.step, "step", STEPS)
 
 
 @dataclass(frozen=True)
@@ -210,6 +232,14 @@ def _g2is(inputs: SelectionInputs, p: G2ISParams) -> Selection:
     return _with_params(walked, p)
 
 
+def _target_walk(inputs: SelectionInputs, p: TargetWalkParams) -> Selection:
+    components, weights = core_components(inputs.val_features, p.variance, centre=p.centre)
+    relevance = relevance_to(inputs.train_features, inputs.val_features) if p.step == "relevance" else None
+    walked = gradient_walk(inputs.train_features, components, weights, inputs.neighbors, p.ratio, p.delta,
+                           p.anchor_pool, p.fallback, relevance=relevance)
+    return _with_params(walked, p)
+
+
 def _g2is_on_embeddings(inputs: SelectionInputs, p: G2ISParams) -> Selection:
     """The "w/o gradient" ablation: the G2IS walk with embeddings in place of gradient features."""
     return _g2is(dataclasses.replace(inputs, train_features=inputs.train_embeddings,
@@ -239,6 +269,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("g2is", G2ISParams, ("train_features", "val_features", "neighbors"), _g2is),
+        Method("g2is-target", TargetWalkParams, ("train_features", "val_features", "neighbors"), _target_walk),
         Method("g2is-no-graph", NoGraphParams, ("train_features", "val_features"), _no_graph),
         Method("g2is-no-gradient", G2ISParams, ("train_embeddings", "val_embeddings", "neighbors"),
                _g2is_on_embeddings),

@@ -228,10 +228,13 @@ class _ComponentWalk:
         self.alignment = abs(self.total_along) / np.sqrt(self.total_sq) if self.total_sq > 0 else 0.0
 
     def run(
-        self, neighbors: Callable[[int], np.ndarray], prefetch: Callable[[np.ndarray], None] | None, paper: bool
+        self, neighbors: Callable[[int], np.ndarray], prefetch: Callable[[np.ndarray], None] | None, paper: bool,
+        relevance: np.ndarray | None = None,
     ) -> tuple[list[int], list[bool]]:
         """Walk from the anchor until the budget is met or, in strict mode, nothing qualifies.
 
+        The neighbours of the last node are tried most similar first (the paper), or, given
+        ``relevance`` (a score per row), most relevant first, the graph's order breaking ties.
         Returns the rows in order and, for each, whether the fallback (not an edge) brought it in.
         """
         self.add(self.best_untaken())
@@ -241,6 +244,8 @@ class _ComponentWalk:
             free = listed[~self.taken[listed]]
             if prefetch is not None and free.size:
                 prefetch(free)
+            if relevance is not None:
+                free = free[np.argsort(-relevance[free], kind="stable")]
             row = self.first_qualifying(free)
             jumped.append(row is None)
             if row is None:
@@ -360,6 +365,7 @@ def gradient_walk(
     delta: float = 0.8,
     anchor_pool: int = 1000,
     fallback: str = "strict",
+    relevance: np.ndarray | None = None,
 ) -> Selection:
     """Select floor(N·ratio) rows by walking the instruction graph from each component's anchor.
 
@@ -372,11 +378,19 @@ def gradient_walk(
     ``anchor_pool`` is the released code's top-rows window for the anchor; because the anchor falls
     back to the best untaken row when the window is all taken, the pick is the best untaken row by
     X·K_i for every window size. It is validated and recorded for provenance.
+
+    ``relevance`` [N] (optional, not the paper's) changes the step rule only: a node's qualifying
+    neighbours are taken most relevant first instead of most similar first (see :func:`relevance_to`).
     """
     features = _working(check_matrix(train_features, "train_features"))
     n, dim = features.shape
     directions = check_directions(components, dim)
     weights = check_weights(weights, directions.shape[0])
+    if relevance is not None:
+        relevance = check_matrix(np.reshape(relevance, (-1, 1)), "relevance").astype(np.float64).ravel()
+        if relevance.size != n:
+            raise InvalidInput(f"relevance has {relevance.size} entries but train_features has {n} rows")
+        check_finite(relevance, "relevance")
     ratio = check_fraction(ratio, "ratio")
     delta = check_fraction(delta, "delta", allow_zero=True)
     anchor_pool = check_positive_int(anchor_pool, "anchor_pool")
@@ -403,7 +417,8 @@ def gradient_walk(
         # A walk is a long chain of small products: BLAS threads only add wake-up latency to each
         # (twice the time on a busy machine), so they are held to one while it runs.
         with _blas().limit(limits=1, user_api="blas"):
-            rows, jumped = walk.run(lambda node: _listed(source, node, n, checked), prefetch, fallback == "paper")
+            rows, jumped = walk.run(lambda node: _listed(source, node, n, checked), prefetch, fallback == "paper",
+                                    relevance)
         picked += rows
         component += [index] * len(rows)
         step += range(len(rows))
@@ -422,6 +437,15 @@ def gradient_walk(
         reached_by=tuple(reached_by),
         components=tuple(reports),
     )
+
+
+def relevance_to(train_features: np.ndarray, val_features: np.ndarray) -> np.ndarray:
+    """Each pool row's relevance to a target: X·mean(V) in float64, the mean cosine to the target's
+    validation rows (unit rows), which is LESS's score for one subtask and one checkpoint."""
+    features = _working(check_matrix(train_features, "train_features"))
+    target = check_matrix(val_features, "val_features", dim=features.shape[1]).astype(np.float64).mean(axis=0)
+    return np.concatenate([features[start : start + _BLOCK_ROWS].astype(np.float64) @ target
+                           for start in range(0, max(features.shape[0], 1), _BLOCK_ROWS)])
 
 
 def no_graph_selection(

@@ -33,3 +33,22 @@ def test_core_components_refuse_a_target_without_variance():
         core_components(np.ones((5, 4)))
     with pytest.raises(InvalidInput, match="variance"):
         core_components(np.eye(4), variance=0.0)
+
+
+def test_uncentred_components_lead_with_the_direction_the_rows_share(clustered):
+    rng = np.random.default_rng(5)
+    val = clustered(rng, 40, 12, clusters=5)
+    mean = val.mean(axis=0) / np.linalg.norm(val.mean(axis=0))
+
+    shared, shared_weights = core_components(val, 0.5, centre=False)
+    differing, _ = core_components(val, 0.5, centre=True)
+
+    _, singular, vt = np.linalg.svd(val, full_matrices=False)
+    power = singular**2 / (singular**2).sum()
+    keep = int(np.searchsorted(np.cumsum(power), 0.5, side="right")) + 1
+    np.testing.assert_allclose(np.abs(shared @ vt[:keep].T), np.eye(keep), atol=1e-8)
+    np.testing.assert_allclose(shared_weights, power[:keep] / power[:keep].sum(), rtol=1e-9)
+    assert shared[0] @ mean > 0.95  # the rows share an offset: the first uncentred component is it
+    assert abs(differing[0] @ mean) < shared[0] @ mean
+    with pytest.raises(InvalidInput, match="all zero"):
+        core_components(np.zeros((5, 4)), centre=False)

@@ -33,7 +33,7 @@ def test_registry_runs_methods_with_typed_params_and_records_them(clustered, bru
 
 def test_each_method_reads_the_feature_run_kind_its_inputs_come_from():
     kinds = {name: method.feature_kind for name, method in METHODS.items()}
-    assert kinds == {"g2is": "gradient", "g2is-no-graph": "gradient", "less": "gradient",
+    assert kinds == {"g2is": "gradient", "g2is-target": "gradient", "g2is-no-graph": "gradient", "less": "gradient",
                      "g2is-no-gradient": "embedding", "embedding": "embedding", "random": None}
 
 
@@ -59,6 +59,8 @@ def test_the_no_gradient_ablation_is_the_walk_on_embeddings(clustered, brute_nei
         ("g2is", {"delta": 0.5}, {}, "ratio"),
         ("g2is", {"ratio": 0.2}, {"neighbors": None}, "neighbors"),
         ("walk", {"ratio": 0.2}, {}, "walk"),
+        ("g2is-target", {"ratio": 0.2, "step": "nearest"}, {}, "step"),
+        ("g2is-target", {"ratio": 0.2, "centre": "no"}, {}, "centre"),
     ],
 )
 def test_registry_refuses_unknown_names_and_missing_inputs(name, params, inputs, named):
@@ -66,3 +68,32 @@ def test_registry_refuses_unknown_names_and_missing_inputs(name, params, inputs,
     full = {"train_features": rows, "val_features": rows, "neighbors": np.array([[1], [0]])}
     with pytest.raises(InvalidInput, match=named):
         get_method(name).select(SelectionInputs(**(full | inputs)), params)
+
+
+def _pool(clustered, brute_neighbors, seed=23, n=120):
+    rng = np.random.default_rng(seed)
+    x, val = clustered(rng, n, 8), clustered(rng, 12, 8)
+    return SelectionInputs(train_features=x, val_features=val, neighbors=brute_neighbors(x, 10), pool_size=n)
+
+
+def test_g2is_target_with_the_papers_choices_is_g2is(clustered, brute_neighbors):
+    inputs = _pool(clustered, brute_neighbors)
+    paper = get_method("g2is").select(inputs, {"ratio": 0.2, "delta": 0.6})
+    same = get_method("g2is-target").select(inputs, {"ratio": 0.2, "delta": 0.6, "centre": True, "step": "similarity"})
+    assert list(same) == list(paper)
+    assert same.summary()["params"] == {"ratio": 0.2, "delta": 0.6, "variance": 0.5, "anchor_pool": 1000,
+                                        "fallback": "strict", "centre": True, "step": "similarity"}
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.2, 0.5])
+def test_g2is_target_is_deterministic_keeps_its_budgets_and_never_repeats_a_row(ratio, clustered, brute_neighbors):
+    inputs = _pool(clustered, brute_neighbors, seed=29)
+    first = get_method("g2is-target").select(inputs, {"ratio": ratio})
+    again = get_method("g2is-target").select(inputs, {"ratio": ratio})
+
+    assert list(first) == list(again)
+    assert len(set(first)) == len(first)
+    assert len(first) + first.shortfall == int(np.floor(120 * ratio))
+    for report in first.components:
+        assert (first.component == report.index).sum() == report.selected <= report.budget
+    assert len(first.components) == len(core_components(inputs.val_features, 0.5, centre=False)[1])

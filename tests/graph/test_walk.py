@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gradwalk.errors import InvalidInput
 from gradwalk.graph.selection.common import allocate_budgets, target_size
 from gradwalk.graph.selection.pca import core_components
-from gradwalk.graph.selection.walk import gradient_walk, no_graph_selection
+from gradwalk.graph.selection.walk import gradient_walk, no_graph_selection, relevance_to
 
 
 def _load_reference():
@@ -247,6 +247,8 @@ def test_a_neighbour_source_object_walks_like_the_table_and_is_asked_to_prefetch
         ({"neighbors": np.full((4, 2), 9)}, "neighbors"),
         ({"neighbors": [[1], [0, 7], [0], [2]]}, "neighbors"),
         ({"neighbors": 5}, "neighbors"),
+        ({"relevance": [1.0, 2.0]}, "relevance"),
+        ({"relevance": [1.0, np.nan, 0.0, 0.0]}, "relevance"),
     ],
 )
 def test_walk_refuses_bad_input_and_names_the_parameter(change, named):
@@ -269,3 +271,22 @@ def test_no_graph_fills_each_budget_in_x_k_order_without_repeats():
 
     # Component 1 ranks R0, R1 | R3, R2; component 2 ranks R1, R0, R3, R2 and finds R1, R0 taken.
     assert triples(result) == [(0, 0, 0), (1, 0, 1), (3, 1, 0), (2, 1, 1)]
+
+
+@pytest.mark.parametrize("fallback", ["strict", "paper"])
+def test_a_relevance_step_walks_as_the_plain_walk_on_lists_sorted_by_relevance(fallback, clustered, brute_neighbors):
+    """The relevance step only reorders each node's neighbour list (ties keep the graph's order)."""
+    rng = np.random.default_rng(31)
+    x, val = clustered(rng, 150, 8), clustered(rng, 10, 8)
+    table = brute_neighbors(x, 12)
+    relevance = relevance_to(x, val)
+    np.testing.assert_allclose(relevance, x @ val.mean(axis=0), rtol=1e-12)
+    resorted = np.take_along_axis(table, np.argsort(-relevance[table], axis=1, kind="stable"), axis=1)
+    components, weights = core_components(val, 0.8)
+
+    stepped = gradient_walk(x, components, weights, table, 0.3, 0.7, fallback=fallback, relevance=relevance)
+    plain = gradient_walk(x, components, weights, resorted, 0.3, 0.7, fallback=fallback)
+
+    assert list(stepped) == list(plain)
+    assert stepped.reached_by == plain.reached_by
+    assert list(stepped) != list(gradient_walk(x, components, weights, table, 0.3, 0.7, fallback=fallback))
