@@ -183,10 +183,33 @@ class PlantedExperiment(Experiment):
                                      - hit.sum()),
                 "seconds": round(seconds, 3), **extra}
 
+    def diagnose(self, target: str) -> dict:
+        """Where the target's own rows sit: in LESS's order, and along each component (centred or not)."""
+        from gradwalk.graph.selection.pca import core_components
+        from gradwalk.graph.selection.walk import relevance_to
+
+        pool, val, _ = self.variant("full")
+        planted = np.flatnonzero(np.isin(self.kept, self.planted_rows[target]))
+
+        def ranks(scores: np.ndarray) -> list[int]:
+            order = np.argsort(-scores, kind="stable")
+            return sorted(int(r) for r in np.flatnonzero(np.isin(order, planted)))
+
+        out = {"less_ranks": ranks(relevance_to(pool, val[target]))}
+        for centre in (True, False):
+            components, weights = core_components(val[target], 0.5, centre=centre)
+            out["centred" if centre else "uncentred"] = [
+                {"weight": round(float(w), 3), "planted_ranks": ranks(pool @ k)[:10],
+                 "mean_cos_to_target": round(float(k @ val[target].mean(axis=0)), 3)}
+                for k, w in zip(components, weights, strict=True)]
+        return out
+
     def run_group(self, group: str, variants: Sequence[Variant]) -> None:
         targets = TUNING if group == "tuning" else CONFIRMATION
         table = self.results.data.setdefault("planted", {})
         for target in targets:
+            if group == "tuning":
+                self.results.data.setdefault("diagnostics", {})[target] = self.diagnose(target)
             for ratio in self.s.ratios:
                 budget = int(np.floor(self.kept.size * ratio))
                 kept_planted = int(np.isin(self.planted_rows[target], self.kept).sum())

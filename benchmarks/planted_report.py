@@ -89,3 +89,39 @@ def _interval(hits: list[np.ndarray], draws: list[np.ndarray] | None,
     spread = _total(hits, draws) - (_total(minus, draws) if minus else 0.0)
     low, high = np.percentile(spread, [2.5, 97.5])
     return point, float(low), float(high)
+
+
+def plot(data: dict, path, methods: Sequence[str]) -> None:
+    """Recall with its 95% interval per method, one panel per group and budget (confirmation: CONFIRMED only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(data["planted"].values())
+    panels = [(g, r) for g in ("tuning", "confirmation") for r in sorted({x["ratio"] for x in rows})
+              if any(x["group"] == g for x in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * len(methods) + 1.6), sharey=True,
+                             squeeze=False)
+    for ax, (group, ratio) in zip(axes[0], panels, strict=True):
+        mine = [x for x in rows if x["group"] == group and x["ratio"] == ratio]
+        targets = list(dict.fromkeys(x["target"] for x in mine))
+        at = {(x["target"], x["method"]): x for x in mine}
+        draws = _draws(_hits(at, targets, "less"), BOOTSTRAP)
+        for y, method in enumerate(methods):
+            if method != RANDOM and (targets[0], method) not in at:
+                continue
+            hits = _random_hits(at, targets) if method == RANDOM else _hits(at, targets, method)
+            recall, low, high = _interval(hits, draws, None)
+            ax.errorbar(recall, y, xerr=[[recall - low], [high - recall]], fmt="o", capsize=3,
+                        color="grey" if method == RANDOM else "C0" if method != "g2is-target" else "C3")
+        budget = at[(targets[0], "expected random")]["selected"]
+        ax.set_title(f"{group}: {ratio:.0%} ({budget} rows)\n{', '.join(targets)}", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("planted rows found (recall)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(methods)), methods, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -188,6 +188,17 @@ class Method:
     params: type
     needs: tuple[str, ...]
     run: Callable[[SelectionInputs, Any], Selection]
+    description: str  # one line, for --help, the client and the web page's submit form
+
+    def defaults(self) -> dict[str, Any]:
+        """Each parameter with its default (None where the caller must give it: the ratio)."""
+        return {f.name: None if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(self.params)}
+
+    def usage(self) -> str:
+        """One line: name, parameters with defaults, what it does."""
+        params = ", ".join(name if value is None else f"{name}={value}" for name, value in self.defaults().items())
+        return f"{self.name} ({params}): {self.description}"
 
     @property
     def feature_kind(self) -> str | None:
@@ -268,14 +279,21 @@ def _random(inputs: SelectionInputs, p: RandomParams) -> Selection:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("g2is", G2ISParams, ("train_features", "val_features", "neighbors"), _g2is),
-        Method("g2is-target", TargetWalkParams, ("train_features", "val_features", "neighbors"), _target_walk),
-        Method("g2is-no-graph", NoGraphParams, ("train_features", "val_features"), _no_graph),
+        Method("g2is", G2ISParams, ("train_features", "val_features", "neighbors"), _g2is,
+               "the paper's G2IS: walk the gradient graph from the anchors of the validation gradients' "
+               "principal components"),
+        Method("g2is-target", TargetWalkParams, ("train_features", "val_features", "neighbors"), _target_walk,
+               "G2IS steered by the target: components of what the validation gradients share, steps to the "
+               "neighbour most relevant to the target (docs/quality.md)"),
+        Method("g2is-no-graph", NoGraphParams, ("train_features", "val_features"), _no_graph,
+               "ablation: G2IS's components and budgets, rows in order of alignment, no walk"),
         Method("g2is-no-gradient", G2ISParams, ("train_embeddings", "val_embeddings", "neighbors"),
-               _g2is_on_embeddings),
-        Method("less", LessParams, ("train_features", "val_features"), _less),
-        Method("embedding", EmbeddingParams, ("train_embeddings", "val_embeddings"), _embedding),
-        Method("random", RandomParams, ("pool_size",), _random),
+               _g2is_on_embeddings, "ablation: the G2IS walk on sentence embeddings and their graph"),
+        Method("less", LessParams, ("train_features", "val_features"), _less,
+               "LESS: the rows whose Adam-aware gradients are most similar to the target's mean validation gradient"),
+        Method("embedding", EmbeddingParams, ("train_embeddings", "val_embeddings"), _embedding,
+               "the rows whose sentence embeddings are closest to the target's validation examples"),
+        Method("random", RandomParams, ("pool_size",), _random, "a seeded uniform sample: the baseline"),
     )
 }
 

@@ -41,9 +41,9 @@ def response_losses(model, tokenizer, examples: Sequence[dict], max_length: int,
     return losses
 
 
-def option_accuracy(model, tokenizer, records: Sequence[dict], max_length: int, batch_size: int = 16) -> float:
-    """The share of ``records`` (each with ``options`` and the right one as ``gold``) whose
-    lowest-loss option, the end-of-turn marker included, is ``gold``. A record with an option that
+def option_correct(model, tokenizer, records: Sequence[dict], max_length: int, batch_size: int = 16) -> np.ndarray:
+    """Per record (each with ``options`` and the right one as ``gold``), 1.0 where its lowest-loss
+    option, the end-of-turn marker included, is ``gold``, else 0.0. A record with an option that
     cannot be scored within ``max_length`` counts as wrong."""
     candidates, owner = [], []
     for n, record in enumerate(records):
@@ -53,12 +53,17 @@ def option_accuracy(model, tokenizer, records: Sequence[dict], max_length: int, 
             owner.append(n)
     losses = response_losses(model, tokenizer, candidates, max_length, batch_size)
     owner = np.asarray(owner)
-    correct = 0
+    correct = np.zeros(len(records))
     for n, record in enumerate(records):
         mine = losses[owner == n]
         if not np.isnan(mine).any():
-            correct += record["options"][int(np.argmin(mine))] == record["gold"]
-    return correct / len(records)
+            correct[n] = record["options"][int(np.argmin(mine))] == record["gold"]
+    return correct
+
+
+def option_accuracy(model, tokenizer, records: Sequence[dict], max_length: int, batch_size: int = 16) -> float:
+    """The share of ``records`` answered right by option likelihood (:func:`option_correct`)."""
+    return float(option_correct(model, tokenizer, records, max_length, batch_size).mean())
 
 
 @torch.no_grad()

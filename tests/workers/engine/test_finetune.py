@@ -9,7 +9,7 @@ import torch
 
 from gradwalk.errors import InvalidInput
 from gradwalk.workers.engine.config import EngineConfig
-from gradwalk.workers.engine.evaluate import greedy_answers, option_accuracy, response_losses
+from gradwalk.workers.engine.evaluate import greedy_answers, option_accuracy, option_correct, response_losses
 from gradwalk.workers.engine.finetune import FinetuneConfig, finetune
 from gradwalk.workers.engine.lora import lora_layers, lora_params
 from gradwalk.workers.engine.models import load_model
@@ -81,6 +81,7 @@ def test_option_accuracy_picks_the_lowest_loss_option(base):
     best, worst = options[int(np.argmin(losses))], options[int(np.argmax(losses))]
     assert best == "Paris."
     assert option_accuracy(*base, [{**record, "gold": best}, {**record, "gold": worst}], max_length=64) == 0.5
+    assert option_correct(*base, [{**record, "gold": worst}, {**record, "gold": best}], max_length=64).tolist() == [0, 1]
     # an option cut away by max_length cannot be scored: the record counts as wrong
     assert option_accuracy(*base, [{**record, "gold": best}], max_length=12) == 0.0
 
