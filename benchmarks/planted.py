@@ -147,7 +147,7 @@ class PlantedExperiment(Experiment):
     def variant(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """Pool features, validation features and kNN table under a feature variant (cached kNN)."""
         if name not in self.variants:
-            from gradwalk.graph.knn import knn_graph
+            from gradwalk.graph.knn.topk import knn_graph
 
             transform = _feature_transform(name, self.pool_features.shape[1], self.s.warmup_epochs,
                                            self.results.data["stages"]["warmup"]["lrs"])
@@ -159,8 +159,8 @@ class PlantedExperiment(Experiment):
         return self.variants[name]
 
     def recall(self, target: str, display: str, registry: str, params: dict, features: str, ratio: float) -> dict:
-        from gradwalk.graph.selection import METHODS as REGISTRY
-        from gradwalk.graph.selection import SelectionInputs
+        from gradwalk.graph.selection.registry import METHODS as REGISTRY
+        from gradwalk.graph.selection.registry import SelectionInputs
 
         pool, val, table = self.variant(features)
         inputs = SelectionInputs(train_features=pool, val_features=val[target], neighbors=table,
@@ -262,8 +262,8 @@ def _feature_transform(name: str, dim: int, checkpoints: int, lrs: Sequence[floa
 
 def _equal_budgets(inputs, params: dict, ratio: float):
     """The G2IS walk with every component given the same weight (the budgets stage)."""
-    from gradwalk.graph.pca import core_components
-    from gradwalk.graph.walk import gradient_walk
+    from gradwalk.graph.selection.pca import core_components
+    from gradwalk.graph.selection.walk import gradient_walk
 
     components, weights = core_components(inputs.val_features, params.get("variance", 0.5))
     return gradient_walk(inputs.train_features, components, np.ones_like(weights), inputs.neighbors, ratio,
