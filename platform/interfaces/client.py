@@ -279,7 +279,22 @@ class Client:
                sources: list[str] | None = None, **params: Any) -> Job:
         """Submit a selection job; ``ratio`` and ``params`` are the method's parameters. Several
         targets pool their validation features (multi-target selection); ``sources`` selects only
-        from the pool's rows of those record sources."""
+        from the pool's rows of those record sources.
+
+        Methods, with their parameters beside ``ratio`` (docs/quality.md says which to use for what):
+
+        - ``g2is`` (delta=0.8, variance=0.5, anchor_pool=1000, fallback='strict'): the paper's G2IS, a
+          walk on the gradient graph from the anchors of the validation gradients' principal components.
+        - ``g2is-target`` (delta=0.8, variance=0.5, anchor_pool=1000, fallback='strict', centre=False,
+          step='relevance'): G2IS steered by the target: components of what the validation gradients
+          share, each step to the qualifying neighbour most relevant to the target.
+        - ``g2is-no-graph`` (variance=0.5): ablation, G2IS's components and budgets without the walk.
+        - ``g2is-no-gradient`` (delta=0.8, variance=0.5, anchor_pool=1000, fallback='strict'): ablation,
+          the G2IS walk on sentence embeddings.
+        - ``less`` (): the rows whose Adam-aware gradients are closest to the target's mean validation gradient.
+        - ``embedding`` (reduce='max'): the rows whose sentence embeddings are closest to the target's.
+        - ``random`` (seed=0): a seeded uniform sample, the baseline.
+        """
         if ratio is not None:
             params["ratio"] = ratio
         body = {"pool": pool, "targets": [target] if isinstance(target, str) else list(target),

@@ -66,3 +66,19 @@ def test_help_starts_without_driver_queue_or_torch():
             "print(sorted(m for m in ('neo4j', 'celery', 'torch', 'uvicorn', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_selection_method_is_described_where_users_choose_one():
+    """job submit --help and the client's select() name each method with its parameters and defaults."""
+    import re
+
+    from gradwalk.graph.selection.registry import METHODS
+    from gradwalk.platform.interfaces.client import Client
+
+    helped = " ".join(CliRunner().invoke(app, ["job", "submit", "--help"], env={"COLUMNS": "400"}).output.split())
+    documented = dict(re.findall(r"- ``([a-z0-9-]+)`` \(([^)]*)\)", " ".join(Client.select.__doc__.split())))
+    assert set(documented) == set(METHODS)
+    for method in METHODS.values():
+        assert method.usage() in helped
+        params = ", ".join(f"{name}={value!r}" for name, value in method.defaults().items() if name != "ratio")
+        assert documented[method.name] == params

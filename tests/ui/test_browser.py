@@ -14,6 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from gradwalk.graph.selection.registry import METHODS
 from gradwalk.platform.versions import datasets
 
 pytestmark = pytest.mark.services
@@ -50,6 +51,10 @@ def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, worl
     screenshot(browser, "overview")
 
     browser.get(api_url + "/ui/jobs")
+    described = browser.find_element(By.ID, "method-help").text
+    for method in METHODS.values():  # each method, what it does and its parameters, beside the form
+        assert method.name in described and method.description in described
+        assert all(name in described for name in method.defaults())
     Select(browser.find_element(By.ID, "pool")).select_by_visible_text(world.pool)
     targets = Select(browser.find_element(By.ID, "targets"))
     targets.deselect_all()

@@ -90,7 +90,7 @@ def job_list(request: Request, me: Caller, status: str | None = None) -> HTMLRes
     found = [plain(j) for j in jobs.list_jobs(store, status=status or None, limit=200)]
     return render(request, "jobs.html", jobs=found, status=status or "",
                   pools=listings.list_pools(store), targets=listings.list_targets(store),
-                  runs=[plain(r) for r in listings.list_feature_runs(store)], methods=sorted(METHODS),
+                  runs=[plain(r) for r in listings.list_feature_runs(store)], methods=list(METHODS.values()),
                   graphs=_ready_graphs(store))
 
 
