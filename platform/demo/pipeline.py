@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ class DemoPlan:
 
 
 SAMPLE_ROWS = 5  # selected rows shown at the end
+SAMPLE_SOURCES = 8  # sources of the selection shown against the pool
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
             job = jobs.wait(store, job_id, progress=lambda j: update(int(100 * j.progress), 100, j.stage or ""))
         stage("selection", started)
         sample = datasets.rows(store, plan.dataset, job.version, limit=SAMPLE_ROWS) if job.version else []
+        mix = datasets.source_mix(store, plan.dataset, job.version) if job.version else []
 
     summary = job.summary or {}
     result = {
@@ -170,9 +173,17 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
         "selected": summary.get("selected"), "shortfall": summary.get("shortfall"),
         "components": summary.get("components", []),
         "sample": [{k: row[k] for k in ("rank", "component", "step", "source", "messages")} for row in sample],
+        "source_mix": versus_pool(mix, data.pool),
     }
     _print_summary(result, echo)
     return result
+
+
+def versus_pool(mix: list[dict[str, Any]], pool: list[dict]) -> list[dict[str, Any]]:
+    """Each source of the selection (most rows first) with its rows there and in the pool, so a
+    reader sees at once what the method favoured: a share far above the pool's is a choice."""
+    in_pool = Counter(r.get("source") for r in pool)
+    return [{"source": m["source"], "selected": m["rows"], "pool": in_pool.get(m["source"], 0)} for m in mix]
 
 
 def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
@@ -187,6 +198,14 @@ def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(f"  component {c['component']}: weight {c['weight']:.3f}, budget {c['budget']}, "
              f"selected {c['selected']}, shortfall {c['shortfall']}")
     echo("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in r["times_s"].items()))
+    if r["source_mix"]:
+        echo("")
+        echo("sources of the selected rows against the pool (rows and share in each):")
+        for m in r["source_mix"][:SAMPLE_SOURCES]:
+            echo(f"  {m['source'] or '(none)':<44} selected {m['selected']:>4} ({m['selected'] / r['selected']:4.0%})"
+                 f"   pool {m['pool']:>6} ({m['pool'] / r['pool_rows']:4.0%})")
+        if len(r["source_mix"]) > SAMPLE_SOURCES:
+            echo(f"  and {len(r['source_mix']) - SAMPLE_SOURCES} more sources")
     echo("")
     echo("the first selected rows (rank, component, step of the walk, [source]: the user turn):")
     for row in r["sample"]:

