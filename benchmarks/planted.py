@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from planted_report import report
+from planted_report import RANDOM, plot, report
 from quality import Experiment, Settings, cached_array, log
 from quality_results import Results
 
@@ -39,6 +39,7 @@ from gradwalk.workers.engine.config import default_cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "planted.json"
+DEFAULT_PLOT = REPO / "docs" / "planted-recall.png"
 
 # One of each kind (math, multiple choice, code, open QA) in each group; all their families leave the pool.
 TUNING = ("gsm8k", "arc_challenge", "mt_mbpp_python", "jeopardy")
@@ -297,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         experiment.run_group(group, (*BASELINES, *STAGES) if group == "tuning" else CONFIRMED)
     results.save()
     print(report(results.data))
+    plot(results.data, DEFAULT_PLOT, [RANDOM, *(display for display, *_ in CONFIRMED)])
+    log(f"plot: {DEFAULT_PLOT}")
 
 
 if __name__ == "__main__":

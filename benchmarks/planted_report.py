@@ -39,8 +39,10 @@ def group_table(group: str, rows: list[dict]) -> str:
         planted = sum(at[(t, "expected random")]["planted"] for t in targets)
         expected = sum(at[(t, "expected random")]["found"] for t in targets)
         budget = at[(targets[0], "expected random")]["selected"]
+        per_target = at[(targets[0], 'expected random')]['planted']
         lines += [(f"**{group} targets, {ratio:.0%} of the pool ({budget} rows)**: planted rows found, of "
-                   f"{at[(targets[0], 'expected random')]['planted']} per target; random's expectation "
+                   f"{per_target} per target (at most {min(budget, per_target)} fit the budget: recall "
+                   f"{min(budget, per_target) / per_target:.0%}); random's expectation "
                    f"{expected / len(targets):.1f} per target ({expected / planted:.1%})."), "",
                   "| method | " + " | ".join(targets) + " | recall (95% CI) | vs LESS (95% CI) |",
                   "|---|" + "---:|" * (len(targets) + 2)]
@@ -116,6 +118,8 @@ def plot(data: dict, path, methods: Sequence[str]) -> None:
             ax.errorbar(recall, y, xerr=[[recall - low], [high - recall]], fmt="o", capsize=3,
                         color="grey" if method == RANDOM else "C0" if method != "g2is-target" else "C3")
         budget = at[(targets[0], "expected random")]["selected"]
+        ceiling = min(1.0, budget / at[(targets[0], "expected random")]["planted"])
+        ax.axvline(ceiling, color="grey", linestyle="--", linewidth=1, label="the most the budget holds")
         ax.set_title(f"{group}: {ratio:.0%} ({budget} rows)\n{', '.join(targets)}", fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_xlabel("planted rows found (recall)")
