@@ -74,10 +74,12 @@ def test_every_selection_method_is_described_where_users_choose_one():
 
     from gradwalk.graph.selection.registry import METHODS
     from gradwalk.platform.interfaces.client import Client
+    from gradwalk.platform.shared.methods import USAGE
 
     helped = " ".join(CliRunner().invoke(app, ["job", "submit", "--help"], env={"COLUMNS": "400"}).output.split())
     documented = dict(re.findall(r"- ``([a-z0-9-]+)`` \(([^)]*)\)", " ".join(Client.select.__doc__.split())))
     assert set(documented) == set(METHODS)
+    assert USAGE == tuple(method.usage() for method in METHODS.values())  # the client side's copy
     for method in METHODS.values():
         assert method.usage() in helped
         params = ", ".join(f"{name}={value!r}" for name, value in method.defaults().items() if name != "ratio")

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from gradwalk import errors
-from gradwalk.graph.selection.registry import METHODS
 from gradwalk.platform.interfaces.cli.common import JsonFlag, ParamOpt, client, params, print_json
+from gradwalk.platform.shared.methods import USAGE
 
 job_app = typer.Typer(help="Selection jobs: submit, follow, cancel.", no_args_is_help=True)
 
@@ -21,12 +21,13 @@ def _job_line(info: Any) -> str:
 
 
 @job_app.command("submit", epilog="Methods (name, parameters with defaults, what it does; set them with "
-                  "--ratio and --param NAME=VALUE):\n\n" + "\n\n".join(m.usage() for m in METHODS.values()))
+                  "--ratio and --param NAME=VALUE):\n\n" + "\n\n".join(USAGE))
 def job_submit(
     pool: Annotated[str | None, typer.Option(help="Pool to select from.")] = None,
     target: Annotated[list[str] | None, typer.Option(help="Target (repeat for multi-target selection).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset the selection is published to.")] = None,
-    method: Annotated[str, typer.Option(help="Selection method: " + ", ".join(METHODS) + " (below).")] = "g2is",
+    method: Annotated[str, typer.Option(help="Selection method (each is described below): "
+                                             + ", ".join(usage.split()[0] for usage in USAGE) + ".")] = "g2is",
     ratio: Annotated[float | None, typer.Option(help="Fraction of the pool to select.")] = None,
     param: ParamOpt = None,
     feature_run: Annotated[str | None, typer.Option(help="Feature run (default: the pool's latest of the kind "
