@@ -87,24 +87,25 @@ class HeldoutExperiment(PlantedExperiment):
             log(f"heldout: {target} {method} {ratio:.0%} seed {subset_seed}/{train_seed}: {len(rows)} rows, "
                 f"{steps} steps, train {trained:.0f}s")
 
-    def run_heldout(self, targets: Sequence[str], ratios: Sequence[float]) -> None:
+    def run_heldout(self, targets: Sequence[str], ratios: Sequence[float], subset_seeds: Sequence[int],
+                    train_seeds: Sequence[int]) -> None:
         from gradwalk.graph.selection.registry import METHODS as REGISTRY
         from gradwalk.graph.selection.registry import SelectionInputs
 
         self.table = self.results.data.setdefault("heldout", {})
         self.base(targets)
         for ratio in ratios:
-            for subset_seed in SUBSET_SEEDS:
+            for subset_seed in subset_seeds:
                 picked = REGISTRY["random"].select(SelectionInputs(pool_size=int(self.kept.size)),
                                                    {"ratio": ratio, "seed": subset_seed})
-                for train_seed in TRAIN_SEEDS:
+                for train_seed in train_seeds:
                     self.train("random", ratio, self.kept[picked.indices], train_seed, targets, subset_seed)
             for target in targets:
                 pool, val, table = self.variant("full")
                 inputs = SelectionInputs(train_features=pool, val_features=val[target], neighbors=table)
                 for display, registry, params in METHODS:
                     picked = REGISTRY[registry].select(inputs, {"ratio": ratio, **params})
-                    for train_seed in TRAIN_SEEDS:
+                    for train_seed in train_seeds:
                         self.train(display, ratio, self.kept[picked.indices], train_seed, [target])
 
 
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--group", choices=("tuning", "confirmation"), default="tuning")
     parser.add_argument("--targets", nargs="+", help="a part of the group's targets (default: all of them)")
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.05, 0.01])
+    parser.add_argument("--subset-seeds", nargs="+", type=int, default=list(SUBSET_SEEDS), help="random subsets")
+    parser.add_argument("--train-seeds", nargs="+", type=int, default=list(TRAIN_SEEDS),
+                        help="fine-tunes of each subset")
     parser.add_argument("--report", action="store_true", help="only print the tables from --out")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--threads", type=int, default=2)
@@ -178,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     experiment = HeldoutExperiment(settings, cache_dir / "planted" / settings.key(), results, cache_dir,
                                    args.threads, args.device)
     experiment.prepare()
-    experiment.run_heldout(targets, args.ratios)
+    experiment.run_heldout(targets, args.ratios, args.subset_seeds, args.train_seeds)
     results.save()
     print(report(results.data))
 

@@ -108,7 +108,7 @@ class PlantedExperiment(Experiment):
     """The quality experiment's data, warm-up, features and graph stages, with planted rows."""
 
     def load_data(self) -> None:
-        from gradwalk.platform import sources
+        from gradwalk.platform.demo import sources
 
         s = self.s
         t = time.perf_counter()
@@ -283,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     if args.report:
-        return print(report(json.loads(args.out.read_text())))
+        data = json.loads(args.out.read_text())
+        plot(data, DEFAULT_PLOT, [RANDOM, *(display for display, *_ in CONFIRMED)])
+        return print(report(data))
     import torch
 
     torch.set_num_threads(args.threads)

@@ -13,6 +13,7 @@ import numpy as np
 
 BOOTSTRAP = 4000
 RANDOM = "random (5 seeds)"
+REFERENCES = ("less", "g2is")  # each method's paired difference to these, where they ran
 
 
 def report(data: dict) -> str:
@@ -36,6 +37,7 @@ def group_table(group: str, rows: list[dict]) -> str:
         hits = {m: _hits(at, targets, m) for m in methods}
         hits[RANDOM] = _random_hits(at, targets)
         draws = _draws(hits["less"], BOOTSTRAP) if "less" in hits else None
+        references = [m for m in REFERENCES if m in hits]
         planted = sum(at[(t, "expected random")]["planted"] for t in targets)
         expected = sum(at[(t, "expected random")]["found"] for t in targets)
         budget = at[(targets[0], "expected random")]["selected"]
@@ -44,15 +46,17 @@ def group_table(group: str, rows: list[dict]) -> str:
                    f"{per_target} per target (at most {min(budget, per_target)} fit the budget: recall "
                    f"{min(budget, per_target) / per_target:.0%}); random's expectation "
                    f"{expected / len(targets):.1f} per target ({expected / planted:.1%})."), "",
-                  "| method | " + " | ".join(targets) + " | recall (95% CI) | vs LESS (95% CI) |",
-                  "|---|" + "---:|" * (len(targets) + 2)]
+                  "| method | " + " | ".join(targets) + " | recall (95% CI) | "
+                  + " | ".join(f"vs {m} (95% CI)" for m in references) + " |",
+                  "|---|" + "---:|" * (len(targets) + 1 + len(references))]
         for method in [RANDOM, *methods]:
             found = [h.sum(axis=-1).mean() if h.ndim == 2 else h.sum() for h in hits[method]]
             recall, low, high = _interval(hits[method], draws, None)
-            versus = ("" if method == "less" or draws is None
-                      else "{:+.1%} ({:+.1%}, {:+.1%})".format(*_interval(hits[method], draws, hits["less"])))
+            versus = ["" if method == ref else "{:+.1%} ({:+.1%}, {:+.1%})".format(
+                *_interval(hits[method], draws, hits[ref])) for ref in references]
             cells = [f"{f:.1f}" if method == RANDOM else f"{int(f)}" for f in found]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {recall:.1%} ({low:.1%}, {high:.1%}) | {versus} |")
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {recall:.1%} ({low:.1%}, {high:.1%}) | "
+                         + " | ".join(versus) + " |")
         lines.append("")
     return "\n".join(lines)
 
