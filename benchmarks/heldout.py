@@ -51,7 +51,7 @@ class HeldoutExperiment(PlantedExperiment):
             out["correct"] = option_correct(model, tokenizer, test, EVAL_MAX_LENGTH, EVAL_BATCH).astype(int).tolist()
         return out
 
-    def base(self, targets: Sequence[str]) -> None:
+    def score_base(self, targets: Sequence[str]) -> None:
         from gradwalk.workers.engine.models import load_model
 
         todo = [t for t in targets if f"{t}|base" not in self.table]
@@ -93,7 +93,7 @@ class HeldoutExperiment(PlantedExperiment):
         from gradwalk.graph.selection.registry import SelectionInputs
 
         self.table = self.results.data.setdefault("heldout", {})
-        self.base(targets)
+        self.score_base(targets)
         for ratio in ratios:
             for subset_seed in subset_seeds:
                 picked = REGISTRY["random"].select(SelectionInputs(pool_size=int(self.kept.size)),
