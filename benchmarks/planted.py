@@ -73,6 +73,11 @@ STAGES: tuple[Variant, ...] = (
     ("g2is-target variance=0.01 (1 component)", "g2is-target", {"variance": 0.01}, "full"),
     ("g2is-target delta=0.5", "g2is-target", {"delta": 0.5}, "full"),
     ("g2is-target delta=0.95", "g2is-target", {"delta": 0.95}, "full"),
+    # hypotheses tried after the method was fixed (benchmark-only variants, see _walk_variant)
+    ("g2is-target budgets by relevance", "g2is-target", {"budgets": "relevance"}, "full"),
+    ("g2is-target drop unserved components", "g2is-target", {"drop": "unserved"}, "full"),
+    ("g2is-target on LESS's 1.5·B shortlist", "g2is-target", {"shortlist": 1.5}, "full"),
+    ("g2is-target on LESS's 3·B shortlist", "g2is-target", {"shortlist": 3.0}, "full"),
     # feature settings LESS shares: one checkpoint, fewer dims (a random projection of ours)
     ("less, checkpoint 1 only", "less", {}, "checkpoint-1"),
     ("less, checkpoint 2 only", "less", {}, "checkpoint-2"),
@@ -168,8 +173,8 @@ class PlantedExperiment(Experiment):
                                  train_embeddings=self.pool_embeddings[self.kept],
                                  val_embeddings=self.val_embeddings[target], pool_size=int(self.kept.size))
         t = time.perf_counter()
-        if params.get("budgets") == "equal":
-            selection = _equal_budgets(inputs, {k: v for k, v in params.items() if k != "budgets"}, ratio)
+        if VARIANT_KEYS & params.keys():
+            selection = _walk_variant(inputs, registry, params, ratio)
         else:
             selection = REGISTRY[registry].select(inputs, {"ratio": ratio, **params})
         return self.count(target, self.kept[selection.indices], time.perf_counter() - t,
@@ -261,14 +266,49 @@ def _feature_transform(name: str, dim: int, checkpoints: int, lrs: Sequence[floa
     raise ValueError(f"unknown feature variant {name!r} (lrs {lrs})")
 
 
-def _equal_budgets(inputs, params: dict, ratio: float):
-    """The G2IS walk with every component given the same weight (the budgets stage)."""
-    from gradwalk.graph.selection.pca import core_components
-    from gradwalk.graph.selection.walk import gradient_walk
+VARIANT_KEYS = {"budgets", "drop", "shortlist"}
 
-    components, weights = core_components(inputs.val_features, params.get("variance", 0.5))
-    return gradient_walk(inputs.train_features, components, np.ones_like(weights), inputs.neighbors, ratio,
-                         params.get("delta", 0.8))
+
+def _walk_variant(inputs, registry: str, params: dict, ratio: float):
+    """The G2IS or g2is-target walk with one stage changed, for the stage study only (not product methods).
+
+    ``budgets="equal"`` gives every component the same weight; ``budgets="relevance"`` weighs each
+    by its cosine to the target's mean gradient (clipped at 0); ``drop="unserved"`` drops each
+    component after the first whose best pool row lies outside LESS's own top B; ``shortlist=c``
+    walks only the c·B rows most relevant to the target (their kNN lists cut to the shortlist).
+    """
+    from gradwalk.graph.selection.common import target_size
+    from gradwalk.graph.selection.pca import core_components
+    from gradwalk.graph.selection.walk import gradient_walk, relevance_to
+
+    steered = registry == "g2is-target"
+    features, neighbors, val = inputs.train_features, inputs.neighbors, inputs.val_features
+    components, weights = core_components(val, params.get("variance", 0.5), centre=not steered)
+    relevance = relevance_to(features, val)
+    budget = target_size(features.shape[0], ratio)
+    if params.get("budgets") == "equal":
+        weights = np.ones_like(weights)
+    if params.get("budgets") == "relevance":
+        mean = val.mean(axis=0)
+        weights = weights * np.clip(components @ (mean / np.linalg.norm(mean)), 0.0, None)
+    if params.get("drop") == "unserved":
+        cut = np.sort(relevance)[::-1][budget - 1]
+        served = np.array([i == 0 or relevance[np.argmax(features @ k)] >= cut for i, k in enumerate(components)])
+        weights = np.where(served, weights, 0.0)
+    keep = weights > 0
+    components, weights = components[keep], weights[keep] / weights[keep].sum()
+    rows = np.arange(features.shape[0])
+    if "shortlist" in params:
+        rows = np.sort(np.argsort(-relevance, kind="stable")[:round(params["shortlist"] * budget)])
+        position = np.full(features.shape[0], -1)
+        position[rows] = np.arange(rows.size)
+        cut_lists = position[np.where(neighbors[rows] >= 0, neighbors[rows], rows[:, None])]
+        cut_lists[neighbors[rows] < 0] = -1
+        neighbors = np.array([np.concatenate([n[n >= 0], n[n < 0]]) for n in cut_lists])
+        features, relevance, ratio = features[rows], relevance[rows], budget / rows.size
+    walked = gradient_walk(features, components, weights, neighbors, ratio, params.get("delta", 0.8),
+                           relevance=relevance if steered else None)
+    return dataclasses.replace(walked, indices=rows[walked.indices])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
