@@ -36,13 +36,27 @@ def test_rooms_import_as_gradwalk_subpackages():
         assert out.stdout.strip() == "ok", out.stderr
 
 
+# The rooms at the top level, each reached as ``gradwalk.<room>`` through a relative symlink in
+# gradwalk/ (docs/architecture.md §2): plain files that type checkers, editors and import-linter follow.
+ROOMS = {"gradwalk.platform": "platform", "gradwalk.workers": "workers", "gradwalk.graph": "graph",
+         "gradwalk.migrations": "migrations"}
+
+
+def test_the_package_reaches_exactly_the_rooms_by_relative_symlinks():
+    """Relative, so a clone, a copy or a container's work folder keeps them pointing at its own rooms."""
+    links = {f"gradwalk.{path.name}": str(path.readlink()) for path in (ROOT / "gradwalk").iterdir()
+             if path.is_symlink()}
+    assert links == {name: f"../{folder}" for name, folder in ROOMS.items()}
+    assert not any((ROOT / folder / "__init__.py").exists() for folder in ROOMS.values())
+
+
 _IMPORTABLE = """
-import importlib, json
+import importlib, json, os
 found = {}
 for name in ("gradwalk.platform", "gradwalk.workers", "gradwalk.graph", "gradwalk.migrations",
              "gradwalk.gradwalk", "gradwalk.tests", "gradwalk.benchmarks", "gradwalk.services"):
     try:
-        found[name] = list(importlib.import_module(name).__path__)
+        found[name] = [os.path.realpath(path) for path in importlib.import_module(name).__path__]
     except ModuleNotFoundError:
         pass
 print(json.dumps(found))
@@ -54,26 +68,68 @@ print(json.dumps(found))
 def test_exactly_the_rooms_map_into_the_package(cwd, flags):
     """Only the rooms resolve under ``gradwalk``, each to its own folder: no second copy of the
     package (``gradwalk.gradwalk``) with error classes that are not the real ones. ``-S`` skips
-    the install's finder, so the bare checkout's own one is what maps the rooms."""
-    import tomllib
-
-    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    the install, so the checkout's own folder is what ``import gradwalk`` finds."""
     out = subprocess.run([sys.executable, *flags, "-c", _IMPORTABLE], cwd=cwd, capture_output=True, text=True,
                          check=True)
-    rooms = {name: [str(ROOT / folder)] for name, folder in folders.items() if name != "gradwalk"}
-    assert json.loads(out.stdout) == rooms
+    assert json.loads(out.stdout) == {name: [str(ROOT / folder)] for name, folder in ROOMS.items()}
 
 
 def test_every_code_folder_is_a_packaged_subpackage():
     """A folder of modules missing from pyproject's package list would be absent from a built wheel."""
     import tomllib
 
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(setuptools["packages"])
-    for package, folder in setuptools["package-dir"].items():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    for package, folder in ROOMS.items():
         for module in (ROOT / folder).rglob("*.py"):
             parts = module.parent.relative_to(ROOT / folder).parts
             assert ".".join((package, *parts)) in listed, f"{module.relative_to(ROOT)}: add its package to pyproject"
+
+
+_WHEEL_IMPORTS = """
+import gradwalk, json, platform, sys
+import gradwalk.graph.selection.walk, gradwalk.platform.interfaces.api, gradwalk.workers.app
+from importlib.resources import files
+own = [path for name, module in sys.modules.items() if name.split(".")[0] == "gradwalk"
+       for path in (module.__file__, *getattr(module, "__path__", [])) if path]
+print(json.dumps([platform.system(), own, sorted(p.name for p in files("gradwalk.migrations").iterdir())]))
+"""
+
+
+def test_a_built_wheel_carries_the_rooms_as_files(tmp_path):
+    """A wheel holds the rooms' files themselves inside ``gradwalk/`` (no links), and its modules
+    import from the install alone, away from the checkout. Built from a copy of what the Dockerfile
+    copies, links kept, so no ``build/`` folder of the checkout leaks stale files into it."""
+    import shutil
+    import stat
+    import zipfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "gradwalk", *ROOMS.values()):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(source)],
+                   capture_output=True, text=True, timeout=600, check=True)
+    (wheel,) = (tmp_path / "dist").glob("gradwalk-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        entries = archive.infolist()
+    assert not [entry.filename for entry in entries if stat.S_ISLNK(entry.external_attr >> 16)]
+    names = {entry.filename for entry in entries}
+    expected = {f"gradwalk/{path.relative_to(ROOT)}" for folder in ("platform", "workers", "graph")
+                for path in (ROOT / folder).glob("**/*.py")}
+    assert expected <= names
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   capture_output=True, text=True, timeout=300, check=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", _WHEEL_IMPORTS], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    system, own, migrations = json.loads(out.stdout)
+    assert system == "Linux" and len(own) > 10
+    assert [path for path in own if not Path(path).is_relative_to(site / "gradwalk")] == []
+    assert migrations == sorted(path.name for path in (ROOT / "migrations").glob("*.cypher"))
 
 
 def test_no_benchmark_shadows_a_stdlib_module():
@@ -241,7 +297,7 @@ def test_feature_stores_are_built_from_settings_only():
 
     built = []
     for folder in ("platform", "workers", "graph", "gradwalk", "benchmarks", "scripts"):
-        for path in (ROOT / folder).rglob("*.py"):
+        for path in (ROOT / folder).glob("*.py" if folder == "gradwalk" else "**/*.py"):  # not the rooms again
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "FeatureStore":
                     built.append(f"{path.relative_to(ROOT)}:{node.lineno}")
