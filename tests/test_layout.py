@@ -244,6 +244,15 @@ def test_the_import_contracts_hold():
     assert "0 broken" in done.stdout
 
 
+def test_the_rooms_type_check():
+    """mypy over platform/, workers/ and graph/ as ``gradwalk.*`` ([tool.mypy] in pyproject): it follows
+    an import from one room into another through gradwalk/'s links. About a minute from a cold cache."""
+    done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "Success: no issues found" in done.stdout
+
+
 def _modules(package: str, folder: Path) -> list[str]:
     names = []
     for module in folder.rglob("*.py"):

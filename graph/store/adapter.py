@@ -159,7 +159,7 @@ class GraphStore:
             result = tx.run(query, dict(params or {}))
             if limit is None:
                 return result.data()
-            rows = []
+            rows: list[dict[str, Any]] = []
             for record in result:
                 if len(rows) >= limit:
                     break

@@ -124,7 +124,7 @@ def check_plan(summary: neo4j.ResultSummary, database: str) -> None:
             f"procedures other than {', '.join(sorted(READ_PROCEDURES))}")
 
 
-_QUERY_TYPES = {"r": "a read", "rw": "a read and write", "w": "a write", "s": "a schema or administration command"}
+_QUERY_TYPES: dict[str | None, str] = {"r": "a read", "rw": "a read and write", "w": "a write", "s": "a schema or administration command"}
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

@@ -298,9 +298,9 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
                              f"next import of {kind} {name!r} after {stale_after_s:.0f}s cleans up")
             raise
     log.info("imported %s %r from %s: %d added, %d new", kind, name, label, added, created)
-    done = ImportReport(kind, name, job.import_id, label, report, added, created, size)
-    import_history.record(store, done, created_by)
-    return done
+    imported = ImportReport(kind, name, job.import_id, label, report, added, created, size)
+    import_history.record(store, imported, created_by)
+    return imported
 
 
 class _Import:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,7 +35,7 @@ from gradwalk.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 STARTUP_WAIT_S = 60.0
-_ERROR_RESPONSES = {status: {"model": ErrorPublic} for status in (401, 403, 404, 408, 409, 413, 422, 503)}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorPublic} for status in (401, 403, 404, 408, 409, 413, 422, 503)}
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

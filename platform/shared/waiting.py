@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar
 
 from gradwalk import errors
@@ -27,7 +27,7 @@ class Tracked(Protocol):
 R = TypeVar("R", bound=Tracked)
 
 
-def wait_until(read: Callable[[], R], *, done: set[str], failed: set[str], what: str,
+def wait_until(read: Callable[[], R], *, done: Collection[str], failed: Collection[str], what: str,
                progress: Callable[[R], None] | None = None, timeout_s: float = 24 * 3600,
                poll_s: float = 1.0) -> R:
     """Poll ``read()`` until its ``status`` is in ``done`` (returned) or ``failed`` (raised)."""

@@ -27,7 +27,8 @@ def checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         raise errors.InvalidInput("rows must be a list of row mappings")
     if not rows:
         raise errors.InvalidInput("nothing to publish: the selection has no rows")
-    checked, ids, ranks = [], set(), set()
+    checked: list[dict[str, Any]] = []
+    ids, ranks = set(), set()
     for index, row in enumerate(rows):
         where = f"row {index}"
         if not isinstance(row, Mapping):

@@ -52,10 +52,10 @@ def option_correct(model, tokenizer, records: Sequence[dict], max_length: int, b
                                             {"role": "assistant", "content": option.strip()}]})
             owner.append(n)
     losses = response_losses(model, tokenizer, candidates, max_length, batch_size)
-    owner = np.asarray(owner)
+    owners = np.asarray(owner)
     correct = np.zeros(len(records))
     for n, record in enumerate(records):
-        mine = losses[owner == n]
+        mine = losses[owners == n]
         if not np.isnan(mine).any():
             correct[n] = record["options"][int(np.argmin(mine))] == record["gold"]
     return correct

@@ -61,7 +61,7 @@ def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig 
     queue: list[int] = []
     losses = []
     for _ in range(ft.steps):
-        chunk = []
+        chunk: list[int] = []
         while len(chunk) < ft.batch_size:
             if not queue:
                 queue = torch.randperm(len(encoded), generator=generator).tolist()

@@ -9,6 +9,7 @@ or loaded from a saved adapter, so Adam states saved by the warm-up line up with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class LoraLayer:
     B: nn.Linear
 
     @property
-    def params(self) -> list[tuple[str, nn.Parameter]]:
+    def params(self) -> list[tuple[str, torch.Tensor]]:
         return [(f"{self.name}.lora_A", self.A.weight), (f"{self.name}.lora_B", self.B.weight)]
 
 
@@ -64,11 +65,11 @@ def lora_layers(peft_model) -> list[LoraLayer]:
     return layers
 
 
-def lora_params(layers: list[LoraLayer]) -> list[tuple[str, nn.Parameter]]:
+def lora_params(layers: Sequence[LoraLayer]) -> list[tuple[str, torch.Tensor]]:
     return [param for layer in layers for param in layer.params]
 
 
-def n_params(layers: list[LoraLayer]) -> int:
+def n_params(layers: Sequence[LoraLayer]) -> int:
     return sum(p.numel() for _, p in lora_params(layers))
 
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import tempfile
 import zlib
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -98,7 +99,7 @@ def inflate_upload(packed: Path, settings: Settings) -> Path:
 
 def _collection_routes(kind: str) -> None:
     plural = f"{kind}s"
-    tags = [plural]
+    tags: list[str | Enum] = [plural]  # FastAPI's type for route tags
 
     def list_all(store: StoreDep) -> list[CollectionPublic]:
         return listings.list_collections(store, kind)
