@@ -1,7 +1,8 @@
 """Instruction data in one normal form: chat messages ending with the answer, named by content.
 
-Pools and targets arrive as JSONL/JSON files (optionally gzipped) or Hugging Face datasets (a
-``save_to_disk`` folder or a ``datasets`` object) in the common shapes: Alpaca
+Pools and targets arrive as JSONL/JSON files (optionally gzipped), parquet files or folders of
+them, or Hugging Face datasets (a ``save_to_disk`` folder or a ``datasets`` object) in the common
+shapes: Alpaca
 (``instruction``/``input``/``output``), ShareGPT (``conversations`` of ``from``/``value``), OpenAI
 ``messages`` and ``prompt``/``completion``. Every record becomes a list of ``{"role", "content"}``
 messages (system?, user first, assistant last) whose id is the sha256 of its canonical JSON, so the
@@ -118,8 +119,8 @@ def read_records(source: Any, *, fmt: Format = "auto", split: str | None = None,
 class RecordReader:
     """A source opened for reading; each call of :meth:`records` is a fresh pass over it.
 
-    ``source`` is a path (``.jsonl``/``.json``, optionally ``.gz``, or a ``save_to_disk``
-    folder), a ``datasets`` Dataset/DatasetDict/IterableDataset, or a list of record dicts.
+    ``source`` is a path (``.jsonl``/``.json``, optionally ``.gz``, ``.parquet``, a folder of
+    ``.parquet`` files or a ``save_to_disk`` folder), a ``datasets`` Dataset/DatasetDict/IterableDataset, or a list of record dicts.
     ``split`` picks the split of a DatasetDict (needed when it has more than one).
     """
 

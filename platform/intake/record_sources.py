@@ -2,6 +2,7 @@
 
 A JSON Lines file is read a bounded line at a time (a huge record never fills memory), a JSON
 array element by element with the line each starts on, either of them optionally gzipped; a
+parquet file (or a folder of them) one bounded Arrow batch at a time, a row group never whole; a
 Hugging Face dataset (a ``save_to_disk`` folder or a ``datasets`` object, one split) row by row;
 a list of dicts as it is. Each item is ``(where, parsed record or None, problem or None)``: what
 is wrong with one record travels with it, and :mod:`gradwalk.platform.intake.ingest` decides whether it
@@ -18,10 +19,19 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from gradwalk import errors
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_WS = " \t\r\n"
+
+PARQUET_MAGIC = b"PAR1"
+# A parquet batch holds about this many bytes (judged by its row group's uncompressed size per row)
+# and at most _PARQUET_ROWS rows: memory stays bounded however large the file or its row groups.
+_PARQUET_BATCH_BYTES = 16 << 20
+_PARQUET_ROWS = 1024
 
 # (where, parsed record or None, problem or None): one item of a source before normalising.
 Item = tuple[str, Any, str | None]
@@ -37,11 +47,17 @@ def open_source(source: Any, split: str | None, cap: int,
         label = label or str(source)
         name = Path(label).name
         if path.is_dir():
-            dataset = _load_from_disk(path, label)
-            return label, name, _dataset_items(dataset, split, label)
+            parts = [] if _saved_dataset(path) else sorted(p for p in path.glob("*.parquet") if p.is_file())
+            if not parts:
+                dataset = _load_from_disk(path, label)
+                return label, name, _dataset_items(dataset, split, label)
+            _no_split(split, label)
+            named = [(p, f"{label}/{p.name}") for p in parts]
+            return label, name, lambda: _parquet_items(named)
         if path.is_file():
-            if split is not None:
-                raise errors.InvalidInput(f"{label}: split applies to datasets, not to files")
+            _no_split(split, label)
+            if is_parquet(path):
+                return label, name, lambda: _parquet_items([(path, label)])
             return label, name, lambda: _file_items(path, label, cap)
         raise errors.InvalidInput(f"{label}: no such file or folder")
     if type(source).__module__.split(".")[0] == "datasets":
@@ -56,14 +72,23 @@ def open_source(source: Any, split: str | None, cap: int,
             raise errors.InvalidInput("split applies to datasets, not to a list of records")
         return "records", "records", lambda: ((f"records[{i}]", r, None) for i, r in enumerate(source))
     raise errors.InvalidInput(
-        f"cannot read records from a {type(source).__name__}: give a .jsonl/.json file, a datasets "
-        "save_to_disk folder, a datasets object or a list of records")
+        f"cannot read records from a {type(source).__name__}: give a .jsonl/.json/.parquet file, a "
+        "folder of .parquet files, a datasets save_to_disk folder, a datasets object or a list of records")
+
+
+def _no_split(split: str | None, label: str) -> None:
+    if split is not None:
+        raise errors.InvalidInput(f"{label}: split applies to datasets, not to files")
+
+
+def _saved_dataset(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json"))
 
 
 def _load_from_disk(path: Path, label: str) -> Any:
-    if not any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json")):
-        raise errors.InvalidInput(f"{label}: a folder must be a datasets save_to_disk folder "
-                                  "(no dataset_dict.json or state.json in it)")
+    if not _saved_dataset(path):
+        raise errors.InvalidInput(f"{label}: a folder must hold .parquet files or be a datasets save_to_disk "
+                                  "folder (no .parquet file, dataset_dict.json or state.json in it)")
     try:
         import datasets
     except ImportError as e:
@@ -98,6 +123,46 @@ def _dataset_items(dataset: Any, split: str | None, label: str) -> Callable[[], 
             yield f"{prefix} row {i}", row, None
 
     return items
+
+
+def is_parquet(path: Path) -> bool:
+    """A parquet file by its name or by its first bytes (an upload may be sent under any name)."""
+    if path.suffix == ".parquet":
+        return True
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    except OSError:
+        return False  # the JSON reader says why it cannot read the file
+
+
+def open_parquet(path: Path, label: str) -> pq.ParquetFile:
+    """``path`` opened for streaming (its footer read, no row group yet); InvalidInput if it is no
+    readable parquet file."""
+    try:
+        return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    except (pa.ArrowException, OSError) as e:
+        raise errors.InvalidInput(f"{label}: not a readable parquet file: {e}") from e
+
+
+def _parquet_items(parts: list[tuple[Path, str]]) -> Iterator[Item]:
+    """The rows of each parquet file, row group by row group in batches sized from the group's
+    own uncompressed bytes per row, so that a batch, not a group or a file, is what sits in
+    memory. Rows are named by their index in the file, as a dataset's rows are."""
+    for path, label in parts:
+        reader = open_parquet(path, label)
+        row = 0
+        for group in range(reader.num_row_groups):
+            meta = reader.metadata.row_group(group)
+            per_row = max(1, meta.total_byte_size // max(1, meta.num_rows))
+            rows = max(1, min(_PARQUET_ROWS, _PARQUET_BATCH_BYTES // per_row))
+            try:
+                for batch in reader.iter_batches(batch_size=rows, row_groups=[group]):
+                    for record in batch.to_pylist():
+                        yield f"{label} row {row}", record, None
+                        row += 1
+            except (pa.ArrowException, OSError) as e:
+                raise errors.InvalidInput(f"{label} row group {group} (from row {row}): cannot read it: {e}") from e
 
 
 def _file_items(path: Path, label: str, cap: int) -> Iterator[Item]:

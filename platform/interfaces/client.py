@@ -193,10 +193,11 @@ class Client:
     def import_pool(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
                     on_server: bool = False, skip_invalid: bool = False, split: str | None = None,
                     source_label: str | None = None) -> ImportReportPublic:
-        """Upload a local .jsonl/.json(.gz) file into pool ``name``, or with ``on_server`` import a
-        file or datasets folder of the API server's import folder (``GRADWALK_IMPORT_DIR`` there;
-        ``source`` relative to it). A bad record is refused by file, line and field (InvalidInput)
-        unless ``skip_invalid``; ``source_label`` is the source of records that name none."""
+        """Upload a local .jsonl/.json(.gz) or .parquet file into pool ``name``, or with ``on_server``
+        import a file, a folder of .parquet files or a datasets folder of the API server's import
+        folder (``GRADWALK_IMPORT_DIR`` there; ``source`` relative to it). A bad record is refused
+        by file, line (or row) and field (InvalidInput) unless ``skip_invalid``; ``source_label``
+        is the source of records that name none."""
         return self._import("pool", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
                             split=split, source_label=source_label)
 

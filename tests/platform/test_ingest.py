@@ -239,7 +239,7 @@ def test_json_array_errors(tmp_path):
 def test_source_errors(tmp_path):
     with pytest.raises(errors.InvalidInput, match="no such file or folder"):
         read_records(tmp_path / "missing.jsonl")
-    with pytest.raises(errors.InvalidInput, match="must be a datasets save_to_disk folder"):
+    with pytest.raises(errors.InvalidInput, match="must hold .parquet files or be a datasets save_to_disk folder"):
         read_records(tmp_path)
     with pytest.raises(errors.InvalidInput, match="cannot read records from a int"):
         read_records(3)

@@ -15,8 +15,9 @@ from gradwalk.platform.shared.schemas import Format
 pool_app = typer.Typer(help="Instruction pools: the examples to select from.", no_args_is_help=True)
 
 FORMATS = get_args(Format)
-Source = Annotated[str, typer.Argument(help="A .jsonl/.json(.gz) file to upload, or with --on-server a file or "
-                                            "datasets save_to_disk folder in the API server's import folder.")]
+Source = Annotated[str, typer.Argument(help="A .jsonl/.json(.gz) or .parquet file to upload, or with --on-server a "
+                                            "file, a folder of .parquet files or a datasets save_to_disk folder "
+                                            "in the API server's import folder.")]
 FormatOpt = Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Split of a DatasetDict folder (with --on-server).")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Import the valid records; report the rest.")]
