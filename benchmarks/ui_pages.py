@@ -124,7 +124,9 @@ def main() -> None:
     }
     url = f"http://{settings.api_host}:{settings.api_port}"
     results = {}
-    with httpx.Client(base_url=url, cookies={"gradwalk_token": token}, timeout=120) as web:
+    with httpx.Client(base_url=url, timeout=120) as web:
+        if web.post("/ui/signin", data={"token": token}).status_code != 303:  # the client keeps the session cookie
+            raise SystemExit("signing in to the pages failed")
         for name, path in pages.items():
             times = []
             for _ in range(args.repeat + 1):  # the first also warms Neo4j's plan cache

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     api_max_inflated_bytes: int = Field(default=2 << 30, gt=0)  # a gzip upload once decompressed
     api_max_inflate_ratio: float = Field(default=100.0, gt=1)  # decompressed / compressed size of an upload
     api_max_response_bytes: int = Field(default=32 << 20, gt=0)  # a Cypher result, as JSON
+    ui_session_age_s: int = Field(default=12 * 3600, gt=0)  # a web sign-in lasts this long (platform/access/sessions.py)
     # Deletes (platform/catalog/deletion.py) remove rows and edges this many per transaction, so a big pool
     # never sits in one transaction and a delete cut short is finished by the next.
     delete_batch_rows: int = Field(default=5_000, gt=0)

@@ -76,10 +76,12 @@ def create(store: GraphStore, name: str, role: str = DEFAULT_ROLE) -> str:
 
 
 def revoke(store: GraphStore, name: str) -> dict[str, Any]:
-    """Revoke token ``name`` from now on (revoking twice keeps the first time)."""
+    """Revoke token ``name`` from now on (revoking twice keeps the first time), and delete the web
+    sessions it signed in (platform/access/sessions.py)."""
     rows = store.write(
         "MATCH (t:ApiToken {name: $name}) SET t.revoked_at = coalesce(t.revoked_at, datetime()) "
-        "RETURN t.name AS name, t.role AS role, toString(t.created_at) AS created_at, "
+        "WITH t OPTIONAL MATCH (s:UiSession)-[:SIGNED_IN_WITH]->(t) DETACH DELETE s "
+        "WITH DISTINCT t RETURN t.name AS name, t.role AS role, toString(t.created_at) AS created_at, "
         "toString(t.revoked_at) AS revoked_at",
         {"name": name})
     if not rows:
@@ -94,8 +96,7 @@ def list_tokens(store: GraphStore) -> list[dict[str, Any]]:
 
 
 def authenticate(store: GraphStore, token: str | None) -> Principal:
-    """The name and role of the live token ``token``; :class:`Unauthenticated` otherwise. A token
-    without a known role counts as a reader."""
+    """The name and role of the live token ``token``; :class:`Unauthenticated` otherwise."""
     if not token:
         raise errors.Unauthenticated("this endpoint needs an API token: send 'Authorization: Bearer <token>' "
                               "(create one with `gradwalk token create NAME`)")
@@ -104,5 +105,10 @@ def authenticate(store: GraphStore, token: str | None) -> Principal:
     if not rows:
         raise errors.Unauthenticated("the API token is unknown or revoked: create a new one with "
                               "`gradwalk token create NAME`")
-    role = rows[0]["role"]
-    return Principal(rows[0]["name"], role if role in ROLES else ROLES[0])
+    return principal_of(rows[0])
+
+
+def principal_of(row: dict[str, Any]) -> Principal:
+    """The principal of a token row (``name``, ``role``); a token without a known role counts as a reader."""
+    role = row["role"]
+    return Principal(row["name"], role if role in ROLES else ROLES[0])

@@ -3,10 +3,11 @@
 One GraphStore per process (opened in the lifespan, handed to routes by a dependency); each of its
 transactions carries GRADWALK_API_QUERY_TIMEOUT_S to Neo4j. Every route but ``/health`` needs an
 API token (``Authorization: Bearer ...``), and changes need a curator or admin token (access/auth.py).
-Request bodies and the time to an answer are bounded (access/limits.py). gradwalk's error families map
-wholesale to their HTTP status with a JSON body ``{"error": {"type", "message"}}``; so do request
-validation errors, unknown routes, text Neo4j cannot take (unpaired surrogates), input nested
-too deeply to handle and, without internals, unexpected failures.
+Request bodies and the time to an answer are bounded (access/limits.py), and every answer carries a
+content security policy and the other browser hardening headers (access/headers.py). gradwalk's
+error families map wholesale to their HTTP status with a JSON body ``{"error": {"type",
+"message"}}``; so do request validation errors, unknown routes, text Neo4j cannot take (unpaired
+surrogates), input nested too deeply to handle and, without internals, unexpected failures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store.adapter import GraphStore
+from gradwalk.platform.access.headers import SecurityHeaders
 from gradwalk.platform.access.limits import RequestLimits
 from gradwalk.platform.interfaces import ui
 from gradwalk.platform.interfaces.routes import ROUTERS
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes,
                        timeout_s=settings.api_request_timeout_s)
+    app.add_middleware(SecurityHeaders)  # outermost: the limits' own answers carry the headers too
 
     @app.get("/health", response_model=Health, tags=["health"], name="health",
              responses={503: {"model": ErrorPublic}})

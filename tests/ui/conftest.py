@@ -91,7 +91,8 @@ def tokens(store) -> dict[str, str]:
 
 @pytest.fixture
 def browser() -> Iterator:
-    """Headless Chromium at a fixed size (screenshots look alike on every machine)."""
+    """Headless Chromium at a fixed size (screenshots look alike on every machine). A test fails if
+    the content security policy refused anything on its pages (the browser's console says so)."""
     if not CHROMEDRIVER.exists() or not shutil.which("chromium"):
         pytest.skip("needs Debian's chromium and chromium-driver (scripts/setup.sh installs them)")
     from selenium import webdriver
@@ -102,10 +103,13 @@ def browser() -> Iterator:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--window-size=1400,1000", "--force-device-scale-factor=1"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)
     try:
         yield driver
+        refused = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+        assert not refused, refused
     finally:
         driver.quit()
 

@@ -173,9 +173,9 @@ def test_a_reader_sees_no_submit_or_cancel_and_the_server_refuses_them(browser, 
     assert browser.find_element(By.ID, "job-status").text == "queued"
     assert not browser.find_elements(By.ID, "cancel-job")
 
-    cookie = browser.get_cookie("gradwalk_token")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    with httpx.Client(base_url=api_url, cookies={"gradwalk_token": cookie["value"]}) as web:
+    cookie = browser.get_cookie("gradwalk_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] != tokens["reader"]
+    with httpx.Client(base_url=api_url, cookies={"gradwalk_session": cookie["value"]}) as web:
         page = web.get("/ui/jobs")
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
         cancel = web.post(f"/ui/jobs/{queued}/cancel", data={"csrf": csrf})
@@ -196,7 +196,7 @@ def test_unknown_ids_are_404_pages_and_bad_tokens_go_back_to_sign_in(browser, ap
         browser.get(api_url + path)
         assert browser.find_element(By.CLASS_NAME, "error-title").text == "Not found", path
         assert "Traceback" not in browser.page_source
-    with httpx.Client(base_url=api_url, cookies={"gradwalk_token": "gw_wrong"}) as web:
+    with httpx.Client(base_url=api_url, cookies={"gradwalk_session": "not-a-session"}) as web:
         answer = web.get("/ui/datasets", follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/signin?next=")
         wrong = web.post("/ui/signin", data={"token": "gw_wrong", "next": "/ui/"})

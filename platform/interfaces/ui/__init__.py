@@ -3,7 +3,8 @@
 Server-rendered Jinja2 templates, a little vanilla JavaScript for the live parts (job progress,
 graphs), and cytoscape.js vendored under ``static/vendor`` (static/vendor/VENDORED.json says which
 version, from where, and its SHA-256). The pages read through the same service functions as the
-REST API and sign in with the same API tokens (web.py keeps one in an HttpOnly cookie).
+REST API and sign in with the same API tokens (web.py keeps a server-side session's id, never the
+token, in an HttpOnly cookie).
 """
 
 from __future__ import annotations

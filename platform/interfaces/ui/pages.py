@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gradwalk import errors
 from gradwalk.graph.selection.registry import METHODS
-from gradwalk.platform.access import auth
+from gradwalk.platform.access import auth, sessions
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.changes import Context
 from gradwalk.platform.changes import jobs as job_changes
@@ -43,21 +43,25 @@ def signin_page(request: Request, next: str | None = None, failed: bool = False)
 @router.post("/signin")
 def signin(request: Request, token: Annotated[str, Form(max_length=200)],
            next: Annotated[str, Form(max_length=2000)] = "/ui/") -> Any:
+    """Start a server-side session for a live token; the cookie gets the session's id, not the token."""
+    age = request.app.state.settings.ui_session_age_s
     try:
-        principal = auth.authenticate(request.app.state.store, token.strip())
+        session, principal = sessions.start(request.app.state.store, token.strip(), age)
     except errors.Unauthenticated:
         request.state.principal = None
         return render(request, "signin.html", http_status=401, next=_safe_next(next), failed=True)
     answer = RedirectResponse(_safe_next(next), status_code=303)
-    answer.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", path="/ui",
-                      secure=request.url.scheme == "https", max_age=12 * 3600)
+    answer.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/ui",
+                      secure=request.url.scheme == "https", max_age=age)
     log.info("ui sign-in by token %r", principal.name)
     return answer
 
 
 @router.post("/signout")
 def signout(request: Request, me: Caller, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
+    """End the session on the server (a copied cookie stops working too) and drop the cookie."""
     check_csrf(request, csrf)
+    sessions.end(request.app.state.store, request.cookies.get(COOKIE))
     answer = RedirectResponse("/ui/signin", status_code=303)
     answer.delete_cookie(COOKIE, path="/ui")
     return answer

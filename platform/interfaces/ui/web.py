@@ -1,12 +1,14 @@
 """What every page shares: templates, the signed-in caller from the cookie, CSRF, and error pages.
 
-The API token is kept in an HttpOnly, SameSite=Strict cookie, so page scripts never see it and no
-other site's form can send it. Forms that change something also carry a CSRF value derived from
-the token (sha256 of a fixed label and the token): another site cannot read the cookie, so it
-cannot make the value, and the server needs no session store to check it.
+Signing in with an API token starts a server-side session (platform/access/sessions.py); the
+browser keeps only its random id, in an HttpOnly, SameSite=Strict cookie (Secure over https), so
+page scripts never see it, no other site's form can send it, and the token itself never leaves
+the sign-in form. Forms that change something also carry a CSRF value derived from the session
+id (sha256 of a fixed label and the id): another site cannot read the cookie, so it cannot make
+the value.
 
 Pages never show a traceback: a gradwalk error becomes a page in plain words with its HTTP status
-(404 for an unknown id), a missing, wrong or revoked token sends the browser to the sign-in page,
+(404 for an unknown id), a missing, expired or revoked session sends the browser to the sign-in page,
 and anything unexpected is logged and shown as a short apology.
 """
 
@@ -27,12 +29,12 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from gradwalk import __version__, errors
-from gradwalk.platform.access import auth
+from gradwalk.platform.access import auth, sessions
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-COOKIE = "gradwalk_token"
+COOKIE = "gradwalk_session"
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 RIGHTS = {
     "reader": ["browse pools, targets, runs, graphs, jobs and datasets", "export versions",
@@ -51,19 +53,18 @@ def plain(value: Any) -> Any:
     return value
 
 
-def csrf_for(token: str) -> str:
-    return hashlib.sha256(b"gradwalk-ui-csrf\0" + token.encode("utf-8")).hexdigest()
+def csrf_for(session: str) -> str:
+    return hashlib.sha256(b"gradwalk-ui-csrf\0" + session.encode("utf-8")).hexdigest()
 
 
 class SignInNeeded(Exception):
-    """The browser has no live token: send it to the sign-in page, back here afterwards."""
+    """The browser has no live session: send it to the sign-in page, back here afterwards."""
 
 
 def caller(request: Request) -> auth.Principal:
-    """The principal of the cookie's token; :class:`SignInNeeded` when there is none or it is dead."""
-    token = request.cookies.get(COOKIE)
+    """Who the cookie's session signed in as; :class:`SignInNeeded` when there is none or it is dead."""
     try:
-        principal = auth.authenticate(request.app.state.store, token)
+        principal = sessions.principal(request.app.state.store, request.cookies.get(COOKIE))
     except errors.Unauthenticated:
         raise SignInNeeded() from None
     request.state.principal = principal
@@ -74,9 +75,9 @@ Caller = Annotated[auth.Principal, Depends(caller)]
 
 
 def check_csrf(request: Request, sent: str | None) -> None:
-    """:class:`errors.NotAllowed` unless ``sent`` is the value made for the cookie's token."""
-    token = request.cookies.get(COOKIE) or ""
-    if not token or not sent or not hmac.compare_digest(sent, csrf_for(token)):
+    """:class:`errors.NotAllowed` unless ``sent`` is the value made for the cookie's session."""
+    session = request.cookies.get(COOKIE) or ""
+    if not session or not sent or not hmac.compare_digest(sent, csrf_for(session)):
         raise errors.NotAllowed("the form's security value is missing or stale: reload the page and try again")
 
 
@@ -86,9 +87,9 @@ def can(principal: auth.Principal | None, role: str) -> bool:
 
 def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
     principal = getattr(request.state, "principal", None)
-    token = request.cookies.get(COOKIE)
+    session = request.cookies.get(COOKIE)
     return TEMPLATES.TemplateResponse(request, template, {
-        "me": principal, "csrf": csrf_for(token) if token and principal else "", "version": __version__,
+        "me": principal, "csrf": csrf_for(session) if session and principal else "", "version": __version__,
         "can_change": can(principal, "curator"), **context}, status_code=http_status)
 
 
@@ -109,7 +110,7 @@ TITLES = {404: "Not found", 403: "Not allowed", 409: "Conflict", 422: "Bad input
 
 
 class PageRoute(APIRoute):
-    """A route whose failures are pages: sign-in for a dead token, a plain-words page otherwise."""
+    """A route whose failures are pages: sign-in for a dead session, a plain-words page otherwise."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()

@@ -1,7 +1,9 @@
 // gradwalk pages: job progress, the neighbourhood and walk graphs (cytoscape.js), the Cypher console.
-// Plain JavaScript; the cookie carries the token, so fetch() needs no header.
+// Plain JavaScript; the cookie carries the session, so fetch() needs no header. The content security
+// policy runs no inline script, handler or style: every page loads this file, which finds what the
+// page asks for by its elements (start, at the end).
 "use strict";
-const gradwalk = (() => {
+(() => {
   const get = (url) => fetch(url, { credentials: "same-origin" }).then((r) => {
     if (r.status === 401 || r.redirected && r.url.includes("/ui/signin")) { location.href = "/ui/signin"; }
     if (!r.ok) { throw new Error(`${url}: HTTP ${r.status}`); }
@@ -152,5 +154,18 @@ const gradwalk = (() => {
     }
   }
 
-  return { followJob, drawNeighbourhood, drawWalk, console: console_ };
+  function start() {
+    for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+      select.addEventListener("change", () => select.form.submit());
+    }
+    for (const bar of document.querySelectorAll(".bar[data-fraction]")) {
+      bar.style.width = 100 * Number(bar.dataset.fraction) + "%";  // a CSSOM write, which the policy allows
+    }
+    followJob(document.getElementById("job"));
+    drawNeighbourhood(document.getElementById("neighbourhood"), document.getElementById("graph-stats"));
+    drawWalk(document.getElementById("walk-graph"), document.getElementById("walk-component"), document.getElementById("walk-steps"));
+    if (document.getElementById("cypher-form")) { console_(); }
+  }
+
+  start();
 })();
