@@ -231,11 +231,19 @@ REMOVE g._lock
 WITH g, g.status AS was, coalesce(duration.inSeconds(g.heartbeat_at, datetime()).seconds, 0) AS idle_s
 WHERE was = 'ready' OR (was IN ['extending', 'failed'] AND g.extend_from IS NOT NULL
                         AND (was = 'failed' OR idle_s >= $stale_after_s))
-SET g.status = 'extending', g.build_id = $build, g.error = null, g.heartbeat_at = datetime(),
-    g.updated_at = datetime(), g.extend_started_at = datetime(), g.row_order = null,
+SET g.status = 'extending', g.build_id = $build, g.error = null, g.extension_refused = null,
+    g.heartbeat_at = datetime(), g.updated_at = datetime(), g.extend_started_at = datetime(), g.row_order = null,
     g.extend_delta = CASE WHEN was = 'ready' THEN [i IN range(1, $blocks) | 0] ELSE g.extend_delta END,
     g.extend_from = CASE WHEN was = 'ready' THEN g.nodes ELSE g.extend_from END
 RETURN was"""
+
+# An extension refused before its claim leaves the graph as it was, so its status cannot say so:
+# the reason is kept for whoever waits on it, until the next extension is asked for or claimed.
+REFUSE_EXTEND = """
+MATCH (g:InstructionGraph {id: $graph})
+SET g.extension_refused = $reason"""
+
+CLEAR_REFUSAL = "MATCH (g:InstructionGraph {id: $graph}) REMOVE g.extension_refused"
 
 # The extension's own write lease, on a block node of its own (index -1): the edge writer commits
 # only while its owner holds it, and renewing it keeps the extension's heartbeat alive.

@@ -41,10 +41,12 @@ from gradwalk.graph.knn.build import STALE_AFTER_S, FeatureSource, _feature_run_
 from gradwalk.graph.knn.cypher import (
     APPLY_ENTRIES,
     CLAIM_EXTEND,
+    CLEAR_REFUSAL,
     FINISH_EXTEND,
     LIST_FLOORS,
     LOW_EDGES,
     READ_GRAPH,
+    REFUSE_EXTEND,
     TAKE_EXTENSION_LEASE,
 )
 from gradwalk.graph.knn.edge_writer import BlockLease, EdgeWriter
@@ -97,15 +99,26 @@ def pending_rows(store: GraphStore, features: FeatureSource,
     return info, node, old, ids
 
 
+def clear_refusal(store: GraphStore, graph: str) -> None:
+    """Forget the graph's last refused extension: one is being asked for again, and whoever waits on
+    it must not take the old refusal for its own."""
+    store.write(CLEAR_REFUSAL, {"graph": graph})
+
+
 def extend_graph(store: GraphStore, features: FeatureSource, graph: str, *, device: str = "auto",
                  stale_after_s: float = STALE_AFTER_S,
                  progress: Callable[[int, int], None] | None = None) -> GraphInfo:
     """Add the rows the graph's feature run gained since the graph was built (or last extended).
 
-    Refused unless the run holds rows the graph lacks: extend the run first. ``progress(done,
-    total)`` is told the old rows checked so far."""
-    info, node, old, ids = pending_rows(store, features, graph)
-    info = _claim(store, graph, len(ids), info.block_rows, stale_after_s)
+    Refused unless the run holds rows the graph lacks: extend the run first. A refusal is kept on
+    the graph (``extension_refused``), since it changes nothing a waiting client could see.
+    ``progress(done, total)`` is told the old rows checked so far."""
+    try:
+        info, node, old, ids = pending_rows(store, features, graph)
+        info = _claim(store, graph, len(ids), info.block_rows, stale_after_s)
+    except Exception as e:
+        store.write(REFUSE_EXTEND, {"graph": graph, "reason": f"{type(e).__name__}: {e}"[:2000]})
+        raise
     try:
         resolved = resolve_device(device)
         _, x = load_features(features, info.feature_run, resolved)

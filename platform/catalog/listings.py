@@ -71,7 +71,8 @@ _LIST_COMMANDS = {"pool": "gradwalk pool list", "target": "gradwalk target list"
 
 _GRAPH_EXTRA = """
 MATCH (g:InstructionGraph {id: $id})
-RETURN g.created_by AS created_by, g.deleted_by AS deleted_by, toString(g.deleted_at) AS deleted_at
+RETURN g.created_by AS created_by, g.deleted_by AS deleted_by, toString(g.deleted_at) AS deleted_at,
+       g.extension_refused AS extension_refused
 """
 
 

@@ -30,6 +30,7 @@ def extend(ctx: Context, graph: str) -> GraphExtension:
     ``rows_after`` is the graph's node count once the extension is done."""
     ctx.caller.require("curator", f"extending graph {graph}")
     *_, rows = graph_extend.pending_rows(ctx.store, ctx.features, graph)
+    graph_extend.clear_refusal(ctx.store, graph)
     graph_queue.queue_extension(graph)
     shown = listings.show_graph(ctx.store, graph).model_dump(exclude={"dependants"})
     return GraphExtension(**shown, rows_after=len(rows))

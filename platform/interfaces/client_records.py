@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradwalk import errors
 from gradwalk.platform.shared.schemas import (
     CollectionDetail,
     DeletePublic,
@@ -151,11 +152,17 @@ class Graph(_Produced):
     def wait(self, *, rows: int | None = None, progress: bool = False, timeout: float | None = None,
              poll_s: float = 1.0) -> GraphDetail:
         """Block until the graph is ready (with ``rows`` nodes, for an extension just queued: the
-        ``rows_after`` of :meth:`extend`); raise with its error when it failed or was deleted."""
+        ``rows_after`` of :meth:`extend`); raise with its error when it failed or was deleted, or
+        when a worker refused the extension (Conflict, with the worker's reason)."""
 
         def read() -> GraphDetail:
             info = self.show()
-            if rows is not None and info.status == self.done and info.nodes < rows:
+            if rows is None or info.nodes >= rows:
+                return info
+            if info.extension_refused:
+                raise errors.Conflict(f"graph {self.name}: the extension to {rows} rows was refused: "
+                                      f"{info.extension_refused}")
+            if info.status == self.done:
                 return info.model_copy(update={"status": GraphStatus.EXTENDING})  # queued, not yet claimed by a worker
             return info
 

@@ -206,6 +206,7 @@ class GraphPublic(BaseModel):
     created_by: str | None = None  # the token whose build made it
     deleted_at: str | None = None  # a tombstone's: when and by which token it was deleted
     deleted_by: str | None = None
+    extension_refused: str | None = None  # why a worker refused the extension last asked for (graph unchanged)
 
 
 class GraphDetail(GraphPublic):

@@ -82,6 +82,25 @@ def test_like_reselects_on_the_grown_pool_and_the_diff_names_new_rows(grown, sto
     assert set(diff.added_new_ids) == set(diff.added_ids) & set(new)
 
 
+def test_a_graph_extension_the_worker_refuses_ends_the_wait_with_its_reason(grown, store, client):
+    """A worker that may not claim the graph leaves it as it was, so waiting for the new rows once
+    polled until its timeout. Asking again clears the refusal, and the next extension lands."""
+    pool, _, run, graph, features, x_new = grown
+    pools.import_pool(store, pool, [_chat(f"{pool}-new", i) for i in range(NEW)])
+    _extend_run(store, features, pool, run, x_new)
+    held = "MATCH (g:InstructionGraph {id: $graph}) SET g.status = $status"
+    store.write(held, {"graph": graph, "status": "building"})  # as a rebuild holds it
+    asked = client.extend_graph(graph)
+    with pytest.raises(errors.Conflict, match=f"graph {graph}: the extension to {OLD + NEW} rows was refused: "
+                                              "Conflict: .* is building: only a ready graph"):
+        client.graph(graph).wait(rows=asked.rows_after, timeout=60, poll_s=0.2)
+
+    store.write(held, {"graph": graph, "status": "ready"})
+    asked = client.extend_graph(graph)
+    assert client.graph(graph).wait(rows=asked.rows_after, timeout=120, poll_s=0.2).nodes == OLD + NEW
+    assert client.graph(graph).show().extension_refused is None
+
+
 def test_like_needs_a_dataset_made_by_a_job(client):
     with pytest.raises(errors.NotFound, match="no version made by a selection job"):
         client.select_like("no-such-dataset")
