@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     api_max_inflate_ratio: float = Field(default=100.0, gt=1)  # decompressed / compressed size of an upload
     api_max_response_bytes: int = Field(default=32 << 20, gt=0)  # a Cypher result, as JSON
     ui_session_age_s: int = Field(default=12 * 3600, gt=0)  # a web sign-in lasts this long (platform/access/sessions.py)
+    # Signed links to a version's parquet file (platform/access/links.py): the HMAC key (unset: a random
+    # one kept in <state_dir>/link-secret; set it when several API hosts must accept each other's
+    # links), and how long a link may live at most (the default when none is asked for).
+    link_secret: SecretStr | None = None
+    link_max_age_s: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    # This host's built parquet files of versions (platform/versions/version_files.py), least recently
+    # used evicted past this size; 0 = no cap.
+    version_file_cache_gb: float = Field(default=10.0, ge=0)
     # Deletes (platform/catalog/deletion.py) remove rows and edges this many per transaction, so a big pool
     # never sits in one transaction and a delete cut short is finished by the next.
     delete_batch_rows: int = Field(default=5_000, gt=0)
@@ -122,6 +130,11 @@ class Settings(BaseSettings):
     def artifacts(self) -> str:
         """Where the artifact store lives (feature shards, manifests): an ``s3://`` URL or a folder."""
         return self.artifact_url or str(self.artifact_dir or self.state_dir / "artifacts")
+
+    @property
+    def version_file_cache_bytes(self) -> int | None:
+        """The cap on this host's built version files in bytes; None when there is none."""
+        return int(self.version_file_cache_gb * (1 << 30)) or None
 
     @property
     def artifact_cache_bytes(self) -> int | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -22,14 +23,17 @@ _SUFFIX = ".npy"
 
 
 class ShardCache:
-    """Copies named ``<sha256>.npy`` in ``folder``, at most ``max_bytes`` in all (None: no cap)."""
+    """Copies named ``<sha256><suffix>`` in ``folder``, at most ``max_bytes`` in all (None: no cap).
+    The suffix is ``.npy`` for shards; other files named by a digest (a version's parquet file,
+    platform/versions/version_files.py) use the same rules in a folder of their own."""
 
-    def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
+    def __init__(self, folder: Path, max_bytes: int | None = None, *, suffix: str = _SUFFIX) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        self.suffix = suffix
 
     def path(self, sha256: str) -> Path:
-        return self.folder / f"{sha256}{_SUFFIX}"
+        return self.folder / f"{sha256}{self.suffix}"
 
     def get(self, sha256: str) -> Path | None:
         """The copy of a shard, marked as used now; None when this host has none."""
@@ -46,7 +50,7 @@ class ShardCache:
         enforced, never at the cost of this copy."""
         path = self.path(sha256)
         self.folder.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f".{path.name}.{os.getpid()}.download")
+        part = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.download")  # per call: threads too
         try:
             fill(part)
             part.replace(path)
@@ -86,7 +90,7 @@ class ShardCache:
         """(last use, path, bytes) of every finished copy."""
         found = []
         for entry in os.scandir(self.folder) if self.folder.is_dir() else ():
-            if entry.name.endswith(_SUFFIX) and not entry.name.startswith(".") and entry.is_file():
+            if entry.name.endswith(self.suffix) and not entry.name.startswith(".") and entry.is_file():
                 try:
                     stat = entry.stat()
                 except FileNotFoundError:  # evicted by another process meanwhile

@@ -2,7 +2,7 @@
 
 One GraphStore per process (opened in the lifespan, handed to routes by a dependency); each of its
 transactions carries GRADWALK_API_QUERY_TIMEOUT_S to Neo4j. Every route but ``/health`` needs an
-API token (``Authorization: Bearer ...``), and changes need a curator or admin token (access/auth.py).
+API token (``Authorization: Bearer ...``; a version's parquet file also takes a signed link instead), and changes need a curator or admin token (access/auth.py).
 Request bodies and the time to an answer are bounded (access/limits.py), and every answer carries a
 content security policy and the other browser hardening headers (access/headers.py). gradwalk's
 error families map wholesale to their HTTP status with a JSON body ``{"error": {"type",
@@ -29,7 +29,7 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.access.headers import SecurityHeaders
 from gradwalk.platform.access.limits import RequestLimits
 from gradwalk.platform.interfaces import ui
-from gradwalk.platform.interfaces.routes import ROUTERS
+from gradwalk.platform.interfaces.routes import ROUTERS, version_data
 from gradwalk.platform.interfaces.routes.deps import StoreDep, require_token
 from gradwalk.platform.shared.schemas import ErrorPublic, Health
 from gradwalk.settings import Settings, get_settings
@@ -125,5 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
+    # A version's parquet file: each route checks its own caller (a token, or a signed link that
+    # stands in for one: access/links.py).
+    app.include_router(version_data.router, responses=_ERROR_RESPONSES)
     ui.mount(app)  # the web pages under /ui sign in with the same tokens (platform/interfaces/ui)
     return app

@@ -9,6 +9,7 @@ raises :class:`JobFailed` with the worker's error.
     job.wait(progress=True)
     v2 = client.dataset("gsm8k-5pct").version(2)
     v2.to_jsonl("train.jsonl"); v2.diff(1).added
+    load_dataset("parquet", data_files=v2.signed_url(), split="train")   # no header needed
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gradwalk.platform.shared.schemas import (
     GraphPublic,
     ImportReportPublic,
     JobPublic,
+    LinkPublic,
     RowPublic,
     TokenCreated,
     TokenPublic,
@@ -481,8 +483,23 @@ class Version:
         return Path(path)
 
     def to_hf(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """The rows as a ``datasets.Dataset`` (saved with ``save_to_disk`` when ``path`` is given)."""
+        """The rows as a ``datasets.Dataset`` (saved with ``save_to_disk`` when ``path`` is given).
+        Needs the ``datasets`` package, imported only here."""
         return exports.write_hf(self.iter_rows(), path)
+
+    @property
+    def parquet_url(self) -> str:
+        """The version's parquet file (needs the token in a header): ``load_dataset("parquet",
+        data_files=v.parquet_url, storage_options={"headers": {"Authorization": "Bearer ..."}})``."""
+        return f"{self._client.url}{self._path}/data/train.parquet"
+
+    def signed_url(self, expires_in_s: int | None = None) -> str:
+        """A link to the version's parquet file that needs no header, valid ``expires_in_s``
+        seconds (default and most: the server's GRADWALK_LINK_MAX_AGE_S) or until the token is
+        revoked: ``load_dataset("parquet", data_files=v.signed_url())``."""
+        body = {} if expires_in_s is None else {"expires_in_s": expires_in_s}
+        link = LinkPublic.model_validate(self._client._json("POST", f"{self._path}/data/link", json=body))
+        return f"{self._client.url}{link.path}"
 
     def to_llamafactory(self, folder: str | os.PathLike[str], name: str | None = None) -> Path:
         """``<folder>/<name>.json`` plus its entry in ``<folder>/dataset_info.json``

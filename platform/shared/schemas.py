@@ -389,6 +389,22 @@ class RetireRequest(Request):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+class LinkRequest(Request):
+    """A signed link to a version's parquet file; the server caps the lifetime (GRADWALK_LINK_MAX_AGE_S)."""
+
+    expires_in_s: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                     description="Seconds the link holds (default: the server's maximum)")
+
+
+class LinkPublic(BaseModel):
+    """A link that needs no header: ``datasets.load_dataset("parquet", data_files=url)``."""
+
+    url: str  # absolute, as this request reached the server
+    path: str  # the same from the server's root, for a client that knows the server's address better
+    expires_at: int  # unix seconds
+    expires_in_s: int
+
+
 class CypherRequest(Request):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     params: dict[str, Any] = {}

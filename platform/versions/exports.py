@@ -4,7 +4,8 @@ Pure Python over an iterable of row dicts (``instruction_id``, ``rank``, ``messa
 ``component``, ``step``, ``score``, and the record's own ``original_id``, ``source`` and
 ``metadata``): the server exports from Neo4j and the client from the REST API with the same
 functions, so a file looks the same whoever wrote it. ``datasets`` is imported only by
-:func:`write_hf`, keeping the client light.
+:func:`write_hf`, and pyarrow only by :func:`write_parquet` (the file the API serves for
+``load_dataset("parquet", data_files=URL)``), keeping the client light.
 
 A JSONL or Hugging Face record is ``{messages, id, source, metadata, gradwalk: {instruction_id,
 rank, component, step, score}}``: the record's own fields under the names an import reads, and
@@ -96,6 +97,20 @@ def hf_record(row: Row) -> dict[str, Any]:
     return record
 
 
+def hf_batches(rows: Iterable[Row], size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The rows as :func:`hf_record` lists of at most ``size`` (default :data:`HF_CHUNK_ROWS`),
+    in order: what the Hugging Face and parquet writers hold in memory at a time."""
+    size = size or HF_CHUNK_ROWS
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(hf_record(row))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def write_hf(rows: Iterable[Row], path: str | os.PathLike[str] | None = None) -> Any:
     """A ``datasets.Dataset`` of the rows (columns: messages, id, source, metadata, gradwalk),
     saved with ``save_to_disk(path)`` when a path is given."""
@@ -105,25 +120,44 @@ def write_hf(rows: Iterable[Row], path: str | os.PathLike[str] | None = None) ->
         raise errors.GradwalkError("exporting a Hugging Face dataset needs the 'datasets' package: "
                                    "pip install datasets") from e
     features = _hf_features()
-
-    def empty() -> dict[str, list]:
-        return {name: [] for name in features}
-
-    parts, chunk, size = [], empty(), 0
-    for row in rows:
-        record = hf_record(row)
-        for name, column in chunk.items():
-            column.append(record[name])
-        size += 1
-        if size >= HF_CHUNK_ROWS:
-            parts.append(datasets.Dataset.from_dict(chunk, features=features))
-            chunk, size = empty(), 0
-    if size or not parts:
-        parts.append(datasets.Dataset.from_dict(chunk, features=features))
+    parts = [datasets.Dataset.from_list(chunk, features=features) for chunk in hf_batches(rows)]
+    if not parts:
+        parts.append(datasets.Dataset.from_dict({name: [] for name in features}, features=features))
     table = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if path is not None:
         table.save_to_disk(str(path))
     return table
+
+
+def _arrow_schema() -> Any:
+    """The Hugging Face record's columns as Arrow types (what ``datasets`` reads back as
+    :func:`_hf_features`)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("metadata", pa.string()),
+        ("gradwalk", pa.struct([("instruction_id", pa.string()), ("rank", pa.int64()),
+                                ("component", pa.int64()), ("step", pa.int64()), ("score", pa.float64())])),
+    ])
+
+
+def write_parquet(rows: Iterable[Row], path: str | os.PathLike[str]) -> int:
+    """One parquet file of the rows in order, with the Hugging Face record's columns (messages,
+    id, source, metadata as a JSON string, gradwalk), one row group per :data:`HF_CHUNK_ROWS`
+    rows, so memory holds one batch at a time. Written whole or not at all; returns the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+    count = 0
+    with atomic_writer(path, binary=True) as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+        for chunk in hf_batches(rows):
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))  # a row group each
+            count += len(chunk)
+    return count
 
 
 def llamafactory_entry(file_name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The API's routers, one per resource, collected in :data:`ROUTERS` (all behind the token check)."""
+"""The API's routers, one per resource, collected in :data:`ROUTERS` (all behind the token check);
+``version_data`` apart, whose file route also takes a signed link instead of a token."""
 
 from __future__ import annotations
 
