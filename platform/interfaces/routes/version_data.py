@@ -12,7 +12,7 @@ version never changes. Byte ranges are served (parquet readers ask for the foote
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 CACHE_S = 7 * 24 * 3600
 MEDIA_TYPE = "application/vnd.apache.parquet"
 FILE_NAME = "train.parquet"
-_PARQUET = {200: {"content": {MEDIA_TYPE: {}}, "description": "The version's rows in rank order, as parquet"},
+_PARQUET: dict[int | str, dict[str, Any]] = {200: {"content": {MEDIA_TYPE: {}}, "description": "The version's rows in rank order, as parquet"},
             304: {"description": "The caller's copy (If-None-Match) is this version's file"}}
 
 
