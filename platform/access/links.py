@@ -6,8 +6,8 @@ when it holds, with an HMAC-SHA256 over both and the dataset and version it name
 
     /datasets/NAME/versions/V/data/signed/<base64url {"by", "exp"}>.<hex hmac>/train.parquet
 
-It lives in the path, not the query string, because ``datasets`` reads ``?`` in a data_files URL
-as a glob. A link is refused (403, never 500) when it is malformed, forged, for another version,
+It lives in the path, not the query string, so a link ends in the file's name like the header
+route does (readers that choose a format by the name's extension see ``.parquet``). A link is refused (403, never 500) when it is malformed, forged, for another version,
 expired, longer-lived than ``GRADWALK_LINK_MAX_AGE_S`` allows, or when its token was revoked since:
 revoking a token ends its links at once. The key is ``GRADWALK_LINK_SECRET``; unset, a random one
 is made once and kept in ``<state_dir>/link-secret`` (mode 0600), which one host's API processes

@@ -24,7 +24,8 @@ from gradwalk.platform.interfaces.api import create_app
 pytestmark = [pytest.mark.services]
 
 ROOT = Path(__file__).resolve().parents[2]
-# The only routes without a token: liveness, and the API's description (no data in either).
+# The only routes without a token: liveness, and the API's description (no data in either). A
+# version's parquet file by signed link takes the link instead (403 for one that is not valid).
 PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
@@ -56,6 +57,10 @@ def test_every_route_but_health_and_docs_needs_a_token(stack, method, path):
             if path == "/ui" or path.startswith("/ui/"):  # pages: no session cookie, no data
                 assert answer.status_code in (303, 307, 404), (method, path, token, answer.text)
                 assert answer.status_code == 404 or answer.headers["location"].startswith("/ui/"), answer.headers
+                assert token is None or token not in answer.text
+                continue
+            if "/signed/" in path:  # a version's file by signed link: the link, not a token, is checked
+                assert answer.status_code == 403, (method, path, token, answer.text)
                 assert token is None or token not in answer.text
                 continue
             assert answer.status_code == 401, (method, path, token, answer.text)
