@@ -13,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from gradwalk import errors
 from gradwalk.platform.access import auth, links
+from gradwalk.platform.interfaces.cli import app as cli_app
 from gradwalk.platform.versions import exports, version_files
 from gradwalk.settings import Settings
 
@@ -204,6 +206,11 @@ def test_readers_may_fetch_and_nothing_asked_wrongly_is_a_500(api_url, settings,
             refused = anonymous.get(path)
             assert refused.status_code == 403, (path, refused.text)
         assert anonymous.get(f"{base}/signed/{'x' * 2000}/train.parquet").status_code == 422
+
+        printed = CliRunner().invoke(cli_app, ["dataset", "link", name, "1", "--expires", "30"],
+                                     env={"GRADWALK_API_URL": api_url, "GRADWALK_API_TOKEN": reader})
+        assert printed.exit_code == 0, printed.output
+        assert anonymous.get(printed.output.strip()).status_code == 200
 
         auth.revoke(store, f"{prefix}reader")  # revoking the token ends its links at once
         assert anonymous.get(link["path"]).status_code == 403

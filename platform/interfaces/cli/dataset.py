@@ -8,7 +8,7 @@ import typer
 
 from gradwalk.platform.interfaces.cli.common import JsonFlag, client, print_json
 
-dataset_app = typer.Typer(help="Versioned datasets: list, read, export, diff, retire.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Versioned datasets: list, read, export, link, diff, retire.", no_args_is_help=True)
 
 
 @dataset_app.command("list")
@@ -96,6 +96,19 @@ def dataset_export(
     target = client().dataset(name).version(version)
     written = target.export(fmt, out)
     typer.echo(f"{name} v{version} ({target.info.size} rows) → {written}")
+
+
+@dataset_app.command("link")
+def dataset_link(name: str, version: int,
+                 expires: Annotated[int | None, typer.Option(help="Seconds the link holds (default and most: the "
+                                                                  "server's GRADWALK_LINK_MAX_AGE_S).")] = None,
+                 ) -> None:
+    """Print a signed link to a version's parquet file that needs no token, for
+    load_dataset("parquet", data_files=LINK). It expires, and ends when your token is revoked.
+
+    Example: gradwalk dataset link gsm8k-5pct 1 --expires 3600
+    """
+    typer.echo(client().dataset(name).version(version).signed_url(expires))
 
 
 @dataset_app.command("diff")
