@@ -221,7 +221,7 @@ def test_compose_matches_the_settings():
         assert services[name]["environment"]["GRADWALK_ARTIFACT_URL"].startswith("s3://")
         assert not any("artifacts" in volume for volume in services[name].get("volumes", []))
     text = (ROOT / "docker-compose.yml").read_text()
-    assert not re.search(r"(PASSWORD|AUTH|SECRET_ACCESS_KEY|CREDENTIAL):\s+(?!\S*\$\{)\S", text)
+    assert not re.search(r"(PASSWORD|AUTH|SECRET_ACCESS_KEY|LINK_SECRET|CREDENTIAL):\s+(?!\S*\$\{)\S", text)
 
 
 def test_ci_runs_exactly_the_readme_test_command():
