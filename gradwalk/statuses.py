@@ -57,3 +57,17 @@ class VersionStatus(StrEnum):
     PENDING = "pending"
     COMPLETE = "complete"
     RETIRED = "retired"
+
+
+class EvaluationStatus(StrEnum):
+    """An evaluation's life, as a job's: queued, running, then succeeded (its figures kept),
+    failed or cancelled (no figures, no scores file)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+EVALUATION_FINISHED = (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED, EvaluationStatus.CANCELLED)

@@ -24,6 +24,7 @@ TASK_MODULES = [
     "gradwalk.workers.tasks.features",
     "gradwalk.workers.tasks.graph",
     "gradwalk.workers.tasks.select",
+    "gradwalk.workers.tasks.evaluate",
 ]
 
 

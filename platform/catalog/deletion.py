@@ -79,6 +79,9 @@ CALL (rows) {{
 RETURN size(rows) AS removed, dropped
 """
 
+# A target's rows are its validation part and its held-out test part.
+_PARTS = {"target": [("ValExample", "OF_TARGET"), ("TestExample", "TEST_OF")]}
+
 _DROP_IMPORTS = """
 MATCH (h:ImportRecord)-[:IMPORTED_INTO]->{node}
 DETACH DELETE h
@@ -174,12 +177,12 @@ def delete_collection(store: GraphStore, kind: str, name: str, *, features: Feat
     done = [delete_feature_run(store, r, features=features, force=True, caller=caller, batch=batch)
             for r in ([r["id"] for r in store.read(_LIVE_RUNS, {"key": name})] if kind == "pool" else [])]
     removed = dropped = 0
-    query = _REMOVE_MEMBERS.format(label=label, member=member, rel=rel)
-    while True:
-        step = store.write(query, {"key": name, "batch": batch})[0]
-        removed, dropped = removed + step["removed"], dropped + step["dropped"]
-        if step["removed"] < batch:
-            break
+    for query in [_REMOVE_MEMBERS.format(label=label, member=m, rel=r) for m, r in _PARTS.get(kind, [(member, rel)])]:
+        while True:
+            step = store.write(query, {"key": name, "batch": batch})[0]
+            removed, dropped = removed + step["removed"], dropped + step["dropped"]
+            if step["removed"] < batch:
+                break
     node = f"(o:{label} {{name: $key}})"
     imports = store.write(_DROP_IMPORTS.format(node=node), {"key": name})[0]["imports"]
     store.write(_DROP_COLLECTION.format(node=node), {"key": name})

@@ -2,7 +2,7 @@
 
 Feature runs depend on their pool (and on the targets they featurised), graphs on their feature
 run, selection jobs on what they ``USED`` (and on their pool by name), published versions on the
-pool, targets, run and graph their lineage names. Tombstones (``status: 'deleted'``) depend on
+pool, targets, run and graph their lineage names, evaluations on the target they scored on. Tombstones (``status: 'deleted'``) depend on
 nothing: they are what is left once something was deleted.
 """
 
@@ -51,6 +51,9 @@ _QUERIES = {
         RETURN runs, graphs, versions, collect(DISTINCT {id: j.id, status: j.status}) AS jobs""",
 }
 
+# A target's evaluations scored its test part; a pool's are its versions' (already dependants).
+_EVALUATIONS = "MATCH (e:Evaluation {target: $key}) RETURN e.id AS id, e.status AS status ORDER BY id"
+
 KINDS = tuple(_QUERIES)
 
 
@@ -59,7 +62,9 @@ def dependants(store: GraphStore, kind: str, key: str) -> DependantsPublic:
     row = store.read(_QUERIES[kind], {"key": key})[0]
     versions = sorted((v["dataset"], v["version"]) for v in row["versions"] if v["dataset"] is not None)
     jobs = sorted((j["id"], j["status"]) for j in row["jobs"] if j["id"] is not None)
+    evaluations = [(e["id"], e["status"]) for e in store.read(_EVALUATIONS, {"key": key})] if kind == "target" else []
     return DependantsPublic(
         feature_runs=sorted(row["runs"]), graphs=sorted(row["graphs"]),
         versions=[VersionRef(dataset=d, version=n) for d, n in versions],
-        jobs=[j for j, _ in jobs], active_jobs=[j for j, status in jobs if status in ACTIVE_JOB])
+        jobs=[j for j, _ in jobs], evaluations=[e for e, _ in evaluations],
+        active_jobs=[j for j, status in jobs + evaluations if status in ACTIVE_JOB])

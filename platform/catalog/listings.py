@@ -39,7 +39,7 @@ COLLECTIONS = {"pool": ("Pool", "Instruction", "IN_POOL", "gradwalk pool list"),
 
 _COLLECTION = """
 MATCH (c:{label}) WHERE $name IS NULL OR c.name = $name
-RETURN c {{.name, .status, .size, .last_import_id, .created_by}} AS item,
+RETURN c {{.name, .status, .size, .test_size, .last_import_id, .created_by}} AS item,
        toString(c.created_at) AS created_at, toString(c.updated_at) AS updated_at
 ORDER BY c.name
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from gradwalk import errors
@@ -14,13 +15,29 @@ KINDS = ("pool", "target")
 
 def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: Format = "auto",
                    split: str | None = None, skip_invalid: bool = False, source_label: str | None = None,
-                   sent_as: str | None = None) -> pools.ImportReport:
+                   sent_as: str | None = None, part: str = "validation", test_fraction: float | None = None,
+                   seed: int = 0) -> pools.ImportReport:
     """Import the file or ``save_to_disk`` folder ``source`` (on this host) into pool (or target)
     ``name``; a bad record is refused by file, line and field (the file named ``sent_as`` when
-    given: an upload's own name) unless ``skip_invalid``."""
+    given: an upload's own name) unless ``skip_invalid``.
+
+    A target has two parts: ``part`` says which one ``source`` fills, or ``test_fraction`` splits
+    it, seeded by ``seed``, into both (the report's ``test`` is the test part's)."""
     if kind not in KINDS:
         raise errors.InvalidInput(f"import into a pool or a target, not a {kind!r}")
+    if kind == "pool" and (part != "validation" or test_fraction is not None):
+        raise errors.InvalidInput("a pool has no validation or test part: give part and test_fraction for targets only")
+    if test_fraction is not None and part != "validation":
+        raise errors.InvalidInput("a test split imports both parts: leave part out with test_fraction")
     ctx.caller.require("curator", f"importing into {kind} {name!r}")
-    run = pools.import_pool if kind == "pool" else pools.import_target
-    return run(ctx.store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
-               source_label=source_label, created_by=ctx.caller.name, sent_as=sent_as)
+    common = {"fmt": fmt, "split": split, "skip_invalid": skip_invalid, "source_label": source_label,
+              "created_by": ctx.caller.name, "sent_as": sent_as}
+    if kind == "pool":
+        return pools.import_pool(ctx.store, name, source, **common)
+    if test_fraction is None:
+        return pools.import_target(ctx.store, name, source, part=part, **common)
+    held_out = pools.test_split(source, fraction=test_fraction, seed=seed, fmt=fmt, split=split,
+                                skip_invalid=skip_invalid, sent_as=sent_as)
+    validation = pools.import_target(ctx.store, name, source, keep=lambda row: row not in held_out, **common)
+    test = pools.import_target(ctx.store, name, source, part="test", keep=held_out.__contains__, **common)
+    return dataclasses.replace(validation, test=test)

@@ -124,7 +124,7 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
     folder = settings.state_dir / "demo-data" / plan.pool
     pool_file = sources.write_jsonl(data.pool, folder / "pool.jsonl")
     val_file = sources.write_jsonl(data.val, folder / "gsm8k-val.jsonl")
-    sources.write_jsonl(data.test, folder / "gsm8k-test.jsonl")
+    test_file = sources.write_jsonl(data.test, folder / "gsm8k-test.jsonl")
     plan = _named(plan, pool_file, val_file)
     stage("data", started)
 
@@ -133,8 +133,10 @@ def run_demo(settings: Settings, plan: DemoPlan = DEFAULT, *, data: DemoData | N
         started = time.monotonic()
         pool_report = imports.import_records(ctx, "pool", plan.pool, pool_file)
         target_report = imports.import_records(ctx, "target", plan.target, val_file)
+        test_report = imports.import_records(ctx, "target", plan.target, test_file, part="test")
         echo(pool_report.summary())
         echo(target_report.summary())
+        echo(test_report.summary())
         stage("import", started)
 
         started = time.monotonic()
@@ -217,6 +219,8 @@ def _print_summary(r: dict[str, Any], echo: Callable[[str], None]) -> None:
     echo(f"  .venv/bin/gradwalk cypher \"MATCH (v:DatasetVersion {{dataset: '{r['dataset']}', version: {r['version']}}})"
          "-[c:CONTAINS]->(i:Instruction) RETURN c.rank, c.component, i.source ORDER BY c.rank LIMIT 10\"")
     echo(f"  .venv/bin/gradwalk dataset export {r['dataset']} {r['version']} --format jsonl --out selected.jsonl")
+    echo(f"  .venv/bin/gradwalk eval {r['dataset']} {r['version']} --target {r['plan']['target']} --wait"
+         "   # does it teach better than random rows? (fine-tunes; minutes on a CPU)")
     echo("  python -c \"from gradwalk import Client; c = Client(); "
          f"print(c.dataset('{r['dataset']}').version({r['version']}).rows()[:3])\"")
     echo("  (on this machine the CLI and the client use the local admin token `services up` keeps; elsewhere "

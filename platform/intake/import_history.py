@@ -38,7 +38,7 @@ def record(store: GraphStore, report: ImportReport, created_by: str | None) -> N
         "kind": report.kind, "name": report.name, "source": report.source, "created_by": created_by,
         "read": read.read, "imported": read.imported, "duplicates": read.duplicates, "skipped": read.skipped,
         "skip_reasons": list(read.skip_reasons[:MAX_SKIP_REASONS]), "added": report.added,
-        "created": report.created, "size": report.size,
+        "created": report.created, "size": report.size, "part": report.part,
     }
     store.write(_RECORD.format(owner=OWNERS[report.kind]),
                 {"name": report.name, "import_id": report.import_id, "fields": fields})

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import tempfile
 import uuid
@@ -78,6 +79,14 @@ class Queries:
     drop_new: str
     release: str
     finish: str
+    overlap: str | None = None  # ids of the rows that the other part of the collection holds
+
+
+# An evaluation never scores on validation data: a row of one part of a target may not be in the other.
+_OVERLAP = """
+UNWIND $ids AS id
+MATCH (n:{other} {{id: id}})-[:{other_rel}]->(:Target {{name: $name}})
+RETURN n.id AS id LIMIT 1"""
 
 
 # One origin of a row (``row.at`` is where the record was read); not written twice for one record.
@@ -89,7 +98,7 @@ _ORIGIN = """
                                    key: row.key}]->(imp))"""
 
 
-def _queries(member: str, rel: str, owner: str) -> Queries:
+def _queries(member: str, rel: str, owner: str, size: str = "size", overlap: str | None = None) -> Queries:
     held = f"MATCH (o:{owner} {{name: $name}}) WHERE o.import_id = $import_id"
     return Queries(
         # Neo4j's locking idiom: a write takes the node's lock, so the status read after it is
@@ -171,23 +180,29 @@ def _queries(member: str, rel: str, owner: str) -> Queries:
             DELETE o""",
         release=f"""
             {held}
-            SET o.status = 'ready', o.size = COUNT {{ ()-[:{rel}]->(o) }},
+            SET o.status = 'ready', o.{size} = COUNT {{ ()-[:{rel}]->(o) }},
                 o.abandoned_imports = CASE WHEN o.abandoned_imports = [] THEN null
                                            ELSE o.abandoned_imports END
             REMOVE o.import_id, o.import_heartbeat, o.import_new""",
         finish=f"""
             {held}
             SET o.status = 'ready', o.updated_at = datetime(), o.last_import_id = $import_id,
-                o.size = COUNT {{ ()-[:{rel}]->(o) }},
+                o.{size} = COUNT {{ ()-[:{rel}]->(o) }},
                 o.abandoned_imports = CASE WHEN o.abandoned_imports = [] THEN null
                                            ELSE o.abandoned_imports END
             REMOVE o.import_id, o.import_heartbeat, o.import_new
-            RETURN o.size AS size""",
+            RETURN o.{size} AS size""",
+        overlap=overlap,
     )
 
 
 POOL_QUERIES = _queries("Instruction", "IN_POOL", "Pool")
-TARGET_QUERIES = _queries("ValExample", "OF_TARGET", "Target")
+TARGET_QUERIES = _queries("ValExample", "OF_TARGET", "Target",
+                          overlap=_OVERLAP.format(other="TestExample", other_rel="TEST_OF"))
+# A target's held-out test part: what an evaluation scores on, never what selection reads.
+TEST_QUERIES = _queries("TestExample", "TEST_OF", "Target", size="test_size",
+                        overlap=_OVERLAP.format(other="ValExample", other_rel="OF_TARGET"))
+PARTS = {"validation": TARGET_QUERIES, "test": TEST_QUERIES}
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,8 @@ class ImportReport:
     added: int
     created: int
     size: int
+    part: str | None = None  # a target's "validation" or "test" part
+    test: ImportReport | None = None  # the test part a seeded split imported beside it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,21 +261,42 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
                   max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
                   stale_after_s: float = DEFAULT_STALE_AFTER_S,
                   progress: Callable[[int, int], None] | None = None,
-                  created_by: str | None = None, sent_as: str | None = None) -> ImportReport:
-    """Add every record of ``source`` to target ``name`` as ``:ValExample`` nodes; as
+                  created_by: str | None = None, sent_as: str | None = None, part: str = "validation",
+                  keep: Callable[[str], bool] | None = None) -> ImportReport:
+    """Add every record of ``source`` to target ``name``'s ``part``: ``:ValExample`` nodes for
+    "validation", ``:TestExample`` for the held-out "test" part. A row whose messages the other
+    part holds is refused, naming it. ``keep(id)`` picks the records of a split; as
     :func:`import_pool` otherwise."""
-    return _import("target", TARGET_QUERIES, store, name, source, fmt=fmt, split=split,
+    if part not in PARTS:
+        raise errors.InvalidInput(f"part must be one of {', '.join(PARTS)}, not {part!r}")
+    return _import("target", PARTS[part], store, name, source, fmt=fmt, split=split,
                    skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
                    max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
-                   stale_after_s=stale_after_s,
-                   progress=progress, created_by=created_by, sent_as=sent_as)
+                   stale_after_s=stale_after_s, progress=progress, created_by=created_by, sent_as=sent_as,
+                   part=part, keep=keep)
+
+
+def test_split(source: Any, *, fraction: float, seed: int, fmt: Format = "auto", split: str | None = None,
+               skip_invalid: bool = False, sent_as: str | None = None) -> set[str]:
+    """The ids of ``source``'s records that a seeded split holds out as the test part: a
+    ``fraction`` of its distinct rows (at least one, and at least one left for validation), drawn
+    by ``seed`` from the ids in sorted order, so the same file and seed always split the same way."""
+    if not 0 < fraction < 1:
+        raise errors.InvalidInput(f"test fraction must lie strictly between 0 and 1, not {fraction}")
+    reader = RecordReader(source, fmt=fmt, split=split, skip_invalid=skip_invalid, label=sent_as)
+    ids = sorted({record.id for record in reader.records(ReadReport(source=reader.label))})
+    if len(ids) < 2:
+        raise errors.InvalidInput(f"{reader.label}: a test split needs at least 2 distinct examples, "
+                                  f"it has {len(ids)}")
+    n_test = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    return set(random.Random(seed).sample(ids, n_test))
 
 
 def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: Any, *,
             fmt: Format, split: str | None, skip_invalid: bool, source_label: str | None,
             batch_size: int, max_record_bytes: int, max_metadata_bytes: int, stale_after_s: float,
             progress: Callable[[int, int], None] | None, created_by: str | None,
-            sent_as: str | None) -> ImportReport:
+            sent_as: str | None, part: str | None = None, keep: Callable[[str], bool] | None = None) -> ImportReport:
     if not isinstance(name, str) or not _NAME.match(name):
         raise errors.InvalidInput(f"{kind} name {name!r}: use 1-200 letters, digits, '.', '_' "
                                   "or '-', starting with a letter or digit")
@@ -274,7 +312,12 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_CHARS, mode="w+",
                                        encoding="utf-8", newline="\n") as spool:
         for record in reader.records(report, duplicates=repeats):
-            spool.write(json.dumps(_row(record, source_label), ensure_ascii=False) + "\n")
+            if keep is None or keep(record.id):
+                spool.write(json.dumps(_row(record, source_label), ensure_ascii=False) + "\n")
+        if keep is not None:
+            repeats = [r for r in repeats if keep(r.id)]
+        if queries.overlap:
+            _refuse_overlap(store, queries.overlap, name, part, spool, batch_size)
         job = _Import(store, queries, kind, name, uuid.uuid4().hex, batch_size,
                       {"file": label, "path": reader.label}, created_by)
         job.claim(stale_after_s)
@@ -298,7 +341,7 @@ def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: A
                              f"next import of {kind} {name!r} after {stale_after_s:.0f}s cleans up")
             raise
     log.info("imported %s %r from %s: %d added, %d new", kind, name, label, added, created)
-    imported = ImportReport(kind, name, job.import_id, label, report, added, created, size)
+    imported = ImportReport(kind, name, job.import_id, label, report, added, created, size, part)
     import_history.record(store, imported, created_by)
     return imported
 
@@ -417,6 +460,22 @@ def _batches(spool: IO[str], batch_size: int) -> Iterator[list[dict[str, Any]]]:
             batch, chars = [], 0
     if batch:
         yield batch
+
+
+def _refuse_overlap(store: GraphStore, query: str, name: str, part: str | None, spool: IO[str],
+                    batch_size: int) -> None:
+    """Refuse, before anything is written, a row that target ``name``'s other part holds: the
+    validation and test parts never share an example."""
+    for batch in _batches(spool, batch_size):
+        found = store.read(query, {"name": name, "ids": [row["id"] for row in batch]})
+        if found:
+            row = next(r for r in batch if r["id"] == found[0]["id"])
+            other = "validation" if part == "test" else "test"
+            named = f" (id {row['original_id']!r})" if row["original_id"] is not None else ""
+            raise errors.InvalidInput(
+                f"{row['at']}{named}: this {part} example has the same messages as a {other} example of "
+                f"target {name!r} (row {row['id'][:12]}); a target's validation and test parts must not share "
+                "examples")
 
 
 def _spooled_ids(spool: IO[str]) -> Iterator[str]:

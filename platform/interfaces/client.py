@@ -27,11 +27,12 @@ import httpx
 
 from gradwalk import errors
 from gradwalk.atomic import atomic_writer
-from gradwalk.platform.interfaces.client_records import Collection, FeatureRun, Graph
+from gradwalk.platform.interfaces.client_records import Collection, Evaluation, FeatureRun, Graph
 from gradwalk.platform.shared.schemas import (
     CollectionPublic,
     DatasetPublic,
     DiffPublic,
+    EvaluationPublic,
     FeatureRunExtension,
     FeatureRunPublic,
     GraphExtension,
@@ -175,17 +176,19 @@ class Client:
 
     # -- pools, targets, runs, graphs -------------------------------------------------------------
     def _import(self, kind: str, name: str, source: str | os.PathLike[str], *, fmt: str, on_server: bool,
-                skip_invalid: bool, split: str | None, source_label: str | None) -> ImportReportPublic:
+                skip_invalid: bool, split: str | None, source_label: str | None,
+                **extra: Any) -> ImportReportPublic:
+        extra = {k: v for k, v in extra.items() if v is not None}
         if on_server:
             data = self._json("POST", f"/{kind}s/{name}/import", json={
                 "path": str(source), "format": fmt, "split": split, "skip_invalid": skip_invalid,
-                "source_label": source_label})
+                "source_label": source_label, **extra})
         else:
             path = Path(source)
             if not path.is_file():
                 raise errors.InvalidInput(f"{path}: no such file (a folder is imported with on_server=True "
                                           "from the server's import folder)")
-            form = {"format": fmt, "skip_invalid": str(skip_invalid).lower()}
+            form = {"format": fmt, "skip_invalid": str(skip_invalid).lower(), **{k: str(v) for k, v in extra.items()}}
             if source_label is not None:
                 form["source_label"] = source_label
             with path.open("rb") as fh:  # streamed from the file, never read whole
@@ -205,10 +208,22 @@ class Client:
 
     def import_target(self, name: str, source: str | os.PathLike[str], *, fmt: str = "auto",
                       on_server: bool = False, skip_invalid: bool = False, split: str | None = None,
-                      source_label: str | None = None) -> ImportReportPublic:
-        """As :meth:`import_pool`, into target ``name``."""
-        return self._import("target", name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
-                            split=split, source_label=source_label)
+                      source_label: str | None = None, test: str | os.PathLike[str] | None = None,
+                      test_fraction: float | None = None, seed: int | None = None) -> ImportReportPublic:
+        """As :meth:`import_pool`, into target ``name``'s validation part. Its held-out test part
+        (what :meth:`Version.evaluate` scores on) comes from the file ``test`` (imported after the
+        validation part, from the same place and in the same format), or from a ``test_fraction``
+        of ``source``'s examples drawn by ``seed``. A test example whose messages equal a
+        validation example's is refused by its file and line (InvalidInput); the report's ``test``
+        is the test part's."""
+        if test is not None and test_fraction is not None:
+            raise errors.InvalidInput("give a test file or a test fraction, not both")
+        common = {"fmt": fmt, "on_server": on_server, "skip_invalid": skip_invalid, "split": split,
+                  "source_label": source_label}
+        report = self._import("target", name, source, test_fraction=test_fraction, seed=seed, **common)
+        if test is None:
+            return report
+        return report.model_copy(update={"test": self._import("target", name, test, part="test", **common)})
 
     def pools(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(p) for p in self._json("GET", "/pools")]
@@ -329,6 +344,9 @@ class Client:
 
     def dataset(self, name: str) -> Dataset:
         return Dataset(self, name)
+
+    def evaluation(self, evaluation_id: str) -> Evaluation:
+        return Evaluation(self, evaluation_id)
 
 
 def _raise_for_error(response: httpx.Response) -> None:
@@ -517,6 +535,18 @@ class Version:
         if limit is not None:
             params["limit"] = limit
         return DiffPublic.model_validate(self._client._json("GET", f"/datasets/{self.dataset}/diff", params=params))
+
+    def evaluate(self, target: str, **settings: Any) -> Evaluation:
+        """Queue an evaluation on ``target``'s test part (``settings``: epochs, random_seeds, seed,
+        batch_size, lr, greedy, max_new_tokens, engine; the gpu worker's defaults otherwise);
+        ``.wait()`` on the answer follows it to its figures."""
+        info = EvaluationPublic.model_validate(self._client._json("POST", f"{self._path}/evaluations",
+                                                                  json={"target": target, **settings}))
+        return Evaluation(self._client, info.id)
+
+    def evaluations(self) -> list[EvaluationPublic]:
+        """This version's evaluations, oldest first, with their figures once they succeeded."""
+        return [EvaluationPublic.model_validate(e) for e in self._client._json("GET", f"{self._path}/evaluations")]
 
     def retire(self, reason: str) -> Version:
         """Retire this version (recorded with ``reason``); its rows stay readable."""

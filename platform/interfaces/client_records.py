@@ -22,6 +22,7 @@ from gradwalk import errors
 from gradwalk.platform.shared.schemas import (
     CollectionDetail,
     DeletePublic,
+    EvaluationPublic,
     FeatureRunDetail,
     FeatureRunExtension,
     GraphDetail,
@@ -31,7 +32,7 @@ from gradwalk.platform.shared.schemas import (
     MembersPage,
 )
 from gradwalk.platform.shared.waiting import Progress, feature_progress, progress_bar, wait_until
-from gradwalk.statuses import FeatureRunStatus, GraphStatus
+from gradwalk.statuses import EvaluationStatus, FeatureRunStatus, GraphStatus
 
 if TYPE_CHECKING:
     from gradwalk.platform.interfaces.client import Client
@@ -98,7 +99,7 @@ class _Produced(_Record):
     followed until the worker is done."""
 
     route = ""
-    detail: type[FeatureRunDetail | GraphDetail] = FeatureRunDetail
+    detail: type[FeatureRunDetail | GraphDetail | EvaluationPublic] = FeatureRunDetail
     done = ""  # the status the work ends in
     stopped: frozenset[str] = frozenset()  # the statuses its work will not end well from
 
@@ -175,6 +176,33 @@ class Graph(_Produced):
     def export_graphml(self, path: str | os.PathLike[str]) -> Path:
         """Write the graph as GraphML (node id = instruction id, edge weight ``w``), streamed."""
         return self._client._download(f"{self._path}/graphml", path)
+
+
+class Evaluation(_Produced):
+    """An evaluation of a version: ``show()`` answers an :class:`EvaluationPublic` (progress, ETA,
+    then the figures), ``wait()`` follows it, ``scores()`` reads its per-example scores."""
+
+    kind, route, detail, done = "evaluation", "evaluations", EvaluationPublic, EvaluationStatus.SUCCEEDED
+    stopped = frozenset({EvaluationStatus.FAILED, EvaluationStatus.CANCELLED})
+
+    def wait(self, *, progress: bool = False, timeout: float | None = None, poll_s: float = 1.0) -> EvaluationPublic:
+        """Block until it succeeded; raise with its error when it failed or was cancelled."""
+        return self._follow(self.show, _eta_progress, progress, timeout, poll_s)
+
+    def cancel(self) -> EvaluationPublic:
+        return EvaluationPublic.model_validate(self._client._json("POST", f"{self._path}/cancel"))
+
+    def scores(self) -> dict[str, Any]:
+        """Per test example: the base model's, the version's and each random subset's scores, from
+        which every summary figure is computed."""
+        return self._get("/scores")
+
+
+def _eta_progress(update: Progress) -> Callable[[EvaluationPublic], None]:
+    def show(info: EvaluationPublic) -> None:
+        eta = f", about {info.eta_s:.0f}s left" if info.eta_s else ""
+        update(round(1000 * info.progress), 1000, f"{info.stage or info.status}{eta}")
+    return show
 
 
 def _block_progress(update: Progress) -> Callable[[GraphPublic], None]:

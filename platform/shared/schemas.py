@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradwalk.statuses import FeatureRunStatus, GraphStatus, JobStatus
+from gradwalk.statuses import EvaluationStatus, FeatureRunStatus, GraphStatus, JobStatus
 
 # What one read-only Cypher request may ask for (the server also bounds the bytes of its answer).
 DEFAULT_LIMIT = 1_000
@@ -46,6 +46,11 @@ class Health(BaseModel):
     version: str
 
 
+TargetPart = Literal["validation", "test"]
+TEST_FRACTION = ("Hold out this share of the file's examples (seeded by `seed`) as the target's test part; "
+                 "the rest is its validation part")
+
+
 class ImportFromPath(Request):
     """Import a file or ``save_to_disk`` folder from the API server's import folder
     (``GRADWALK_IMPORT_DIR``, default ``<state>/imports``): ``path`` is relative to it, or an
@@ -57,6 +62,9 @@ class ImportFromPath(Request):
     skip_invalid: bool = False
     source_label: str | None = Field(default=None, min_length=1, max_length=200,
                                      description="Source of the records that name none of their own")
+    part: TargetPart = "validation"
+    test_fraction: float | None = Field(default=None, gt=0, lt=1, description=TEST_FRACTION)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="The seed of the test split")
 
 
 class ReadReportPublic(BaseModel):
@@ -78,13 +86,17 @@ class ImportReportPublic(BaseModel):
     added: int
     created: int
     size: int
+    part: str | None = None  # a target's "validation" or "test" part
+    test: ImportReportPublic | None = None  # the test part imported beside it (--test, a seeded split)
 
     def summary(self) -> str:
         r = self.records
         skipped = f", {r.skipped} skipped" if r.skipped else ""
-        return (f"{self.kind} {self.name!r}: {r.read} records read, {r.imported} unique "
+        part = f" ({self.part} part)" if self.part else ""
+        line = (f"{self.kind} {self.name!r}{part}: {r.read} records read, {r.imported} unique "
                 f"({r.duplicates} duplicates{skipped}); {self.added} added, {self.created} new; "
                 f"size {self.size}")
+        return line if self.test is None else f"{line}\n{self.test.summary()}"
 
 
 class CollectionPublic(BaseModel):
@@ -93,6 +105,7 @@ class CollectionPublic(BaseModel):
     name: str
     status: str | None = None
     size: int | None = None
+    test_size: int | None = None  # a target's held-out test part, when it has one
     last_import_id: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
@@ -120,13 +133,14 @@ class DependantsPublic(BaseModel):
     graphs: list[str] = []
     versions: list[VersionRef] = []
     jobs: list[str] = []
-    active_jobs: list[str] = []
+    evaluations: list[str] = []  # of versions, on a target's test part
+    active_jobs: list[str] = []  # queued or running selection jobs and evaluations
 
     def names(self) -> list[str]:
         """Every dependant as a person reads it: ``feature run fr-1``, ``version ds v2``, ..."""
         return ([f"feature run {r}" for r in self.feature_runs] + [f"graph {g}" for g in self.graphs]
                 + [f"version {v.dataset} v{v.version}" for v in self.versions]
-                + [f"job {j}" for j in self.jobs])
+                + [f"job {j}" for j in self.jobs] + [f"evaluation {e}" for e in self.evaluations])
 
 
 class ImportPublic(BaseModel):
@@ -144,6 +158,7 @@ class ImportPublic(BaseModel):
     added: int = 0
     created: int = 0
     size: int = 0
+    part: str | None = None  # a target's "validation" or "test" part
 
 
 class CollectionDetail(CollectionPublic):
@@ -309,6 +324,63 @@ class JobPublic(BaseModel):
     graph: str | None = None
     sources: list[str] | None = None  # the record sources the pool was narrowed to
     created_by: str | None = None  # the name of the token that submitted it
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class EvaluationEngine(Request):
+    """The engine settings an evaluation may set, as a feature run takes them; the rest are the
+    gpu worker's device defaults (workers/engine/config.py)."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=4096, description="A local HF model folder")
+    lora_r: int | None = Field(default=None, ge=1, le=1024)
+    lora_alpha: float | None = Field(default=None, gt=0, le=1e6)
+    lora_targets: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, min_length=1, max_length=64)
+    max_length: int | None = Field(default=None, ge=2, le=1 << 16)
+    batch_size: int | None = Field(default=None, ge=1, le=1024)
+
+
+class EvaluationRequest(Request):
+    """Evaluate a version on a target's test part. Every setting left out takes the gpu worker's
+    device default (workers/engine/evaluation.py), and the evaluation records what it used."""
+
+    target: str = Field(min_length=1, max_length=200)
+    epochs: int | None = Field(default=None, ge=1, le=100, description="Epochs over the rows of each fine-tune")
+    random_seeds: int | None = Field(default=None, ge=1, le=20, description="Random subsets of the same size")
+    batch_size: int | None = Field(default=None, ge=1, le=1024)
+    lr: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The version's fine-tune seed")
+    greedy: bool | None = Field(default=None, description="Score exact match by greedy decoding (gold numbers)")
+    max_new_tokens: int | None = Field(default=None, ge=1, le=4096)
+    engine: EvaluationEngine = Field(default_factory=EvaluationEngine)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings asked for (the engine's under ``engine``), without those left to the
+        device's defaults."""
+        asked = self.model_dump(exclude={"target"}, exclude_none=True)
+        return {k: v for k, v in asked.items() if v != {}}
+
+
+class EvaluationPublic(BaseModel):
+    """One evaluation of a dataset version on a target's test part. ``summary`` (per figure: the
+    base model's, the version's and the random subsets' means and the version's paired difference
+    to random) and ``scores`` (the per-example scores' artifact key) exist once it succeeded."""
+
+    id: str
+    status: EvaluationStatus
+    dataset: str
+    version: int
+    target: str
+    settings: dict[str, Any] = {}
+    progress: float = 0.0
+    stage: str | None = None
+    eta_s: float | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    scores: str | None = None
+    created_by: str | None = None
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None

@@ -7,14 +7,18 @@ routing. Nothing here imports a task module: the workers depend on the platform,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 from kombu import Queue
+from kombu.exceptions import OperationalError
 
 from gradwalk.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
@@ -35,6 +39,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "gradwalk.features.*": {"queue": GPU_QUEUE},
             "gradwalk.graph.*": {"queue": GPU_QUEUE},
             "gradwalk.select.*": {"queue": CPU_QUEUE},
+            "gradwalk.evaluate.*": {"queue": GPU_QUEUE},
             "gradwalk.publish.*": {"queue": CPU_QUEUE},
         },
         # A task is acknowledged only when it finished, so a killed worker's task is redelivered.
@@ -88,3 +93,13 @@ def result_within(result: AsyncResult, timeout_s: float) -> Any:
     except CeleryTimeout:
         result.forget()
         raise
+
+
+def revoke(task_id: str) -> None:
+    """Tell the workers to drop a task unstarted. Only a shortcut: the record says cancelled, and
+    a worker reads it before it starts and at every progress report, so a broker that cannot be
+    reached (Redis restarting) does not undo the cancel."""
+    try:
+        producer().control.revoke(task_id)
+    except (OperationalError, OSError) as e:
+        log.warning("%s is cancelled; telling the workers failed (%s), they see it in its record", task_id, e)

@@ -13,12 +13,9 @@ is seen by the worker at its next progress report.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-
-from kombu.exceptions import OperationalError
 
 from gradwalk import errors
 from gradwalk.graph.selection.registry import get_method
@@ -28,10 +25,6 @@ from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work import broker
 from gradwalk.platform.work.task_names import SELECT_RUN
 from gradwalk.statuses import JOB_FINISHED, JobStatus
-
-log = logging.getLogger(__name__)
-
-
 
 
 class Cancelled(errors.GradwalkError):
@@ -284,16 +277,6 @@ def fail(store: GraphStore, job_id: str, error: str) -> None:
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
 
 
-def _revoke(job_id: str) -> None:
-    """Tell the workers to drop the job's task unstarted. Only a shortcut: the record says
-    cancelled, and a worker reads it before it starts and at every progress report, so a broker
-    that cannot be reached (Redis restarting) does not undo the cancel."""
-    try:
-        broker.producer().control.revoke(job_id)
-    except (OperationalError, OSError) as e:
-        log.warning("job %s is cancelled; telling the workers failed (%s), they see it in its record", job_id, e)
-
-
 def cancel(store: GraphStore, job_id: str) -> JobPublic:
     """Cancel a queued or running job (a finished one is refused)."""
     job = get(store, job_id)
@@ -301,7 +284,7 @@ def cancel(store: GraphStore, job_id: str) -> JobPublic:
         raise errors.Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
     if _transition(store, job_id, (JobStatus.QUEUED, JobStatus.RUNNING), JobStatus.CANCELLED, stage="cancelled"):
         store.write("MATCH (j:SelectionJob {id: $id}) SET j.finished_at = datetime()", {"id": job_id})
-        _revoke(job_id)
+        broker.revoke(job_id)
         return get(store, job_id)
     published = store.read(_PUBLISHED, {"id": job_id})
     if published:

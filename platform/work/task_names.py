@@ -37,7 +37,8 @@ GRAPH_EXTEND = Task("gradwalk.graph.extend", broker.GPU_QUEUE, ("graph_id",))
 GRAPH_BLOCK = Task("gradwalk.graph.block", broker.GPU_QUEUE, ("graph_id", "index", "build_id"))
 GRAPH_FINISH = Task("gradwalk.graph.finish", broker.GPU_QUEUE, ("graph_id", "build_id"))
 SELECT_RUN = Task("gradwalk.select.run", broker.CPU_QUEUE, ("job_id",))
+EVALUATE_RUN = Task("gradwalk.evaluate.run", broker.GPU_QUEUE, ("evaluation_id",))
 SYSTEM_PING = Task("gradwalk.system.ping", None, ())
 
 TASKS = (FEATURES_RUN, FEATURES_EXTEND, FEATURES_SHARD, FEATURES_FINISH, GRAPH_BUILD, GRAPH_EXTEND, GRAPH_BLOCK,
-         GRAPH_FINISH, SELECT_RUN, SYSTEM_PING)
+         GRAPH_FINISH, SELECT_RUN, EVALUATE_RUN, SYSTEM_PING)

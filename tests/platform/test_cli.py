@@ -15,7 +15,7 @@ from gradwalk.platform.interfaces.cli import app
 
 # Every command path users and scripts type; a rename or a lost command fails here.
 COMMANDS = {
-    "api", "api serve", "cypher", "demo", "doctor", "migrate",
+    "api", "api serve", "cypher", "demo", "doctor", "eval", "migrate",
     "dataset", "dataset diff", "dataset export", "dataset link", "dataset list", "dataset retire", "dataset rows", "dataset show",
     "dataset versions",
     "features", "features delete", "features extend", "features list", "features run", "features show", "features status",

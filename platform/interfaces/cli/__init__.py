@@ -18,6 +18,7 @@ from gradwalk.platform.interfaces.cli import (
     dataset,
     demo,
     doctor,
+    evaluate,
     features,
     graph,
     job,
@@ -40,6 +41,7 @@ app.command("cypher")(cypher.cypher)
 app.command("migrate")(migrate.migrate)
 app.command("doctor")(doctor.doctor)
 app.command("demo")(demo.demo)
+app.command("eval")(evaluate.evaluate)
 app.add_typer(services.services_app, name="services")
 app.add_typer(pool.pool_app, name="pool")
 app.add_typer(target.target_app, name="target")

@@ -14,6 +14,7 @@ from gradwalk import errors
 
 if TYPE_CHECKING:
     from gradwalk.platform.interfaces.client import Client
+    from gradwalk.platform.shared.schemas import EvaluationPublic
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", help="A parameter NAME=VALUE (repeatable).")]
@@ -62,3 +63,16 @@ def run(app: typer.Typer) -> None:
     except errors.GradwalkError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+
+
+def evaluation_text(e: EvaluationPublic) -> str:
+    """An evaluation in a few lines: id, target and status, then each figure: version, random mean,
+    base model, the difference to random with its 95% interval, and the verdict."""
+    lines = [f"{e.id} on {e.target}: {e.status}" + (f" ({e.stage})" if e.status == "running" else "")
+             + (f": {e.error}" if e.error else "")]
+    for figure, f in ((e.summary or {}).get("figures") or {}).items():
+        d = f["difference"]
+        lines.append(f"  {figure}: version {f['version']:.4f}, random {f['random']:.4f}, base {f['base']:.4f}; "
+                     f"difference {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] on {d['n']} examples: "
+                     f"{d['verdict']}")
+    return "\n".join(lines)

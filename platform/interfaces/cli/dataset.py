@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gradwalk.platform.interfaces.cli.common import JsonFlag, client, print_json
+from gradwalk.platform.interfaces.cli.common import JsonFlag, client, evaluation_text, print_json
 
 dataset_app = typer.Typer(help="Versioned datasets: list, read, export, link, diff, retire.", no_args_is_help=True)
 
@@ -42,7 +42,7 @@ def dataset_show(name: str, json_out: JsonFlag = False) -> None:
 
 @dataset_app.command("versions")
 def dataset_versions(name: str, json_out: JsonFlag = False) -> None:
-    """Every version of dataset NAME with its size, status, hash, job and source mix.
+    """Every version of dataset NAME with its size, status, hash, job, source mix and evaluations.
 
     Example: gradwalk dataset versions gsm8k-5pct
     """
@@ -56,6 +56,8 @@ def dataset_versions(name: str, json_out: JsonFlag = False) -> None:
                    f"{i.method} job {i.job_id}" + (f"  retired: {i.retired_reason}" if i.retired_reason else ""))
         if i.source_mix:
             typer.echo(f"      sources: {source_mix_text(i.source_mix, i.size)}")
+        for e in v.evaluations():
+            typer.echo("      evaluation " + evaluation_text(e).replace("\n", "\n      "))
 
 
 SHOWN_SOURCES = 8

@@ -4,7 +4,7 @@ verbs every noun shares, the same ones ``gradwalk target`` has)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -27,17 +27,18 @@ OnServerOpt = Annotated[bool, typer.Option("--on-server", help="Import SOURCE fr
 
 
 def run_import(kind: str, name: str, source: str, fmt: str, split: str | None, skip_invalid: bool,
-               source_label: str | None, on_server: bool, json_out: bool) -> None:
-    """Import into pool (or target) NAME through the REST API; the token is its maker."""
+               source_label: str | None, on_server: bool, json_out: bool, **test: Any) -> None:
+    """Import into pool (or target) NAME through the REST API; the token is its maker. ``test``:
+    a target's test part (:meth:`Client.import_target`)."""
     api = client()
     run = api.import_pool if kind == "pool" else api.import_target
     report = run(name, source, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid, split=split,
-                 source_label=source_label)
+                 source_label=source_label, **test)
     if json_out:
         typer.echo(json.dumps(report.model_dump()))
         return
     typer.echo(report.summary())
-    for reason in report.records.skip_reasons:
+    for reason in report.records.skip_reasons + (report.test.records.skip_reasons if report.test else []):
         typer.echo(f"  skipped: {reason}", err=True)
 
 

@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
-from gradwalk.platform.interfaces.routes import collections, cypher, datasets, feature_runs, graphs, jobs, tokens
+from gradwalk.platform.interfaces.routes import (
+    collections,
+    cypher,
+    datasets,
+    evaluations,
+    feature_runs,
+    graphs,
+    jobs,
+    tokens,
+)
 
-ROUTERS = (collections.router, feature_runs.router, graphs.router, jobs.router, datasets.router, cypher.router,
-           tokens.router)
+ROUTERS = (collections.router, feature_runs.router, graphs.router, jobs.router, datasets.router, evaluations.router,
+           cypher.router, tokens.router)

@@ -19,6 +19,7 @@ from gradwalk.platform.changes import deletes, imports
 from gradwalk.platform.intake import record_sources
 from gradwalk.platform.interfaces.routes.deps import ChangeDep, Force, StoreDep
 from gradwalk.platform.shared.schemas import (
+    TEST_FRACTION,
     CollectionDetail,
     CollectionPublic,
     DeletePublic,
@@ -26,6 +27,7 @@ from gradwalk.platform.shared.schemas import (
     ImportFromPath,
     ImportReportPublic,
     MembersPage,
+    TargetPart,
 )
 from gradwalk.settings import Settings
 
@@ -133,7 +135,9 @@ def _collection_routes(kind: str) -> None:
         try:
             path = server_path(ctx.settings.import_root, body.path)
             return imports.import_records(ctx, kind, name, path, fmt=body.format, split=body.split,
-                                          skip_invalid=body.skip_invalid, source_label=body.source_label).to_dict()
+                                          skip_invalid=body.skip_invalid, source_label=body.source_label,
+                                          part=body.part, test_fraction=body.test_fraction,
+                                          seed=body.seed).to_dict()
         except OSError as e:  # e.g. a name too long for the file system
             raise errors.InvalidInput(f"{body.path[:200]}: cannot be read on the server ({e.strerror or e})") from e
 
@@ -141,7 +145,10 @@ def _collection_routes(kind: str) -> None:
                file: Annotated[UploadFile, File(description="A .jsonl/.json file (optionally .gz) or a .parquet file")],
                format: Annotated[Format, Form()] = "auto",
                skip_invalid: Annotated[bool, Form()] = False,
-               source_label: Annotated[str | None, Form(min_length=1, max_length=200)] = None) -> dict:
+               source_label: Annotated[str | None, Form(min_length=1, max_length=200)] = None,
+               part: Annotated[TargetPart, Form()] = "validation",
+               test_fraction: Annotated[float | None, Form(gt=0, lt=1, description=TEST_FRACTION)] = None,
+               seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0) -> dict:
         label = _upload_name(file.filename)
         with tempfile.TemporaryDirectory(prefix="gradwalk-upload-") as folder:
             path = Path(folder) / label
@@ -152,7 +159,8 @@ def _collection_routes(kind: str) -> None:
             if record_sources.is_parquet(path):
                 check_parquet_upload(path, label, ctx.settings)
             return imports.import_records(ctx, kind, name, path, fmt=format, skip_invalid=skip_invalid,
-                                          source_label=source_label, sent_as=label).to_dict()
+                                          source_label=source_label, sent_as=label, part=part,
+                                          test_fraction=test_fraction, seed=seed).to_dict()
 
     router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
                          response_model=list[CollectionPublic], summary=f"List {plural}")

@@ -15,18 +15,21 @@ from fastapi.responses import StreamingResponse
 
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.catalog import names
+from gradwalk.platform.changes import evaluations as evaluation_changes
 from gradwalk.platform.changes import versions
 from gradwalk.platform.interfaces.routes.deps import ChangeDep, SettingsDep, StoreDep
 from gradwalk.platform.shared.schemas import (
     DatasetPublic,
     DiffPublic,
     ErrorPublic,
+    EvaluationPublic,
+    EvaluationRequest,
     ExportFormat,
     RetireRequest,
     RowsPage,
     VersionPublic,
 )
-from gradwalk.platform.versions import datasets, exports, generations
+from gradwalk.platform.versions import datasets, evaluations, exports, generations
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -96,6 +99,22 @@ def diff_versions(name: Name, store: StoreDep, settings: SettingsDep, a: Annotat
     """Rows added in ``b``, removed from ``a`` and kept, with counts; ``added_new`` says how many of
     the added rows the pool gained after ``a`` was selected (both selected from one growing run)."""
     return generations.diff(store, FeatureStore.from_settings(settings), name, a, b, limit=limit)
+
+
+@router.post("/{name}/versions/{version}/evaluations", response_model=EvaluationPublic, status_code=202,
+             name="evaluate_version")
+def evaluate_version(name: Name, version: Version, body: EvaluationRequest, ctx: ChangeDep) -> EvaluationPublic:
+    """Queue an evaluation of the version on the target's test part: LoRA fine-tunes on its rows
+    and on random same-size subsets of its pool, the base model, each scored, and the version's
+    difference to random with a 95% interval; poll GET /evaluations/{id}. Needs a curator or admin token."""
+    return evaluation_changes.submit(ctx, name, version, body)
+
+
+@router.get("/{name}/versions/{version}/evaluations", response_model=list[EvaluationPublic],
+            name="list_evaluations")
+def list_evaluations(name: Name, version: Version, store: StoreDep) -> list[EvaluationPublic]:
+    """The version's evaluations, oldest first, with their figures once they succeeded."""
+    return evaluations.list_for(store, name, version)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=VersionPublic, name="retire_version")
