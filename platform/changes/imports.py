@@ -36,7 +36,7 @@ def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: For
         return pools.import_pool(ctx.store, name, source, **common)
     if test_fraction is None:
         return pools.import_target(ctx.store, name, source, part=part, **common)
-    held_out = pools.test_split(source, fraction=test_fraction, seed=seed, fmt=fmt, split=split,
+    held_out = pools.held_out_ids(source, fraction=test_fraction, seed=seed, fmt=fmt, split=split,
                                 skip_invalid=skip_invalid, sent_as=sent_as)
     validation = pools.import_target(ctx.store, name, source, keep=lambda row: row not in held_out, **common)
     test = pools.import_target(ctx.store, name, source, part="test", keep=held_out.__contains__, **common)

@@ -276,7 +276,7 @@ def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "a
                    part=part, keep=keep)
 
 
-def test_split(source: Any, *, fraction: float, seed: int, fmt: Format = "auto", split: str | None = None,
+def held_out_ids(source: Any, *, fraction: float, seed: int, fmt: Format = "auto", split: str | None = None,
                skip_invalid: bool = False, sent_as: str | None = None) -> set[str]:
     """The ids of ``source``'s records that a seeded split holds out as the test part: a
     ``fraction`` of its distinct rows (at least one, and at least one left for validation), drawn

@@ -13,8 +13,8 @@ from gradwalk.workers.engine.evaluation import summarize
 
 pytestmark = pytest.mark.timeout(1200)
 
-# The real model, small: a rank-4 adapter, short rows, one epoch, two random seeds, 8 greedy tokens.
-SETTINGS = {"epochs": 1, "random_seeds": 2, "batch_size": 4, "greedy": True, "max_new_tokens": 8,
+# The real model, small: a rank-4 adapter, short rows, one epoch, two random seeds, 4 greedy tokens.
+SETTINGS = {"epochs": 1, "random_seeds": 2, "batch_size": 4, "greedy": True, "max_new_tokens": 4,
             "engine": {"lora_r": 4, "lora_alpha": 16, "max_length": 128, "batch_size": 8}}
 
 
@@ -27,7 +27,7 @@ def test_a_version_is_evaluated_against_random_rows(client, store, shipped, pref
     write_jsonl(_rows(shipped, "pool", 40)[:16], tmp_path / "pool.jsonl")
     problems = _rows(shipped, "gsm8k", 100)
     write_jsonl(problems[:3], tmp_path / "val.jsonl")
-    write_jsonl(problems[3:9], tmp_path / "test.jsonl")
+    write_jsonl(problems[3:7], tmp_path / "test.jsonl")
     client.import_pool(pool, tmp_path / "pool.jsonl")
     client.import_target(f"{prefix}val-only", tmp_path / "val.jsonl")
     tests = client.import_target(target, tmp_path / "val.jsonl", test=tmp_path / "test.jsonl").test.size
