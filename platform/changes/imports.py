@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from gradwalk import errors
@@ -30,14 +31,18 @@ def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: For
     if test_fraction is not None and part != "validation":
         raise errors.InvalidInput("a test split imports both parts: leave part out with test_fraction")
     ctx.caller.require("curator", f"importing into {kind} {name!r}")
-    common = {"fmt": fmt, "split": split, "skip_invalid": skip_invalid, "source_label": source_label,
-              "created_by": ctx.caller.name, "sent_as": sent_as}
     if kind == "pool":
-        return pools.import_pool(ctx.store, name, source, **common)
+        return pools.import_pool(ctx.store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
+                                 source_label=source_label, created_by=ctx.caller.name, sent_as=sent_as)
+
+    def into(into_part: str, keep: Callable[[str], bool] | None = None) -> pools.ImportReport:
+        return pools.import_target(ctx.store, name, source, fmt=fmt, split=split, skip_invalid=skip_invalid,
+                                   source_label=source_label, created_by=ctx.caller.name, sent_as=sent_as,
+                                   part=into_part, keep=keep)
+
     if test_fraction is None:
-        return pools.import_target(ctx.store, name, source, part=part, **common)
+        return into(part)
     held_out = pools.held_out_ids(source, fraction=test_fraction, seed=seed, fmt=fmt, split=split,
-                                skip_invalid=skip_invalid, sent_as=sent_as)
-    validation = pools.import_target(ctx.store, name, source, keep=lambda row: row not in held_out, **common)
-    test = pools.import_target(ctx.store, name, source, part="test", keep=held_out.__contains__, **common)
-    return dataclasses.replace(validation, test=test)
+                                  skip_invalid=skip_invalid, sent_as=sent_as)
+    validation = into("validation", lambda row: row not in held_out)
+    return dataclasses.replace(validation, test=into("test", held_out.__contains__))

@@ -218,12 +218,12 @@ class Client:
         is the test part's."""
         if test is not None and test_fraction is not None:
             raise errors.InvalidInput("give a test file or a test fraction, not both")
-        common = {"fmt": fmt, "on_server": on_server, "skip_invalid": skip_invalid, "split": split,
-                  "source_label": source_label}
-        report = self._import("target", name, source, test_fraction=test_fraction, seed=seed, **common)
-        if test is None:
-            return report
-        return report.model_copy(update={"test": self._import("target", name, test, part="test", **common)})
+        def send(file: str | os.PathLike[str], **extra: Any) -> ImportReportPublic:
+            return self._import("target", name, file, fmt=fmt, on_server=on_server, skip_invalid=skip_invalid,
+                                split=split, source_label=source_label, **extra)
+
+        report = send(source, test_fraction=test_fraction, seed=seed)
+        return report if test is None else report.model_copy(update={"test": send(test, part="test")})
 
     def pools(self) -> list[CollectionPublic]:
         return [CollectionPublic.model_validate(p) for p in self._json("GET", "/pools")]

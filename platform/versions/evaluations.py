@@ -197,10 +197,11 @@ def test_examples(store: GraphStore, target: str) -> list[dict[str, Any]]:
 def candidates(store: GraphStore, features: FeatureStore, version: VersionPublic) -> list[str]:
     """The pool rows the version was selected from, sorted: the generation its lineage names (the
     rows of its feature run or graph then), or the pool's rows for a version selected without one."""
-    origin = version.lineage.get("selected_from")
-    if not origin:
+    if version.pool is None:
+        raise errors.InvalidInput(f"{version.dataset} v{version.version} names no pool: no random rows to compare with")
+    origin, run = version.lineage.get("selected_from"), version.feature_run
+    if not origin or run is None:
         return feature_runs.member_ids(store, version.pool)
-    run = version.feature_run
     rows = feature_row_ids(features, run) if origin["of"] == "graph" else feature_extend.run_rows(features, run)
     return sorted(rows[:origin["rows"]])
 
