@@ -5,6 +5,7 @@ same size, and a cancelled evaluation that keeps nothing."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from gradwalk import errors
@@ -22,7 +23,7 @@ def _rows(shipped: dict, name: str, limit: int) -> list[dict]:
     return [r for r in shipped[name] if sum(estimated_tokens(m["content"]) for m in r["messages"]) <= limit]
 
 
-def test_a_version_is_evaluated_against_random_rows(client, store, shipped, prefix, tmp_path):
+def test_a_version_is_evaluated_against_random_rows(client, api_url, api_token, store, shipped, prefix, tmp_path):
     pool, target, dataset = f"{prefix}pool", f"{prefix}gsm8k", f"{prefix}random"
     write_jsonl(_rows(shipped, "pool", 40)[:16], tmp_path / "pool.jsonl")
     problems = _rows(shipped, "gsm8k", 100)
@@ -55,6 +56,11 @@ def test_a_version_is_evaluated_against_random_rows(client, store, shipped, pref
                       "(e)-[:ON]->(:Target {name: $t}) RETURN v.version AS v",
                       {"id": done.id, "d": dataset, "t": target}) == [{"v": 1}]
 
+    # the version's page lists it with its figures and a plot of them
+    page = httpx.get(f"{api_url}/ui/datasets/{dataset}/1", cookies={"gradwalk_token": api_token}, timeout=60)
+    assert page.status_code == 200 and done.id in page.text and 'aria-label="loss on ' in page.text
+    assert loss["difference"]["verdict"] in page.text
+
     # a second version of the same size trains only its own rows: the base model and the random
     # subsets come from the artifact store
     second = client.select(pool=pool, target=target, method="random", ratio=0.25, dataset=dataset,
@@ -62,6 +68,8 @@ def test_a_version_is_evaluated_against_random_rows(client, store, shipped, pref
     again = second.evaluate(target, **SETTINGS).wait(timeout=900)
     assert again.summary["cached"] == ["base", "random-0", "random-1"]
     assert client.evaluation(again.id).scores()["random"] == scores["random"]
+    page = httpx.get(f"{api_url}/ui/datasets/{dataset}", cookies={"gradwalk_token": api_token}, timeout=60)
+    assert page.status_code == 200 and done.id in page.text and again.id in page.text
 
     # a cancelled evaluation keeps no figures and names no scores file
     cancelled = second.evaluate(target, **SETTINGS)

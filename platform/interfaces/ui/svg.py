@@ -76,3 +76,40 @@ def histogram(values: Sequence[float], *, title: str, bins: int = 20) -> str:
                  f'<text x="{WIDTH - 20}" y="{plot_h + 46}" text-anchor="end">{high:.3g}</text>'
                  f'<text x="4" y="36">{top}</text></svg>')
     return "".join(parts)
+
+
+def evaluation(figure: dict[str, Any], *, title: str) -> str:
+    """One figure of an evaluation: the base model, each random seed, the random mean and the
+    version as points on one axis, then the version's difference to the random mean with its
+    95% interval against zero (the verdict)."""
+    points = [("base model", figure["base"]), *((f"random seed {i}", v) for i, v in enumerate(figure["random_seeds"])),
+              ("random mean", figure["random"]), ("version", figure["version"])]
+    points = [(name, v) for name, v in points if v is not None]
+    d = figure["difference"]
+    if not points:
+        return ""
+    label_w, plot_w, row = 140, WIDTH - 200, 18
+
+    def scale(values: Sequence[float]) -> Any:
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        return lambda v: label_w + plot_w * (v - low + span * 0.05) / (span * 1.1)
+
+    x = scale([v for _, v in points])
+    height = 40 + row * (len(points) + 2)
+    parts = [_head(height, title)]
+    for i, (name, value) in enumerate(points):
+        y = 34 + i * row
+        colour = COLOURS[1] if name == "version" else COLOURS[0]
+        parts.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">{escape(name)}</text>'
+                     f'<circle cx="{x(value):.1f}" cy="{y}" r="4" fill="{colour}"><title>{value:.4g}</title></circle>'
+                     f'<text x="{x(value) + 8:.1f}" y="{y + 4}" class="value">{value:.4g}</text>')
+    y = 34 + (len(points) + 1) * row
+    dx = scale([d["low"], d["high"], 0.0])
+    parts.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">version − random</text>'
+                 f'<line x1="{dx(0.0):.1f}" y1="{y - 8}" x2="{dx(0.0):.1f}" y2="{y + 8}" stroke="#888"/>'
+                 f'<line class="interval" x1="{dx(d["low"]):.1f}" y1="{y}" x2="{dx(d["high"]):.1f}" y2="{y}" '
+                 f'stroke="{COLOURS[1]}" stroke-width="3"><title>95% interval {d["low"]:.4g} … {d["high"]:.4g}</title></line>'
+                 f'<circle cx="{dx(d["mean"]):.1f}" cy="{y}" r="4" fill="{COLOURS[1]}"/>'
+                 f'<text x="{WIDTH - 4}" y="{y + 4}" text-anchor="end" class="value">{escape(d["verdict"])}</text></svg>')
+    return "".join(parts)

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from gradwalk import errors
 from gradwalk.platform.interfaces.ui import queries, svg
 from gradwalk.platform.interfaces.ui.web import Caller, PageRoute, plain, render
-from gradwalk.platform.versions import datasets, exports
+from gradwalk.platform.versions import datasets, evaluations, exports
 
 router = APIRouter(prefix="/ui/datasets", route_class=PageRoute, include_in_schema=False)
 
@@ -32,8 +32,12 @@ def _version(store, name: str, version: int) -> dict[str, Any]:
 
 @router.get("/{name}", response_class=HTMLResponse)
 def dataset_page(request: Request, me: Caller, name: str) -> HTMLResponse:
-    found = plain(datasets.versions(request.app.state.store, name))
-    return render(request, "dataset.html", name=name, versions=found)
+    store = request.app.state.store
+    found = plain(datasets.versions(store, name))
+    compared = [{"version": v["version"], **e} for v in found
+                for e in plain(evaluations.list_for(store, name, v["version"])) if e.get("summary")]
+    return render(request, "dataset.html", name=name, versions=found,
+                  evaluations=sorted(compared, key=lambda e: (e["target"], e["version"])))
 
 
 def _texts(store, ids: list[str]) -> dict[str, str]:
@@ -86,8 +90,14 @@ def version_page(request: Request, me: Caller, name: str, version: int, q: str =
     for row in rows:
         row["messages"] = queries.messages(row["messages"])
     others = [v["version"] for v in plain(datasets.versions(store, name)) if v["version"] != version]
+    evaluated = plain(evaluations.list_for(store, name, version))
+    for e in evaluated:
+        figures = (e.get("summary") or {}).get("figures") or {}
+        e["charts"] = [svg.evaluation(f, title=f"{svg.key_label(key)} on {e['target']}'s test part")
+                       for key, f in figures.items()]
+        e["figures"] = figures
     return render(request, "version.html", v=info, rows=rows, total=total, q=q, offset=offset, page=PAGE_ROWS,
-                  lineage=_lineage(info), others=others, formats=exports.FORMATS)
+                  lineage=_lineage(info), others=others, formats=exports.FORMATS, evaluations=evaluated)
 
 
 @router.get("/{name}/{version}/export/{fmt}")
