@@ -57,7 +57,9 @@ def test_a_version_is_evaluated_against_random_rows(client, api_url, api_token, 
                       {"id": done.id, "d": dataset, "t": target}) == [{"v": 1}]
 
     # the version's page lists it with its figures and a plot of them
-    page = httpx.get(f"{api_url}/ui/datasets/{dataset}/1", cookies={"gradwalk_token": api_token}, timeout=60)
+    web = httpx.Client(base_url=api_url, timeout=60)
+    assert web.post("/ui/signin", data={"token": api_token, "next": "/ui/"}).status_code == 303
+    page = web.get(f"/ui/datasets/{dataset}/1")
     assert page.status_code == 200 and done.id in page.text and 'aria-label="loss on ' in page.text
     assert loss["difference"]["verdict"] in page.text
 
@@ -68,8 +70,9 @@ def test_a_version_is_evaluated_against_random_rows(client, api_url, api_token, 
     again = second.evaluate(target, **SETTINGS).wait(timeout=900)
     assert again.summary["cached"] == ["base", "random-0", "random-1"]
     assert client.evaluation(again.id).scores()["random"] == scores["random"]
-    page = httpx.get(f"{api_url}/ui/datasets/{dataset}", cookies={"gradwalk_token": api_token}, timeout=60)
+    page = web.get(f"/ui/datasets/{dataset}")
     assert page.status_code == 200 and done.id in page.text and again.id in page.text
+    web.close()
 
     # a cancelled evaluation keeps no figures and names no scores file
     cancelled = second.evaluate(target, **SETTINGS)
