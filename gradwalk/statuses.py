@@ -21,6 +21,16 @@ class JobStatus(StrEnum):
 JOB_FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class CollectionStatus(StrEnum):
+    """A pool's or target's life: new until its first import claims it, importing, ready; a
+    delete marks it deleting and then removes it (no tombstone)."""
+
+    NEW = "new"
+    IMPORTING = "importing"
+    READY = "ready"
+    DELETING = "deleting"
+
+
 class FeatureRunStatus(StrEnum):
     """A feature run's life: queued, warming up, featurizing, then complete or failed; a complete
     run is extended (extending, then complete again); deleting, then deleted (a tombstone)."""

@@ -28,7 +28,7 @@ from gradwalk.graph.knn import build
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.catalog.dependants import dependants
 from gradwalk.platform.shared.schemas import DeletePublic, DependantsPublic
-from gradwalk.statuses import FEATURE_RUN_BUSY, FeatureRunStatus, GraphStatus
+from gradwalk.statuses import FEATURE_RUN_BUSY, CollectionStatus, FeatureRunStatus, GraphStatus
 
 if TYPE_CHECKING:
     from gradwalk.graph.store.adapter import GraphStore
@@ -145,9 +145,9 @@ def _begin(store: GraphStore, kind: str, key: str, status: str, caller: Principa
            cascade: list[tuple[str, str]]) -> bool:
     """Check and mark ``key`` deleting; False when a cut-short delete is being finished instead.
     ``cascade`` lists what a forced delete takes with it, each of which ``caller`` must own too."""
-    if status == "deleting":
+    if status == CollectionStatus.DELETING:
         return False
-    if status == "importing":
+    if status == CollectionStatus.IMPORTING:
         raise errors.Conflict(f"{kind} {key!r} is being imported; delete it when the import has finished")
     found = dependants(store, kind, key)
     _refuse_orphaning(kind, key, found, force)

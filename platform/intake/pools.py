@@ -52,6 +52,7 @@ from gradwalk.platform.intake.ingest import (
     RecordReader,
 )
 from gradwalk.platform.shared.schemas import Format, ImportReportPublic
+from gradwalk.statuses import CollectionStatus
 
 log = logging.getLogger(__name__)
 
@@ -365,11 +366,11 @@ class _Import:
 
         def work(tx: neo4j.ManagedTransaction) -> list[str]:
             row = tx.run(self.q.claim, self._params(created_by=self.created_by)).single(strict=True)
-            abandoned, new = list(row["abandoned"]), row["status"] == "new"
-            if row["status"] == "deleting":
+            abandoned, new = list(row["abandoned"]), row["status"] == CollectionStatus.NEW
+            if row["status"] == CollectionStatus.DELETING:
                 raise errors.Conflict(f"{self.kind} {self.name!r} is being deleted; finish that with "
                                       f"`gradwalk {self.kind} delete {self.name}`, then import again")
-            if row["status"] == "importing":
+            if row["status"] == CollectionStatus.IMPORTING:
                 if row["idle_s"] < stale_after_s:
                     raise errors.Conflict(
                         f"{self.kind} {self.name!r} is being imported (import {row['holder']}, "
