@@ -5,6 +5,7 @@ pieces apart (the parquet writer, link signing) without services."""
 from __future__ import annotations
 
 import io
+import secrets
 import stat
 import subprocess
 import sys
@@ -77,12 +78,13 @@ def test_a_link_verifies_only_as_signed_and_until_it_expires(tmp_path):
     old = links.sign(settings, me, "ds", 3, expires_in_s=60, now=time.time() - 120)
     with pytest.raises(errors.NotAllowed, match="expired"):
         links.verify(Store(), settings, old.segment, "ds", 3)
-    with pytest.raises(errors.NotAllowed):  # another key (another deployment)
-        links.verify(Store(), Settings(state_dir=tmp_path, link_secret="another-key-" * 3), link.segment, "ds", 3)
+    other_key = secrets.token_urlsafe(24)  # another deployment's key, made here: no key is written in the repository
+    with pytest.raises(errors.NotAllowed):
+        links.verify(Store(), Settings(state_dir=tmp_path, link_secret=other_key), link.segment, "ds", 3)
     for life in (0, settings.link_max_age_s + 1, True):
         with pytest.raises(errors.InvalidInput, match="expires_in_s"):
             links.sign(settings, me, "ds", 3, expires_in_s=life)
-    assert "another-key" not in repr(Settings(link_secret="another-key-" * 3))
+    assert other_key not in repr(Settings(link_secret=other_key))
 
 
 def test_the_client_loads_neither_datasets_nor_pyarrow_and_says_what_to_install(monkeypatch):
