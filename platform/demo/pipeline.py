@@ -54,13 +54,15 @@ class DemoData:
     test: list[dict]
 
 
-# Sized to finish in a coffee break on two CPU cores (README: measured time per stage), with the
-# CPU engine's shape (r=8 on q/v) and the LESS recipe's two warm-up checkpoints. max_length leaves
+# Sized to finish in under ten minutes on two warm CPU cores (README: measured time per stage), with
+# the CPU engine's shape (r=8 on q/v) and one warm-up checkpoint: feature time grows with the
+# checkpoint count, and one keeps the Adam-aware step that the method needs (a second checkpoint
+# took the demo from under 10 to 15 minutes; `features start` takes more for real pools). max_length leaves
 # room for the chat template's system prompt above the records' estimated length, so responses
 # are rarely truncated away (such a row has no gradient; the run skips it and reports how many).
 DEFAULT = DemoPlan(pool_size=600, val_size=24, test_size=200, max_tokens=110, max_answer_tokens=60,
                    engine={"lora_r": 8, "lora_alpha": 32, "max_length": 320, "proj_dim": 1024},
-                   warmup={"fraction": 0.05, "epochs": 2, "examples_per_step": 8})
+                   warmup={"fraction": 0.05, "epochs": 1, "examples_per_step": 8})
 
 
 def demo_data(plan: DemoPlan, cache_dir: Path) -> DemoData:
