@@ -16,7 +16,7 @@ from gradwalk.platform.versions import datasets
 TINY = dataclasses.replace(
     DEFAULT, pool_size=40, val_size=4, test_size=4, k=8, ratio=0.25,
     engine={"lora_r": 4, "lora_alpha": 16, "max_length": 160, "batch_size": 8, "proj_dim": 128},
-    warmup={"fraction": 0.2, "epochs": 2, "examples_per_step": 4},
+    warmup={"fraction": 0.2, "epochs": 1, "examples_per_step": 4},
     pool="demo-test-pool", target="demo-test-gsm8k", dataset="demo-test-gsm8k-25pct",
 )
 pytestmark = pytest.mark.timeout(1200)
@@ -45,7 +45,7 @@ def test_every_stage_runs_and_publishes_a_version(demo_run, store, shipped):
     rows = list(datasets.iter_rows(store, TINY.dataset, result["version"]))
     assert version.size == len(rows) == result["selected"]
     assert [r["rank"] for r in rows] == list(range(len(rows)))
-    assert version.lineage["method"] == "g2is" and version.lineage["graph"] == result["graph"]
+    assert version.lineage["method"] == DEFAULT.method and version.lineage["graph"] == result["graph"]
     assert result["edges"] > 0
     assert any(line.startswith("next steps") for line in lines)
     # The first selected rows are shown with their component and step, as the version holds them.
