@@ -41,6 +41,12 @@ HEADERS = (
 )
 
 
+def error_headers() -> dict[str, str]:
+    """The headers, for the one answer this middleware never sees: the outermost 500, which
+    Starlette's server-error handler sends itself after the app (and so this layer) has raised."""
+    return {name.decode(): value.decode() for name, value in _with([], POLICY)}
+
+
 def docs_policy(body: bytes) -> str:
     """The policy of one docs page: its own inline scripts by SHA-256, the CDN, nothing else inline."""
     return _DOCS_POLICY.format(scripts=" ".join(source_hash(s) for s in _INLINE_SCRIPT.findall(body)))

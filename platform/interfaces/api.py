@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from gradwalk import __version__, errors
 from gradwalk.graph.store.adapter import GraphStore
-from gradwalk.platform.access.headers import SecurityHeaders
+from gradwalk.platform.access.headers import SecurityHeaders, error_headers
 from gradwalk.platform.access.limits import RequestLimits
 from gradwalk.platform.interfaces import ui
 from gradwalk.platform.interfaces.routes import ROUTERS, version_data
@@ -75,7 +75,8 @@ async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed unexpectedly", request.method, request.url.path)
-    return _error(500, "InternalError", "the server failed unexpectedly; the API server's log has the details")
+    return _error(500, "InternalError", "the server failed unexpectedly; the API server's log has the details",
+                  error_headers())
 
 
 def _operation_id(route: APIRoute) -> str:

@@ -28,8 +28,12 @@ COOKIE = "gradwalk_session"
 
 
 def assert_hardened(answer: httpx.Response) -> None:
+    assert answer.status_code < 500, f"{answer.request.method} {answer.request.url.path} ({answer.status_code})"
+    assert_headers(answer)
+
+
+def assert_headers(answer: httpx.Response) -> None:
     where = f"{answer.request.method} {answer.request.url.path} ({answer.status_code})"
-    assert answer.status_code < 500, where
     assert answer.headers.get("x-frame-options") == "DENY", where
     assert answer.headers.get("x-content-type-options") == "nosniff", where
     assert answer.headers.get("referrer-policy") == "same-origin", where
@@ -166,3 +170,17 @@ def test_the_cookie_is_secure_over_https(settings, store):
         answer = web.post("/ui/signin", data={"token": token}, follow_redirects=False)
     assert answer.status_code == 303 and "secure" in {p.strip().lower() for p in answer.headers["set-cookie"].split(";")}
 
+
+def test_an_unexpected_failure_carries_the_headers_too(services, settings):
+    """No input should reach a 500, but a bug can; its answer is as hardened as the rest."""
+    app = create_app(settings)
+
+    @app.get("/failing-on-purpose")
+    def failing() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as web:
+        answer = web.get("/failing-on-purpose")
+    assert answer.status_code == 500 and answer.json()["error"]["type"] == "InternalError"
+    assert "a bug" not in answer.text
+    assert_headers(answer)
