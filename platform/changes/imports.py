@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from gradwalk import errors
 from gradwalk.platform.changes import Context
-from gradwalk.platform.intake import pools
+from gradwalk.platform.intake import pools, uploads
 from gradwalk.platform.shared.schemas import Format
 
 KINDS = ("pool", "target")
@@ -46,3 +47,14 @@ def import_records(ctx: Context, kind: str, name: str, source: Path, *, fmt: For
                                   skip_invalid=skip_invalid, sent_as=sent_as)
     validation = into("validation", lambda row: row not in held_out)
     return dataclasses.replace(validation, test=into("test", held_out.__contains__))
+
+
+def import_upload(ctx: Context, kind: str, name: str, stream: BinaryIO, filename: str | None,
+                  **options: Any) -> pools.ImportReport:
+    """Import an uploaded file (the REST upload's and the web page's) into pool (or target)
+    ``name``: it lands in a temporary folder, inflated and measured under the upload limits
+    (platform/intake/uploads.py), and is read as :func:`import_records` reads a file sent as
+    ``filename``. The role is checked before a byte is written."""
+    ctx.caller.require("curator", f"importing into {kind} {name!r}")
+    with uploads.received(stream, filename, ctx.settings) as (path, label):
+        return import_records(ctx, kind, name, path, sent_as=label, **options)

@@ -1,12 +1,9 @@
 """Pools and targets: list, show, rows, delete, import from an upload (streamed to a temporary file,
-gzip inflated and parquet measured under the same limits) or from a path in the server's import folder."""
+gzip inflated and parquet measured under the same limits: platform/intake/uploads.py) or from a path
+in the server's import folder."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
-import zlib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +13,6 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from gradwalk import errors
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.changes import deletes, imports
-from gradwalk.platform.intake import record_sources
 from gradwalk.platform.interfaces.routes.deps import ChangeDep, Force, StoreDep
 from gradwalk.platform.shared.schemas import (
     TEST_FRACTION,
@@ -29,17 +25,11 @@ from gradwalk.platform.shared.schemas import (
     MembersPage,
     TargetPart,
 )
-from gradwalk.settings import Settings
 
 router = APIRouter()
 
 Offset = Annotated[int, Query(ge=0, le=2**62, description="Skip this many rows.")]
 Limit = Annotated[int, Query(ge=1, le=listings.MAX_PAGE_ROWS, description="At most this many rows.")]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
-_CHUNK = 1 << 20
-_RATIO_FLOOR = 1 << 20  # below this many inflated bytes any ratio is fine (small files compress oddly)
 
 
 def server_path(root: Path, requested: str) -> Path:
@@ -56,63 +46,6 @@ def server_path(root: Path, requested: str) -> Path:
             f"{requested[:200]}: the server imports files from its import folder only (GRADWALK_IMPORT_DIR); "
             "put the file there, or upload it (POST /pools/NAME/upload, or Client.import_pool without on_server)")
     return resolved
-
-
-def _upload_name(filename: str | None) -> str:
-    """A safe local name for an uploaded file that keeps what the reader looks at (``.gz``)."""
-    name = _UNSAFE.sub("_", Path(filename or "").name).strip("._")[:200]
-    return name or "upload.jsonl"
-
-
-def inflate_upload(packed: Path, settings: Settings) -> Path:
-    """The gzip upload ``packed`` decompressed next to it (its name without ``.gz``), refused (413)
-    the moment it outgrows GRADWALK_API_MAX_INFLATED_BYTES or inflates more than
-    GRADWALK_API_MAX_INFLATE_RATIO times: a small bomb costs milliseconds, not a worker thread."""
-    limit, ratio = settings.api_max_inflated_bytes, settings.api_max_inflate_ratio
-    inflated = packed.with_suffix("")
-    inflater, pending, data = zlib.decompressobj(_GZIP), False, b""
-    read = written = 0
-    with packed.open("rb") as src, inflated.open("wb") as out:
-        while True:
-            if not data:
-                data = src.read(_CHUNK)
-                read += len(data)
-                if not data:
-                    break
-            try:
-                piece = inflater.decompress(data, _CHUNK)
-            except zlib.error as e:
-                raise errors.InvalidInput(f"{packed.name}: not a valid gzip file ({e})") from e
-            pending, data = True, inflater.unconsumed_tail
-            if inflater.eof:  # a member ends; another may follow
-                inflater, pending, data = zlib.decompressobj(_GZIP), False, inflater.unused_data + data
-            written += len(piece)
-            if written > limit:
-                raise errors.LimitExceeded(f"{packed.name}: inflates to more than {limit:,} bytes "
-                                           "(GRADWALK_API_MAX_INFLATED_BYTES): split it, or import it from the "
-                                           "server's import folder")
-            if written > _RATIO_FLOOR and written > ratio * read:
-                raise errors.LimitExceeded(f"{packed.name}: inflates more than {ratio:g} times its size "
-                                           "(GRADWALK_API_MAX_INFLATE_RATIO): refused as a likely gzip bomb")
-            out.write(piece)
-    if pending:
-        raise errors.InvalidInput(f"{packed.name}: the gzip file ends early (truncated upload?)")
-    return inflated
-
-
-def check_parquet_upload(path: Path, label: str, settings: Settings) -> None:
-    """Refuse (413) a parquet upload whose footer says it decompresses past the gzip limits: its
-    pages are compressed too, so a small file could otherwise hold a bomb."""
-    meta = record_sources.open_parquet(path, label).metadata
-    inflated = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-    limit, ratio = settings.api_max_inflated_bytes, settings.api_max_inflate_ratio
-    if inflated > limit:
-        raise errors.LimitExceeded(f"{label}: decompresses to more than {limit:,} bytes "
-                                   "(GRADWALK_API_MAX_INFLATED_BYTES): split it, or import it from the "
-                                   "server's import folder")
-    if inflated > _RATIO_FLOOR and inflated > ratio * path.stat().st_size:
-        raise errors.LimitExceeded(f"{label}: decompresses more than {ratio:g} times its size "
-                                   "(GRADWALK_API_MAX_INFLATE_RATIO): refused as a likely bomb")
 
 
 def _collection_routes(kind: str) -> None:
@@ -149,18 +82,9 @@ def _collection_routes(kind: str) -> None:
                part: Annotated[TargetPart, Form()] = "validation",
                test_fraction: Annotated[float | None, Form(gt=0, lt=1, description=TEST_FRACTION)] = None,
                seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0) -> dict:
-        label = _upload_name(file.filename)
-        with tempfile.TemporaryDirectory(prefix="gradwalk-upload-") as folder:
-            path = Path(folder) / label
-            with path.open("wb") as out:
-                shutil.copyfileobj(file.file, out, 1 << 20)
-            if path.suffix == ".gz":
-                path = inflate_upload(path, ctx.settings)
-            if record_sources.is_parquet(path):
-                check_parquet_upload(path, label, ctx.settings)
-            return imports.import_records(ctx, kind, name, path, fmt=format, skip_invalid=skip_invalid,
-                                          source_label=source_label, sent_as=label, part=part,
-                                          test_fraction=test_fraction, seed=seed).to_dict()
+        return imports.import_upload(ctx, kind, name, file.file, file.filename, fmt=format,
+                                     skip_invalid=skip_invalid, source_label=source_label, part=part,
+                                     test_fraction=test_fraction, seed=seed).to_dict()
 
     router.add_api_route(f"/{plural}", list_all, methods=["GET"], name=f"list_{plural}", tags=tags,
                          response_model=list[CollectionPublic], summary=f"List {plural}")
