@@ -32,20 +32,21 @@ class CollectionStatus(StrEnum):
 
 
 class FeatureRunStatus(StrEnum):
-    """A feature run's life: queued, warming up, featurizing, then complete or failed; a complete
-    run is extended (extending, then complete again); deleting, then deleted (a tombstone)."""
+    """A feature run's life: queued, warming up, featurizing, then complete, failed or cancelled; a
+    complete run is extended (extending, then complete again); deleting, then deleted (a tombstone)."""
 
     QUEUED = "queued"
     WARMING_UP = "warming up"
     FEATURIZING = "featurizing"
     COMPLETE = "complete"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     EXTENDING = "extending"
     DELETING = "deleting"
     DELETED = "deleted"
 
 
-FEATURE_RUN_FINISHED = (FeatureRunStatus.COMPLETE, FeatureRunStatus.FAILED)
+FEATURE_RUN_FINISHED = (FeatureRunStatus.COMPLETE, FeatureRunStatus.FAILED, FeatureRunStatus.CANCELLED)
 FEATURE_RUN_BUSY = (FeatureRunStatus.QUEUED, FeatureRunStatus.WARMING_UP, FeatureRunStatus.FEATURIZING)
 
 

@@ -1,4 +1,4 @@
-"""Feature runs: start one, extend one to the rows its pool gained (curators)."""
+"""Feature runs: start one, cancel one, extend one to the rows its pool gained (curators)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,10 @@ def extend(ctx: Context, run_id: str) -> FeatureRunExtension:
     """Queue the featurisation of the pool rows run ``run_id`` lacks, with the run's own settings."""
     ctx.caller.require("curator", f"extending feature run {run_id}")
     return feature_extend.extend(ctx.store, ctx.features, run_id)
+
+
+def cancel(ctx: Context, run_id: str) -> FeatureRunPublic:
+    """Cancel a queued, warming-up or featurizing run: the token that started it, or an admin's."""
+    ctx.caller.require("curator", f"cancelling feature run {run_id}")
+    ctx.caller.require_owner(feature_runs.get(ctx.store, run_id).created_by, f"feature run {run_id}")
+    return feature_runs.cancel(ctx.store, run_id, ctx.caller.name)

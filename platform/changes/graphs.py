@@ -1,14 +1,18 @@
-"""Instruction graphs: build one from a feature run, extend one to the rows its run gained
-(curators). Both are queued on the gpu workers; the graph's record says how far they got."""
+"""Instruction graphs: build one from a feature run, cancel a build, extend one to the rows its run
+gained (curators). Builds and extensions are queued on the gpu workers; the graph's record says how
+far they got."""
 
 from __future__ import annotations
 
+from gradwalk import errors
 from gradwalk.graph.knn import extend as graph_extend
-from gradwalk.graph.knn.build import DEFAULT_K, DEFAULT_TAU, check_build
+from gradwalk.graph.knn import records
+from gradwalk.graph.knn.build import DEFAULT_K, DEFAULT_TAU, check_build, fail_build
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.changes import Context
 from gradwalk.platform.shared.schemas import GraphExtension, GraphPublic
 from gradwalk.platform.work import graph_queue
+from gradwalk.statuses import GraphStatus
 
 QUEUE_WAIT_S = 60.0  # how long a build waits for a gpu worker to create the graph's record
 
@@ -23,6 +27,18 @@ def build(ctx: Context, feature_run: str, k: int = DEFAULT_K, tau: float = DEFAU
                                       timeout_s=QUEUE_WAIT_S)
     graph_queue.record_maker(ctx.store, reply["graph"], ctx.caller.name)
     return listings.show_graph(ctx.store, reply["graph"])
+
+
+def cancel(ctx: Context, graph: str) -> GraphPublic:
+    """Stop a graph's build (the token that built it, or an admin's): its blocks not yet written
+    are skipped and it is marked failed with who cancelled it; building it again resumes it."""
+    ctx.caller.require("curator", f"cancelling the build of graph {graph}")
+    ctx.caller.require_owner(listings.show_graph(ctx.store, graph).created_by, f"graph {graph}")
+    info = records.get_graph(ctx.store, graph)
+    if info.status != GraphStatus.BUILDING:
+        raise errors.Conflict(f"graph {graph} is {info.status}; only a graph being built can be cancelled")
+    fail_build(ctx.store, info, f"cancelled by token {ctx.caller.name!r}; build it again to resume it")
+    return listings.show_graph(ctx.store, graph)
 
 
 def extend(ctx: Context, graph: str) -> GraphExtension:

@@ -127,7 +127,8 @@ class FeatureRun(_Produced):
     """``show()`` answers a :class:`FeatureRunDetail`; ``wait()`` follows the run or its extension."""
 
     kind, route, detail, done = "feature run", "feature-runs", FeatureRunDetail, FeatureRunStatus.COMPLETE
-    stopped = frozenset({FeatureRunStatus.FAILED, FeatureRunStatus.DELETING, FeatureRunStatus.DELETED})  # will not end well
+    stopped = frozenset({FeatureRunStatus.FAILED, FeatureRunStatus.CANCELLED, FeatureRunStatus.DELETING,
+                         FeatureRunStatus.DELETED})  # will not end well
 
     def extend(self) -> FeatureRunExtension:
         """Queue the featurisation of the pool rows the run lacks, with its own settings; ``adding``

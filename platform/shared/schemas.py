@@ -269,6 +269,7 @@ class FeatureRunPublic(BaseModel):
     skipped: dict[str, int] = {}  # per part, rows without a response token in max_length
     error: str | None = None
     created_at: str | None = None
+    stage_at: str | None = None  # when the status last changed (the pages' ETA counts from it)
     finished_at: str | None = None
     created_by: str | None = None  # the token that queued it
     deleted_at: str | None = None  # a tombstone's: when and by which token it was deleted

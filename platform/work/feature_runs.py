@@ -50,6 +50,7 @@ MATCH (fr:FeatureRun {id: $id})
 OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress)
 WITH fr, coalesce(sum(s.rows), 0) AS in_flight
 RETURN fr {.*, created_at: toString(fr.created_at), finished_at: toString(fr.finished_at),
+           stage_at: toString(fr.stage_at),
            deleted_at: toString(fr.deleted_at), deleting_since: toString(fr.deleting_since),
            rows_in_flight: in_flight} AS run
 """
@@ -118,15 +119,41 @@ def get(store: GraphStore, run_id: str) -> FeatureRunPublic:
     return FeatureRunPublic.model_validate(run)
 
 
-def mark(store: GraphStore, run_id: str, status: FeatureRunStatus, **extra: Any) -> None:
-    """Set the status (and JSON-encoded dict/list extras) of a run; a run being deleted (or a
-    tombstone) keeps its status, so a late worker cannot bring it back."""
+def mark(store: GraphStore, run_id: str, status: FeatureRunStatus, **extra: Any) -> bool:
+    """Set the status (and JSON-encoded dict/list extras) of a run; False, and nothing set, for a
+    run that was cancelled or is being deleted (or a tombstone), so a late worker cannot bring it
+    back. ``stage_at`` says when the status last changed (what the pages' ETA counts from)."""
     encoded = {k: json.dumps(v) if isinstance(v, dict | list) and k not in ("parts",) else v for k, v in extra.items()}
-    store.write("MATCH (fr:FeatureRun {id: $id}) WHERE NOT fr.status IN ['deleting', 'deleted'] "
-                "SET fr.status = $status, fr += $extra "
-                "FOREACH (_ IN CASE WHEN $status IN ['complete', 'failed'] THEN [1] ELSE [] END | "
-                "SET fr.finished_at = datetime())",
-                {"id": run_id, "status": status, "extra": encoded})
+    return bool(store.write(
+        "MATCH (fr:FeatureRun {id: $id}) SET fr._lock = true REMOVE fr._lock "  # the lock first, as _CANCEL
+        "WITH fr WHERE NOT fr.status IN ['cancelled', 'deleting', 'deleted'] "
+        "SET fr.stage_at = CASE WHEN fr.status = $status THEN coalesce(fr.stage_at, fr.created_at) "
+        "ELSE datetime() END, fr.status = $status, fr += $extra "
+        "FOREACH (_ IN CASE WHEN $status IN ['complete', 'failed'] THEN [1] ELSE [] END | "
+        "SET fr.finished_at = datetime()) RETURN fr.id AS id",
+        {"id": run_id, "status": status, "extra": encoded}))
+
+
+# The run's lock first, so a cancel and a worker's status change never both win.
+_CANCEL = """
+MATCH (fr:FeatureRun {id: $id})
+SET fr._lock = true REMOVE fr._lock
+WITH fr WHERE fr.status IN ['queued', 'warming up', 'featurizing']
+SET fr.status = 'cancelled', fr.error = $reason, fr.finished_at = datetime(), fr.stage_at = datetime()
+WITH fr
+OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress)
+DETACH DELETE s
+RETURN DISTINCT fr.id AS id"""
+
+
+def cancel(store: GraphStore, run_id: str, by: str) -> FeatureRunPublic:
+    """Cancel a queued, warming-up or featurizing run for token ``by``: its workers stop at their
+    next step (:func:`mark` refuses it, a shard not yet begun is skipped) and it stays cancelled."""
+    if not store.write(_CANCEL, {"id": run_id, "reason": f"cancelled by token {by!r}"}):
+        run = get(store, run_id)
+        raise errors.Conflict(f"feature run {run_id} is {run.status}; only a queued, warming-up or featurizing "
+                              "run can be cancelled")
+    return get(store, run_id)
 
 
 def shard_progress(store: GraphStore, run_id: str, key: str, rows: int) -> None:
@@ -183,6 +210,7 @@ def submit(store: GraphStore, pool: str, targets: list[str], *, kind: str = GRAD
 
 def wait(store: GraphStore, run_id: str, *, timeout_s: float = 24 * 3600, poll_s: float = 1.0,
          progress: Any = None) -> FeatureRunPublic:
-    """Block until the run is complete (returned) or failed (raised); ``progress(run)`` per poll."""
-    return wait_until(lambda: get(store, run_id), done={FeatureRunStatus.COMPLETE}, failed={FeatureRunStatus.FAILED},
+    """Block until the run is complete (returned) or failed or cancelled (raised); ``progress(run)`` per poll."""
+    return wait_until(lambda: get(store, run_id), done={FeatureRunStatus.COMPLETE},
+                      failed={FeatureRunStatus.FAILED, FeatureRunStatus.CANCELLED},
                       what=f"feature run {run_id}", progress=progress, timeout_s=timeout_s, poll_s=poll_s)

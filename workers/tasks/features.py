@@ -10,7 +10,8 @@ write the same shards. A shard whose manifest exists is skipped, so a redelivere
 worker killed) is redone at most once and every row lands exactly once. A row whose example has no
 response token within ``max_length`` has no gradient: the shard leaves it out of its array and
 names it in its manifest's ``skipped``, and the run records how many there were (an embedding
-run skips none: every text has an embedding).
+run skips none: every text has an embedding). A cancelled run stops at its worker's next step: the
+warm-up at its next progress report, the fan-out before it starts, a shard not yet begun, the finish.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def _chunks(ids: list[str], size: int) -> list[list[str]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
+class _Stopped(Exception):
+    """The run was cancelled (or is being deleted) while this worker worked on it: stop quietly."""
+
+
 def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str]) -> dict[str, Any]:
     """Fix a gradient run's engine settings and train its warm-up; what the run records for them."""
     from gradwalk.workers.engine.config import EngineConfig, WarmupConfig
@@ -118,10 +123,13 @@ def _prepare_gradients(store: GraphStore, run: FeatureRunPublic, ids: list[str])
     engine = {k: v for k, v in dataclasses.asdict(chosen).items() if k not in _FIXED_BY_WORKER}
     config = _engine_config(engine)
     warm = WarmupConfig(**run.warmup)
-    feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, engine=engine)
+    if not feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, engine=engine):
+        raise _Stopped(run.id)
 
     def warm_progress(done: int, total: int) -> None:
-        feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, warmup_steps_done=done, warmup_steps_total=total)
+        if not feature_runs.mark(store, run.id, FeatureRunStatus.WARMING_UP, warmup_steps_done=done,
+                                 warmup_steps_total=total):
+            raise _Stopped(run.id)
 
     sample = [ids[i] for i in warmup_indices(len(ids), warm.fraction, warm.seed)]
     checkpoints = warmup(feature_runs.examples(store, sample), _warmup_dir(run.id, fetch=True), config, warm,
@@ -155,10 +163,13 @@ def run_features(run_id: str) -> dict[str, Any]:
         for target in run.targets:
             shards += [(val_part(target), i, chunk)
                        for i, chunk in enumerate(_chunks(feature_runs.target_ids(store, target), size))]
-        feature_runs.mark(store, run_id, FeatureRunStatus.FEATURIZING, rows_total=sum(len(c) for *_, c in shards),
-                          shards_total=len(shards), **prepared)
+        if not feature_runs.mark(store, run_id, FeatureRunStatus.FEATURIZING, shards_total=len(shards),
+                                 rows_total=sum(len(c) for *_, c in shards), **prepared):
+            raise _Stopped(run_id)
         _fan_out(run_id, shards)
         return {"run": run_id, "status": FeatureRunStatus.FEATURIZING, "shards": len(shards)}
+    except _Stopped:
+        return {"run": run_id, "status": feature_runs.get(store, run_id).status}
     except Exception as e:
         feature_runs.mark(store, run_id, FeatureRunStatus.FAILED, error=f"{type(e).__name__}: {e}"[:4000])
         raise
@@ -201,6 +212,8 @@ def extend_features(run_id: str) -> dict[str, Any]:
 @app.task(name=FEATURES_SHARD.name)
 def featurize_shard(run_id: str, part: str, shard: int, ids: list[str]) -> dict[str, Any]:
     store = graph_store()
+    if feature_runs.get(store, run_id).status == FeatureRunStatus.CANCELLED:  # a shard not yet begun is dropped
+        return {"run": run_id, "part": part, "shard": shard, "skipped": "cancelled"}
     try:
         if feature_store().manifest(run_id, part, shard) is None:
             train = part == TRAIN_PART
@@ -226,6 +239,8 @@ def finish_features(run_id: str) -> dict[str, Any]:
     The run records ``rows`` (pool rows with a feature) and ``skipped`` (per part, rows without)."""
     store = graph_store()
     run = feature_runs.get(store, run_id)
+    if run.status == FeatureRunStatus.CANCELLED:
+        return {"run": run_id, "status": run.status}
     parts = [TRAIN_PART, *(val_part(t) for t in run.targets)]
     manifests = {part: feature_store().manifests(run_id, part) for part in parts}
     rows = {part: sum(m.rows for m in found) for part, found in manifests.items()}

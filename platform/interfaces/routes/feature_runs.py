@@ -1,4 +1,4 @@
-"""Feature runs: start, extend, list, show, delete."""
+"""Feature runs: start, cancel, extend, list, show, delete."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ def start_feature_run(body: FeatureRunCreate, ctx: ChangeDep) -> FeatureRunPubli
 def get_feature_run(key: str, store: StoreDep) -> FeatureRunDetail:
     """Show one feature run and what depends on it."""
     return listings.show_feature_run(store, key)
+
+
+@router.post("/{key}/cancel", response_model=FeatureRunPublic, name="cancel_feature_run")
+def cancel_feature_run(key: str, ctx: ChangeDep) -> FeatureRunPublic:
+    """Cancel a queued, warming-up or featurizing run (its maker's token or an admin's); its
+    workers stop at their next step and it stays ``cancelled``."""
+    return features.cancel(ctx, key)
 
 
 @router.post("/{key}/extend", response_model=FeatureRunExtension, status_code=202, name="extend_feature_run")

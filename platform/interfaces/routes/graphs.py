@@ -1,4 +1,4 @@
-"""Instruction graphs: build, extend, list, show, statistics, GraphML export, delete."""
+"""Instruction graphs: build, cancel a build, extend, list, show, statistics, GraphML export, delete."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ def build_graph(body: GraphCreate, ctx: ChangeDep) -> GraphPublic:
 def get_graph_detail(key: str, store: StoreDep) -> GraphDetail:
     """Show one graph and what depends on it."""
     return listings.show_graph(store, key)
+
+
+@router.post("/{key}/cancel", response_model=GraphPublic, name="cancel_graph_build")
+def cancel_graph_build(key: str, ctx: ChangeDep) -> GraphPublic:
+    """Stop a graph's build (its maker's token or an admin's): it is marked failed with who
+    cancelled it, and building it again resumes it."""
+    return graphs.cancel(ctx, key)
 
 
 @router.post("/{key}/extend", response_model=GraphExtension, status_code=202, name="extend_graph")
