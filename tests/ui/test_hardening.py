@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from gradwalk import errors
 from gradwalk.platform.access import auth, headers, sessions
 from gradwalk.platform.interfaces.api import create_app
-from gradwalk.platform.interfaces.ui import explore, pages, versions
+from gradwalk.platform.interfaces.ui import explore, loop, pages, versions
 from gradwalk.platform.work import jobs
 
 pytestmark = pytest.mark.services
@@ -74,20 +74,24 @@ def page_paths(world, job_id: str) -> dict[str, str]:
         "/ui/catalog/runs/{run_id}": f"/ui/catalog/runs/{world.run}",
         "/ui/catalog/graphs/{graph_id}": f"/ui/catalog/graphs/{world.graph}",
         "/ui": "/ui", "/ui/{rest}": "/ui/no/such/page",
+        "/ui/curate": "/ui/curate", "/ui/catalog/{kinds}/{name}/imports": f"/ui/catalog/pools/{world.pool}/imports",
+        "/ui/catalog/runs/{run_id}/progress": f"/ui/catalog/runs/{world.run}/progress",
+        "/ui/catalog/graphs/{graph_id}/progress": f"/ui/catalog/graphs/{world.graph}/progress",
     }
 
 
 def test_every_page_rest_answer_static_file_and_docs_page_is_hardened(api_url, world, tokens, store):
     job_id = next(j.id for j in jobs.list_jobs(store, limit=500) if j.dataset == world.dataset)
     paths = page_paths(world, job_id)
-    listed = [*create_app().routes, *pages.router.routes, *versions.router.routes, *explore.router.routes]
+    listed = [*create_app().routes, *pages.router.routes, *versions.router.routes, *explore.router.routes,
+              *loop.router.routes]
     routes = {re.sub(r":path}", "}", r.path) for r in listed
               if getattr(r, "path", "").startswith("/ui") and "GET" in getattr(r, "methods", ())}
     assert routes == set(paths), "a page without an address here: add it"
     with sign_in(api_url, tokens["curator"]) as web:
         for path in paths.values():
             assert_hardened(web.get(path))
-        for static in ("/ui/static/ui.js", "/ui/static/ui.css", "/ui/static/vendor/cytoscape/cytoscape.min.js"):
+        for static in ("/ui/static/ui.js", "/ui/static/loop.js", "/ui/static/ui.css", "/ui/static/vendor/cytoscape/cytoscape.min.js"):
             answer = web.get(static)
             assert answer.status_code == 200
             assert_hardened(answer)
@@ -112,7 +116,8 @@ def test_docs_pages_allow_only_their_own_inline_scripts(api_url, path):
 
 def test_the_pages_hold_no_inline_script_handler_or_style(api_url, world, tokens):
     with sign_in(api_url, tokens["curator"]) as web:
-        for path in ("/ui/", "/ui/jobs", f"/ui/instructions/{world.ids[0]}?graph={world.graph}", "/ui/cypher"):
+        for path in ("/ui/", "/ui/jobs", f"/ui/instructions/{world.ids[0]}?graph={world.graph}", "/ui/cypher",
+                     "/ui/curate", f"/ui/catalog/runs/{world.run}", f"/ui/catalog/pools/{world.pool}/imports"):
             text = web.get(path).text
             assert not re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))[^>]*>", text), path
             assert not re.search(r"\son[a-z]+=|\sstyle=|<style", text), path
