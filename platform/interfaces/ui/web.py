@@ -39,7 +39,8 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 RIGHTS = {
     "reader": ["browse pools, targets, runs, graphs, jobs and datasets", "export versions",
                "run read-only Cypher"],
-    "curator": ["everything a reader may", "submit selection jobs", "cancel and retire what this token made"],
+    "curator": ["everything a reader may", "import pools and targets, start feature runs and graph builds",
+                "submit selection jobs", "cancel and retire what this token made"],
     "admin": ["everything a curator may", "cancel and retire anyone's jobs and versions"],
 }
 
