@@ -4,6 +4,7 @@ makes one, and nothing changes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import httpx
@@ -43,9 +44,12 @@ def _changes(made: dict[str, str], tmp_path: Path) -> dict[str, object]:
     return {
         "import pool": lambda c: imports.import_records(c, "pool", made["pool"], upload),
         "import target": lambda c: imports.import_records(c, "target", made["target"], upload),
+        "upload into a pool": lambda c: imports.import_upload(c, "pool", made["pool"], io.BytesIO(b"{}"), "p.jsonl"),
         "start feature run": lambda c: features.start(c, made["pool"], [made["target"]]),
+        "cancel feature run": lambda c: features.cancel(c, "fr-000000000000"),
         "extend feature run": lambda c: features.extend(c, "fr-000000000000"),
         "build graph": lambda c: graphs.build(c, "fr-000000000000", 4, 0.0),
+        "cancel graph build": lambda c: graphs.cancel(c, "fr-000000000000:k4:tau0.0"),
         "extend graph": lambda c: graphs.extend(c, "fr-000000000000:k4:tau0.0"),
         "submit job": lambda c: jobs.submit(c, request),
         "submit job like": lambda c: jobs.submit_like(c, made["dataset"]),
@@ -102,8 +106,10 @@ def test_a_reader_is_refused_every_change_through_rest(api_url, store, made, pre
         ("POST", f"/pools/{made['pool']}/import", {"json": {"path": "x.jsonl"}}),
         ("POST", "/feature-runs", {"json": {"pool": made["pool"], "targets": [made["target"]]}}),
         ("POST", "/feature-runs/fr-000000000000/extend", {}),
+        ("POST", "/feature-runs/fr-000000000000/cancel", {}),
         ("POST", "/graphs", {"json": {"feature_run": "fr-000000000000", "k": 4}}),
         ("POST", "/graphs/fr-000000000000:k4:tau0.0/extend", {}),
+        ("POST", "/graphs/fr-000000000000:k4:tau0.0/cancel", {}),
         ("POST", "/jobs", {"json": {"pool": made["pool"], "targets": [made["target"]], "method": "random",
                                     "dataset": made["dataset"], "params": {"ratio": 0.5}}}),
         ("POST", f"/jobs/like/{made['dataset']}", {}),
