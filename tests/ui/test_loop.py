@@ -10,6 +10,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import httpx
 from selenium.webdriver.common.by import By
@@ -128,7 +129,7 @@ def test_a_curator_drives_the_loop_from_upload_to_a_published_version(browser, a
     k.send_keys("4")
     browser.find_element(By.ID, "graph-submit").click()
     wait(browser).until(seen.presence_of_element_located((By.ID, "work")))
-    graph = browser.current_url.rsplit("/", 1)[1]
+    graph = unquote(browser.current_url.rsplit("/", 1)[1])
     _finished(browser, "ready", 120)
     assert browser.find_element(By.ID, "work-count").text.endswith("blocks")
 
