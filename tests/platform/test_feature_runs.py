@@ -1,11 +1,13 @@
 """A feature run's progress record in the real Neo4j: rows of running shards move it, a finished
-shard counts once and takes its running count with it, and nothing a late report says moves it back."""
+shard counts once and takes its running count with it, and nothing a late report says moves it back
+(nor revives a cancelled run)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from gradwalk import errors
 from gradwalk.graph.knn.build import TRAIN_PART
 from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.demo import sources
@@ -49,6 +51,20 @@ def test_the_progress_bar_never_runs_past_the_total(store, run_id):
     feature_runs.shard_progress(store, run_id, "train/1", 8)
     show(feature_runs.get(store, run_id))
     assert shown == [(6, 10, "features"), (10, 10, "features")]
+
+
+def test_a_cancelled_run_stays_cancelled_whatever_a_late_worker_reports(store, run_id):
+    assert feature_runs.mark(store, run_id, "warming up", warmup_steps_done=1, warmup_steps_total=4)
+    warming = feature_runs.get(store, run_id)
+    assert warming.stage_at and warming.stage_at >= warming.created_at
+    cancelled = feature_runs.cancel(store, run_id, "someone")
+    assert cancelled.status == "cancelled" and cancelled.error == "cancelled by token 'someone'"
+    assert not feature_runs.mark(store, run_id, "featurizing", rows_total=4)  # the worker's next step
+    assert not feature_runs.mark(store, run_id, "failed", error="late")
+    after = feature_runs.get(store, run_id)
+    assert (after.status, after.rows_total, after.error) == ("cancelled", 0, "cancelled by token 'someone'")
+    with pytest.raises(errors.Conflict, match="is cancelled; only a queued, warming-up or featurizing run"):
+        feature_runs.cancel(store, run_id, "someone")
 
 
 def test_features_extend_through_the_api_finds_the_run_on_s3(store, s3, run_id, prefix, tmp_path):
