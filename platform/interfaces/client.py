@@ -240,11 +240,12 @@ class Client:
         return Collection(self, "target", name)
 
     def feature_run(self, run_id: str) -> FeatureRun:
-        """Feature run ``run_id``: ``.show()``, ``.delete()``."""
+        """Feature run ``run_id``: ``.show()``, ``.wait()``, ``.cancel()``, ``.extend()``, ``.delete()``."""
         return FeatureRun(self, run_id)
 
     def graph(self, graph_id: str) -> Graph:
-        """Instruction graph ``graph_id``: ``.show()``, ``.delete()``."""
+        """Instruction graph ``graph_id``: ``.show()``, ``.wait()``, ``.cancel()`` (its build), ``.extend()``,
+        ``.delete()``."""
         return Graph(self, graph_id)
 
     def feature_runs(self, *, pool: str | None = None, kind: str | None = None) -> list[FeatureRunPublic]:

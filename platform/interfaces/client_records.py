@@ -2,7 +2,8 @@
 
 A handle names one record and fetches nothing until asked; each verb is one REST call with the same
 name: ``show`` (GET /pools/NAME), ``rows`` (GET /pools/NAME/rows), ``delete`` (DELETE /pools/NAME),
-``extend`` (POST /graphs/ID/extend). ``wait`` follows a feature run or graph until its worker is done.
+``extend`` (POST /graphs/ID/extend), ``cancel`` (POST /feature-runs/ID/cancel). ``wait`` follows a
+feature run or graph until its worker is done.
 
     pool = client.pool("alpaca")
     pool.show().sources                      # rows per source, imports, dependants
@@ -25,6 +26,7 @@ from gradwalk.platform.shared.schemas import (
     EvaluationPublic,
     FeatureRunDetail,
     FeatureRunExtension,
+    FeatureRunPublic,
     GraphDetail,
     GraphExtension,
     GraphPublic,
@@ -100,6 +102,7 @@ class _Produced(_Record):
 
     route = ""
     detail: type[FeatureRunDetail | GraphDetail | EvaluationPublic] = FeatureRunDetail
+    public: type[FeatureRunPublic | GraphPublic | EvaluationPublic] = FeatureRunPublic  # what cancel answers
     done = ""  # the status the work ends in
     stopped: frozenset[str] = frozenset()  # the statuses its work will not end well from
 
@@ -114,6 +117,12 @@ class _Produced(_Record):
         """Its record (status, settings, progress, a tombstone's deletion) and what depends on it."""
         return self.detail.model_validate(self._get())
 
+    def cancel(self) -> Any:
+        """Stop its work (its maker's token or an admin's): a feature run or an evaluation ends
+        ``cancelled``, its workers stopping at their next step; a graph build ends ``failed`` naming
+        who cancelled it, and building it again resumes it. Conflict when its work is not under way."""
+        return self.public.model_validate(self._client._json("POST", f"{self._path}/cancel"))
+
     def _follow(self, read: Callable[[], Any], progress: Callable[[Progress], Callable[[Any], None]],
                 shown: bool, timeout: float | None, poll_s: float) -> Any:
         """``read()`` until the work is done (returned); its failure or deletion raises with the error."""
@@ -127,6 +136,7 @@ class FeatureRun(_Produced):
     """``show()`` answers a :class:`FeatureRunDetail`; ``wait()`` follows the run or its extension."""
 
     kind, route, detail, done = "feature run", "feature-runs", FeatureRunDetail, FeatureRunStatus.COMPLETE
+    public = FeatureRunPublic
     stopped = frozenset({FeatureRunStatus.FAILED, FeatureRunStatus.CANCELLED, FeatureRunStatus.DELETING,
                          FeatureRunStatus.DELETED})  # will not end well
 
@@ -144,6 +154,7 @@ class Graph(_Produced):
     """``show()`` answers a :class:`GraphDetail`; ``wait()`` follows its build or extension."""
 
     kind, route, detail, done = "graph", "graphs", GraphDetail, GraphStatus.READY
+    public = GraphPublic
     stopped = frozenset({GraphStatus.FAILED, GraphStatus.DELETING, GraphStatus.DELETED})  # will not end well
 
     def extend(self) -> GraphExtension:
@@ -184,14 +195,12 @@ class Evaluation(_Produced):
     then the figures), ``wait()`` follows it, ``scores()`` reads its per-example scores."""
 
     kind, route, detail, done = "evaluation", "evaluations", EvaluationPublic, EvaluationStatus.SUCCEEDED
+    public = EvaluationPublic
     stopped = frozenset({EvaluationStatus.FAILED, EvaluationStatus.CANCELLED})
 
     def wait(self, *, progress: bool = False, timeout: float | None = None, poll_s: float = 1.0) -> EvaluationPublic:
         """Block until it succeeded; raise with its error when it failed or was cancelled."""
         return self._follow(self.show, _eta_progress, progress, timeout, poll_s)
-
-    def cancel(self) -> EvaluationPublic:
-        return EvaluationPublic.model_validate(self._client._json("POST", f"{self._path}/cancel"))
 
     def scores(self) -> dict[str, Any]:
         """Per test example: the base model's, the version's and each random subset's scores, from
