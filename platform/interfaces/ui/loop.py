@@ -22,8 +22,16 @@ from gradwalk.graph.knn.build import DEFAULT_K, DEFAULT_TAU
 from gradwalk.graph.knn.records import GraphInfo, get_graph, list_graphs
 from gradwalk.platform.catalog import listings
 from gradwalk.platform.changes import features, graphs, imports
-from gradwalk.platform.interfaces.ui.pages import _context, _number
-from gradwalk.platform.interfaces.ui.web import TEMPLATES, Caller, PageRoute, check_csrf, plain, render
+from gradwalk.platform.interfaces.ui.web import (
+    TEMPLATES,
+    Caller,
+    PageRoute,
+    change_context,
+    check_csrf,
+    form_number,
+    plain,
+    render,
+)
 from gradwalk.platform.shared.schemas import FeatureRunPublic, Format, TargetPart
 from gradwalk.platform.work import feature_runs
 from gradwalk.statuses import FEATURE_RUN_BUSY, FeatureRunStatus, GraphStatus
@@ -92,8 +100,8 @@ def upload(request: Request, me: Caller, csrf: Annotated[str, Form()], kind: Ann
            source_label: Annotated[str, Form(max_length=200)] = "") -> RedirectResponse:
     """Import an uploaded file into a pool or target, then show its report."""
     check_csrf(request, csrf)
-    fraction = _number(test_fraction, "test fraction") if test_fraction.strip() else None
-    report = imports.import_upload(_context(request, me), kind, name.strip(), file.file, file.filename, fmt=format,
+    fraction = form_number(test_fraction, "test fraction") if test_fraction.strip() else None
+    report = imports.import_upload(change_context(request, me), kind, name.strip(), file.file, file.filename, fmt=format,
                                    skip_invalid=skip_invalid, part=part, test_fraction=fraction,
                                    source_label=source_label.strip() or None)
     return RedirectResponse(f"/ui/catalog/{kind}s/{quote(report.name)}/imports#import-{report.import_id}",
@@ -110,7 +118,7 @@ def imports_page(request: Request, me: Caller, kinds: str, name: str) -> HTMLRes
 
 
 def _settings(form: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    return {f: _number(str(form[f]), f) for f in fields if str(form.get(f, "")).strip()}
+    return {f: form_number(str(form[f]), f) for f in fields if str(form.get(f, "")).strip()}
 
 
 @router.post("/curate/feature-run")
@@ -122,7 +130,7 @@ async def start_run(request: Request, me: Caller) -> RedirectResponse:
     targets = [str(t) for t in form.getlist("targets")]
     if str(form.get("lora_targets", "")).strip():
         engine["lora_targets"] = [t.strip() for t in str(form["lora_targets"]).split(",") if t.strip()]
-    run = await run_in_threadpool(features.start, _context(request, me), str(form.get("pool", "")), targets,
+    run = await run_in_threadpool(features.start, change_context(request, me), str(form.get("pool", "")), targets,
                                   kind=str(form.get("kind", "gradient")), engine=engine,
                                   warmup=_settings(form, WARMUP_FIELDS))
     return RedirectResponse(f"/ui/catalog/runs/{run.id}", status_code=303)
@@ -134,7 +142,7 @@ def build_graph(request: Request, me: Caller, csrf: Annotated[str, Form()], feat
                 tau: Annotated[str, Form()] = str(DEFAULT_TAU)) -> RedirectResponse:
     """Queue a graph build of a complete run; its page follows it."""
     check_csrf(request, csrf)
-    graph = graphs.build(_context(request, me), feature_run, _number(k, "k"), _number(tau, "tau"))
+    graph = graphs.build(change_context(request, me), feature_run, form_number(k, "k"), form_number(tau, "tau"))
     return RedirectResponse(f"/ui/catalog/graphs/{graph.id}", status_code=303)
 
 
@@ -151,12 +159,12 @@ def graph_progress_page(request: Request, me: Caller, graph_id: str) -> JSONResp
 @router.post("/catalog/runs/{run_id}/cancel")
 def cancel_run(request: Request, me: Caller, run_id: str, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     check_csrf(request, csrf)
-    features.cancel(_context(request, me), run_id)
+    features.cancel(change_context(request, me), run_id)
     return RedirectResponse(f"/ui/catalog/runs/{run_id}", status_code=303)
 
 
 @router.post("/catalog/graphs/{graph_id}/cancel")
 def cancel_graph(request: Request, me: Caller, graph_id: str, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     check_csrf(request, csrf)
-    graphs.cancel(_context(request, me), graph_id)
+    graphs.cancel(change_context(request, me), graph_id)
     return RedirectResponse(f"/ui/catalog/graphs/{graph_id}", status_code=303)

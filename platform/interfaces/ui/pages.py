@@ -12,12 +12,21 @@ from starlette.concurrency import run_in_threadpool
 
 from gradwalk import errors
 from gradwalk.graph.selection.registry import METHODS
-from gradwalk.platform.access import auth, sessions
+from gradwalk.platform.access import sessions
 from gradwalk.platform.catalog import listings
-from gradwalk.platform.changes import Context
 from gradwalk.platform.changes import jobs as job_changes
 from gradwalk.platform.interfaces.ui import queries
-from gradwalk.platform.interfaces.ui.web import COOKIE, RIGHTS, Caller, PageRoute, check_csrf, plain, render
+from gradwalk.platform.interfaces.ui.web import (
+    COOKIE,
+    RIGHTS,
+    Caller,
+    PageRoute,
+    change_context,
+    check_csrf,
+    form_number,
+    plain,
+    render,
+)
 from gradwalk.platform.local.stack import local_services
 from gradwalk.platform.versions import datasets
 from gradwalk.platform.work import jobs
@@ -103,13 +112,6 @@ def _ready_graphs(store) -> list[str]:
         "MATCH (g:InstructionGraph {status: 'ready'}) RETURN g.id AS id ORDER BY g.id LIMIT 500")]
 
 
-def _number(text: str, name: str) -> Any:
-    try:
-        return int(text) if text.strip().lstrip("-").isdigit() else float(text)
-    except ValueError:
-        raise errors.InvalidInput(f"{name} must be a number, got {text!r}") from None
-
-
 @router.post("/jobs")
 def submit(request: Request, me: Caller, csrf: Annotated[str, Form()], pool: Annotated[str, Form()],
            targets: Annotated[list[str], Form()], method: Annotated[str, Form()], dataset: Annotated[str, Form()],
@@ -118,20 +120,15 @@ def submit(request: Request, me: Caller, csrf: Annotated[str, Form()], pool: Ann
            seed: Annotated[str, Form()] = "") -> RedirectResponse:
     """Submit a selection job from the form (curator or admin; the server checks, not the page)."""
     check_csrf(request, csrf)
-    params: dict[str, Any] = {"ratio": _number(ratio, "ratio")}
+    params: dict[str, Any] = {"ratio": form_number(ratio, "ratio")}
     if delta.strip():
-        params["delta"] = _number(delta, "delta")
+        params["delta"] = form_number(delta, "delta")
     if seed.strip():
-        params["seed"] = _number(seed, "seed")
+        params["seed"] = form_number(seed, "seed")
     request_ = jobs.JobRequest(pool=pool, targets=targets, method=method, dataset=dataset.strip(), params=params,
                                graph=graph or None, feature_run=feature_run or None)
-    job_id = job_changes.submit(_context(request, me), request_).id
+    job_id = job_changes.submit(change_context(request, me), request_).id
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
-
-
-def _context(request: Request, me: auth.Principal) -> Context:
-    """A change asked for by the signed-in token: the service layer checks its role."""
-    return Context(request.app.state.store, request.app.state.settings, me)
 
 
 def _job(store, job_id: str) -> dict[str, Any]:
@@ -162,7 +159,7 @@ def job_progress(request: Request, me: Caller, job_id: str) -> JSONResponse:
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, me: Caller, job_id: str, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     check_csrf(request, csrf)
-    job_changes.cancel(_context(request, me), job_id)
+    job_changes.cancel(change_context(request, me), job_id)
     return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
 

@@ -30,6 +30,7 @@ from fastapi.templating import Jinja2Templates
 
 from gradwalk import __version__, errors
 from gradwalk.platform.access import auth, sessions
+from gradwalk.platform.changes import Context
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,19 @@ def check_csrf(request: Request, sent: str | None) -> None:
     session = request.cookies.get(COOKIE) or ""
     if not session or not sent or not hmac.compare_digest(sent, csrf_for(session)):
         raise errors.NotAllowed("the form's security value is missing or stale: reload the page and try again")
+
+
+def change_context(request: Request, me: auth.Principal) -> Context:
+    """A change asked for by the signed-in token: the service layer checks its role."""
+    return Context(request.app.state.store, request.app.state.settings, me)
+
+
+def form_number(text: str, name: str) -> Any:
+    """A number typed into a form (an int when it reads as one); InvalidInput naming the field."""
+    try:
+        return int(text) if text.strip().lstrip("-").isdigit() else float(text)
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be a number, got {text!r}") from None
 
 
 def can(principal: auth.Principal | None, role: str) -> bool:
