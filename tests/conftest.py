@@ -11,9 +11,11 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,16 @@ def shipped() -> dict[str, list[dict]]:
     folder = Path(__file__).parent / "fixtures"
     return {name: [json.loads(line) for line in gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8")]
             for name in ("pool", "gsm8k")}
+
+
+@pytest.fixture(scope="session")
+def gradwalk_cli(services, settings) -> Callable[..., subprocess.CompletedProcess]:
+    """``gradwalk_cli(*args, token=SECRET)``: the installed ``gradwalk`` command against the session's
+    API, in a process of its own, so a test sees the exit code and the stderr line a user sees."""
+    command = str(Path(sys.executable).with_name("gradwalk"))
+
+    def invoke(*args: str, token: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GRADWALK_API_URL": settings.local_api_url, "GRADWALK_API_TOKEN": token}
+        return subprocess.run([command, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    return invoke

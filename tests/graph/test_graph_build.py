@@ -160,6 +160,39 @@ def test_celery_build_runs_the_blocks_on_the_worker(store, run):
     assert run.edge_count(info.id) == 3000 and run.duplicates(info.id) == 0
 
 
+def test_its_maker_cancels_a_build_from_the_client_or_the_cli_and_building_again_resumes(
+        store, settings, run, prefix, gradwalk_cli):
+    """A build that wrote one of its two blocks and that no worker goes on with: a reader's cancel
+    is refused; the maker's (by the CLI) marks it failed naming the maker; a second cancel is a
+    conflict; building it again resumes it (in process: a worker's build costs 20 s here, and
+    test_celery_build_runs_the_blocks_on_the_worker has it)."""
+    from gradwalk import Client
+    from gradwalk.platform.access import auth
+    from gradwalk.platform.work import graph_queue
+
+    maker, reader = (auth.create(store, f"{prefix}{role}", role) for role in ("curator", "reader"))
+    info, _ = build.start_build(store, run.features, run.id, 10, 0.0, block_rows=150)
+    graph_queue.record_maker(store, info.id, f"{prefix}curator")
+    row_ids, x = build.load_features(run.features, run.id, "cpu")
+    build.write_block(store, info, row_ids, x, 0, device="cpu")
+    with Client(settings.local_api_url, reader) as client, pytest.raises(errors.NotAllowed, match="role 'reader'"):
+        client.graph(info.id).cancel()
+
+    done = gradwalk_cli("graph", "cancel", info.id, token=maker)
+    assert done.returncode == 0, done.stderr
+    assert "failed" in done.stdout.split() and f"cancelled by token '{prefix}curator'" in done.stdout
+    again = gradwalk_cli("graph", "cancel", info.id, token=maker)
+    refusal = f"error: graph {info.id} is failed; only a graph being built can be cancelled\n"
+    assert (again.returncode, again.stderr) == (4, refusal)
+    with Client(settings.local_api_url, maker) as client:
+        with pytest.raises(errors.Conflict, match="only a graph being built"):
+            client.graph(info.id).cancel()
+        assert client.graph(info.id).show().blocks_done == 1
+    resumed = build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
+    assert (resumed.id, resumed.status, resumed.edges, resumed.blocks_done) == (info.id, "ready", 3000, 2)
+    assert run.edge_count(info.id) == 3000 and run.duplicates(info.id) == 0
+
+
 def test_cli_builds_on_the_workers_then_prints_stats_and_exports(store, run, tmp_path):
     import networkx as nx
     from typer.testing import CliRunner

@@ -1,6 +1,6 @@
 """A feature run's progress record in the real Neo4j: rows of running shards move it, a finished
 shard counts once and takes its running count with it, and nothing a late report says moves it back
-(nor revives a cancelled run)."""
+(nor revives a cancelled run); its maker cancels it from the Python client or the CLI."""
 
 from __future__ import annotations
 
@@ -65,6 +65,44 @@ def test_a_cancelled_run_stays_cancelled_whatever_a_late_worker_reports(store, r
     assert (after.status, after.rows_total, after.error) == ("cancelled", 0, "cancelled by token 'someone'")
     with pytest.raises(errors.Conflict, match="is cancelled; only a queued, warming-up or featurizing run"):
         feature_runs.cancel(store, run_id, "someone")
+
+
+def test_only_its_maker_cancels_a_run_from_the_client_or_the_cli(api_url, store, collections, prefix,
+                                                                  gradwalk_cli):
+    """The cancel's one way in, as a laptop sees it: a reader and another curator are refused, the
+    maker's cancel lands and stays, a second is a conflict; the CLI says each in one line and an
+    exit code. The runs are records no worker is told of, so they wait queued, at no model's cost."""
+    from gradwalk import Client
+    from gradwalk.platform.access import auth
+
+    secret = {who: auth.create(store, f"{prefix}{who}", role)
+              for who, role in (("maker", "curator"), ("other", "curator"), ("reader", "reader"))}
+    by_client, by_cli = (feature_runs.create(store, collections.pool, [collections.target], engine={}, warmup={},
+                                             created_by=f"{prefix}maker") for _ in range(2))
+    for who, refusal in (("reader", "role 'reader'"), ("other", f"made by token '{prefix}maker'")):
+        with Client(api_url, secret[who]) as client, pytest.raises(errors.NotAllowed, match=refusal):
+            client.feature_run(by_client).cancel()
+    with Client(api_url, secret["maker"]) as client:
+        with pytest.raises(errors.NotFound):
+            client.feature_run(f"{prefix}none").cancel()
+        run = client.feature_run(by_client)
+        assert run.show().status == "queued"  # the refusals changed nothing
+        cancelled = run.cancel()
+        assert (cancelled.status, cancelled.error) == ("cancelled", f"cancelled by token '{prefix}maker'")
+        with pytest.raises(errors.GradwalkError, match=f"cancelled: cancelled by token '{prefix}maker'"):
+            run.wait(timeout=5)  # a follower learns why it ended
+        with pytest.raises(errors.Conflict, match="is cancelled; only a queued"):
+            run.cancel()
+
+    refused = gradwalk_cli("features", "cancel", by_cli, token=secret["reader"])
+    assert refused.returncode == 5 and refused.stderr.startswith("error: token ") and refused.stderr.count("\n") == 1
+    done = gradwalk_cli("features", "cancel", by_cli, token=secret["maker"])
+    assert done.returncode == 0, done.stderr
+    assert by_cli in done.stdout and "cancelled" in done.stdout.split() and f"by token '{prefix}maker'" in done.stdout
+    again = gradwalk_cli("features", "cancel", by_cli, token=secret["maker"])
+    refusal = f"error: feature run {by_cli} is cancelled; only a queued, warming-up or featurizing run can be cancelled"
+    assert (again.returncode, again.stderr) == (4, refusal + "\n")
+    assert feature_runs.get(store, by_cli).status == "cancelled"
 
 
 def test_features_extend_through_the_api_finds_the_run_on_s3(store, s3, run_id, prefix, tmp_path):

@@ -1,5 +1,5 @@
-"""``gradwalk features``: start a feature run of a pool (and its targets), follow it, extend it, and
-list, show and delete runs, through the REST API like every noun.
+"""``gradwalk features``: start a feature run of a pool (and its targets), follow it, cancel it,
+extend it, and list, show and delete runs, through the REST API like every noun.
 
 ``--kind gradient`` (the default) computes LoRA gradient features after a warm-up; ``--kind
 embedding`` computes all-MiniLM-L6-v2 sentence embeddings (for the ``embedding`` and
@@ -97,6 +97,17 @@ def features_status(run_id: str, json_out: JsonFlag = False) -> None:
     else:
         typer.echo(f"{run_id} ({run.kind}): {run.status}, {run.rows_done}/{run.rows_total} rows"
                    + (f", error: {run.error}" if run.error else ""))
+
+
+@features_app.command("cancel")
+def features_cancel(run_id: str, json_out: JsonFlag = False) -> None:
+    """Cancel a queued, warming-up or featurizing run (the token that started it, or an admin's):
+    it ends cancelled and its workers stop at their next step.
+
+    Example: gradwalk features cancel fr-0123456789ab
+    """
+    run = client().feature_run(run_id).cancel()
+    typer.echo(run.model_dump_json() if json_out else f"{_run_line(run)}\n  {run.error}")
 
 
 def _run_line(run: FeatureRunPublic) -> str:

@@ -1,5 +1,5 @@
-"""``gradwalk graph``: build, extend, list, show, inspect, export and delete instruction graphs,
-through the REST API like every noun (the builds run on the gpu workers)."""
+"""``gradwalk graph``: build (and cancel a build), extend, list, show, inspect, export and delete
+instruction graphs, through the REST API like every noun (the builds run on the gpu workers)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def graph_build(
         typer.echo(info.model_dump_json(exclude={"dependants"}))
         return
     typer.echo(f"graph {info.id}: {info.nodes} nodes, {info.edges} edges, built in {info.build_s or 0:.1f}s")
+
+
+@graph_app.command("cancel")
+def graph_cancel(graph: GraphArg, json_out: JsonFlag = False) -> None:
+    """Stop a graph's build (the token that built it, or an admin's): it ends failed, naming who
+    cancelled it, and `graph build` with the same run, k and tau resumes it.
+
+    Example: gradwalk graph cancel fr-0123456789ab:k64:tau0.0
+    """
+    info = client().graph(graph).cancel()
+    typer.echo(info.model_dump_json() if json_out else f"{_graph_line(info)}\n  {info.error}")
 
 
 @graph_app.command("extend")
