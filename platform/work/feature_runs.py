@@ -28,6 +28,8 @@ from gradwalk.statuses import FeatureRunStatus
 
 KINDS = tuple(FEATURE_INPUTS)
 EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
+# The model a run of each kind uses when its engine names none (the workers' pinned packages).
+DEFAULT_MODELS = {GRADIENT: "SmolLM2-135M-Instruct", EMBEDDING: "all-MiniLM-L6-v2"}
 
 
 def val_part(target: str) -> str:

@@ -46,6 +46,18 @@ def test_the_eta_assumes_the_pace_so_far_and_follows_the_stage():
     assert (done["unit"], done["done"], done["total"], done["eta_s"], done["active"]) == ("rows", 6, 6, None, False)
 
 
+def test_a_runs_page_names_its_model_and_the_default_by_name(api_url, world, tokens, store):
+    """A run that names no model shows which one its workers use (it showed "None"); one that names
+    a model shows that one."""
+    named = feature_runs.create(store, world.pool, [world.target], kind="embedding", engine={"model": "/m/mini"},
+                                warmup={})
+    with httpx.Client(base_url=api_url, timeout=60) as web:
+        web.post("/ui/signin", data={"token": tokens["reader"]})
+        shown = {run: re.search(r'id="model">([^<]*)<', web.get(f"/ui/catalog/runs/{run}").text).group(1)
+                 for run in (world.run, named)}
+    assert shown == {world.run: "default (SmolLM2-135M-Instruct)", named: "/m/mini"}
+
+
 def _chat_lines(tag: str, n: int) -> list[str]:
     topics = ("sums", "shapes", "poems", "soups")
     return [json.dumps({"messages": [{"role": "user", "content": f"{tag} {i}: say something about {topics[i % 4]}"},

@@ -75,7 +75,8 @@ def graph_progress(info: GraphInfo, now: datetime) -> dict[str, Any]:
 # The run and graph pages render their live block from the same answers (templates/_live.html).
 TEMPLATES.env.globals.update(
     live_run=lambda run: run_progress(FeatureRunPublic.model_validate(run), datetime.now(UTC)),
-    live_graph=lambda g: graph_progress(GraphInfo(**g), datetime.now(UTC)))
+    live_graph=lambda g: graph_progress(GraphInfo(**g), datetime.now(UTC)),
+    default_models=feature_runs.DEFAULT_MODELS)
 
 
 @router.get("/curate", response_class=HTMLResponse)
