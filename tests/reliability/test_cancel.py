@@ -104,3 +104,32 @@ def test_a_cancel_after_the_commit_is_refused(stack, crafted, prefix):
     assert refused.status_code == 409 and "already published version 1" in refused.json()["error"]["message"]
     assert jobs.get(store, job_id).status == "running"  # the worker records it succeeded next
     assert [v.version for v in datasets.versions(store, dataset)] == [1]
+
+
+def test_a_run_cancelled_during_its_warm_up_stops_at_the_next_step(stack, prefix):
+    """The real model on the real gpu worker: a cancel sent through the Python client while the
+    warm-up trains stops it at its next step; the run stays cancelled with nothing written after
+    the cancel (no further step, no checkpoint, row or shard)."""
+    from gradwalk import Client
+    from gradwalk.graph.knn.build import TRAIN_PART
+    from gradwalk.platform.artifacts.feature_store import FeatureStore
+    from gradwalk.platform.intake import pools
+    from gradwalk.platform.work import feature_runs
+    from gradwalk.platform.work.task_names import FEATURES_RUN
+
+    from .conftest import TINY_ENGINE, TINY_POOL_ROWS, chat
+
+    pool = f"{prefix}warm-pool"
+    pools.import_pool(stack.store, pool, [chat(pool, i) for i in range(TINY_POOL_ROWS)])
+    run_id = feature_runs.create(stack.store, pool, [], engine=TINY_ENGINE,
+                                 warmup={"fraction": 1.0, "epochs": 4, "examples_per_step": 1})
+    orchestrator = stack.app.AsyncResult(stack.send(FEATURES_RUN.name, run_id, queue="gpu").id)
+    with Client(stack.api_url, stack.token) as client:
+        run = client.feature_run(run_id)
+        wait_for(lambda: run.show().warmup_steps_done, timeout_s=180, poll_s=0.1, what="the warm-up's first step")
+        cancelled = run.cancel()
+    assert orchestrator.get(timeout=60) == {"run": run_id, "status": "cancelled"}
+    after = feature_runs.get(stack.store, run_id)
+    assert after == cancelled and after.status == "cancelled"
+    assert after.warmup_steps_done < after.warmup_steps_total and after.rows_total == 0 and not after.checkpoints
+    assert FeatureStore(stack.settings.artifacts).manifests(run_id, TRAIN_PART) == []
