@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import html
 import re
 import time
 import uuid
@@ -91,7 +92,8 @@ def test_every_page_rest_answer_static_file_and_docs_page_is_hardened(api_url, w
     with sign_in(api_url, tokens["curator"]) as web:
         for path in paths.values():
             assert_hardened(web.get(path))
-        for static in ("/ui/static/ui.js", "/ui/static/loop.js", "/ui/static/ui.css", "/ui/static/vendor/cytoscape/cytoscape.min.js"):
+        for static in ("/ui/static/ui.js", "/ui/static/loop.js", "/ui/static/graphs.js", "/ui/static/ui.css",
+                       "/ui/static/vendor/cytoscape/cytoscape.min.js"):
             answer = web.get(static)
             assert answer.status_code == 200
             assert_hardened(answer)
@@ -121,6 +123,20 @@ def test_the_pages_hold_no_inline_script_handler_or_style(api_url, world, tokens
             text = web.get(path).text
             assert not re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))[^>]*>", text), path
             assert not re.search(r"\son[a-z]+=|\sstyle=|<style", text), path
+
+
+def test_the_neighbourhood_refuses_bad_controls_in_plain_words(api_url, world, tokens):
+    url = f"/ui/instructions/{world.ids[0]}/neighbourhood?graph={world.graph}"
+    with sign_in(api_url, tokens["reader"]) as web:
+        for bad, says in (("n=0", "n must be"), ("n=65", "n must be an integer in [1, 64]"), ("n=many", "n:"),
+                          ("floor=1.5", "floor must be"), ("floor=nan", "floor must be"), ("floor=low", "floor:")):
+            answer = web.get(f"{url}&{bad}")
+            assert answer.status_code == 422 and says in html.unescape(answer.text), bad
+            assert "Traceback" not in answer.text
+        alone = web.get(f"/ui/instructions/{world.ids[0]}/neighbourhood?graph=no-such-graph").json()
+        drawn = web.get(f"{url}&n=64&floor=-1").json()
+    assert [n["id"] for n in alone["nodes"]] == [world.ids[0]] and alone["edges"] == [] and alone["range"] is None
+    assert len(drawn["nodes"]) == 9 and drawn["floor"] == -1 and len(drawn["edges"]) == drawn["pairs"]
 
 
 def test_the_cookie_is_a_session_id_that_revoking_the_token_ends(api_url, store):

@@ -29,15 +29,16 @@ Offset = Annotated[int, Query(ge=0, le=2**40)]
 def instruction_page(request: Request, me: Caller, instruction_id: str, graph: str | None = None) -> HTMLResponse:
     found = queries.instruction(request.app.state.store, instruction_id)
     chosen = graph if graph in found["graphs"] else (found["graphs"][0] if found["graphs"] else None)
-    return render(request, "instruction.html", i=found, graph=chosen)
+    return render(request, "instruction.html", i=found, graph=chosen, neighbours=queries.DEFAULT_NEIGHBOURS,
+                  max_neighbours=queries.MAX_NEIGHBOURS)
 
 
 @router.get("/instructions/{instruction_id}/neighbourhood")
 def neighbourhood(request: Request, me: Caller, instruction_id: str, graph: Annotated[str, Query()],
-                  k: Annotated[int, Query(ge=1, le=queries.MAX_NEIGHBOURS)] = queries.MAX_NEIGHBOURS) -> JSONResponse:
-    """The row, its k strongest neighbours and the edges among them (what the page draws, and
-    what it adds when a node is expanded)."""
-    return JSONResponse(queries.neighbourhood(request.app.state.store, instruction_id, graph, k))
+                  n: int = queries.DEFAULT_NEIGHBOURS, floor: float | None = None) -> JSONResponse:
+    """The row, its ``n`` (at most 64) strongest neighbours and the edges among them whose cosine is
+    at least ``floor`` (in [-1, 1]): what the page draws, again whenever its controls move."""
+    return JSONResponse(queries.neighbourhood(request.app.state.store, instruction_id, graph, n, floor))
 
 
 # --- Cypher console -----------------------------------------------------------------------------

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 from gradwalk import errors
+from gradwalk.checks import check_int, check_real
 from gradwalk.graph.store.adapter import GraphStore
 
+DEFAULT_NEIGHBOURS = 12
 MAX_NEIGHBOURS = 64
+LINES_PER_NEIGHBOUR = 1  # without a floor, the neighbourhood draws about this many edges per neighbour
+LABEL_CHARS, HOVER_CHARS = 40, 280  # a graph node's label, and its text when hovered
 
 _COUNTS = """
 RETURN COUNT { (:Pool) } AS pools, COUNT { (:Target) } AS targets, COUNT { (:FeatureRun) } AS feature_runs,
@@ -33,17 +38,18 @@ RETURN i.id AS id, i.messages AS messages, i.source AS source, i.task AS task,
          AS graphs
 """
 
-# The row, its k strongest out-neighbours, and the edges among all of them (one graph).
+# The row, its n strongest out-neighbours in one graph (ties by id, so a redraw is the same) and
+# every edge among them, read from the rows' own lists: at most (n + 1) × k edges.
 _NEIGHBOURHOOD = """
 MATCH (i:Instruction {id: $id})
 OPTIONAL MATCH (i)-[r:SIMILAR {graph: $graph}]->(n:Instruction)
-WITH i, n, r ORDER BY r.w DESC LIMIT $k
-WITH i, collect(n) AS near
-WITH [i] + near AS members
-UNWIND members AS a
-MATCH (a)-[r:SIMILAR {graph: $graph}]->(b:Instruction) WHERE b IN members
-RETURN [m IN members | {id: m.id, text: m.messages}] AS nodes,
-       collect({source: a.id, target: b.id, w: r.w}) AS edges
+WITH i, n, r.w AS w ORDER BY w DESC, n.id LIMIT $n
+WITH i, [x IN collect({node: n, w: w}) WHERE x.node IS NOT NULL] AS near
+WITH i, near, [i] + [x IN near | x.node] AS members
+RETURN i.messages AS text, [x IN near | {id: x.node.id, text: x.node.messages, w: x.w}] AS near,
+       COLLECT { UNWIND members AS a
+                 MATCH (a)-[r:SIMILAR {graph: $graph}]->(b:Instruction) WHERE b IN members
+                 RETURN {source: a.id, target: b.id, w: r.w} } AS edges
 """
 
 _VERSION_SEARCH = """
@@ -136,13 +142,60 @@ def instruction(store: GraphStore, instruction_id: str) -> dict[str, Any]:
     return row
 
 
-def neighbourhood(store: GraphStore, instruction_id: str, graph: str, k: int = MAX_NEIGHBOURS) -> dict[str, Any]:
-    """Nodes (the row first) and weighted edges among them, ready for cytoscape."""
-    found = store.read(_NEIGHBOURHOOD, {"id": instruction_id, "graph": graph, "k": max(1, min(k, MAX_NEIGHBOURS))})
+def node_text(raw: Any) -> dict[str, str]:
+    """A graph node's short label and the longer text shown when it is hovered, one way for every drawing."""
+    return {"label": preview(raw, LABEL_CHARS), "text": preview(raw, HOVER_CHARS)}
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def _pairs(edges: list[dict[str, Any]], ids: set[str]) -> dict[tuple[str, str], float]:
+    """The edges among ``ids`` as undirected pairs: an edge each way is one line (the cosine is symmetric)."""
+    pairs: dict[tuple[str, str], float] = {}
+    for e in edges:
+        if e["source"] in ids and e["target"] in ids:
+            key = _pair(e["source"], e["target"])
+            pairs[key] = max(e["w"], pairs.get(key, e["w"]))
+    return pairs
+
+
+def _ring(ids: list[str], pairs: dict[tuple[str, str], float]) -> list[str]:
+    """The neighbours in the order they sit around the row: the strongest first, then each time the
+    one left most similar to the last placed (stronger first on ties), so most lines join nodes side
+    by side instead of crossing the middle. From every pair, so moving the floor never moves a node."""
+    left, ring = list(ids[1:]), ids[:1]
+    while left:
+        last = ring[-1]
+        ring.append(max(left, key=lambda x: pairs.get(_pair(last, x), -2.0)))
+        left.remove(ring[-1])
+    return ring
+
+
+def neighbourhood(store: GraphStore, instruction_id: str, graph: str, n: int = DEFAULT_NEIGHBOURS,
+                  floor: float | None = None) -> dict[str, Any]:
+    """The row, its ``n`` strongest neighbours (each with its cosine to the row), and one edge per pair
+    of neighbours whose cosine is at least ``floor``. Without a floor, about the strongest
+    ``LINES_PER_NEIGHBOUR × n`` pairs: all of a k = 64 graph's edges among 65 rows draw a grey disc."""
+    n = check_int(n, "n", low=1, high=MAX_NEIGHBOURS)
+    if floor is not None:
+        floor = check_real(floor, "floor", low=-1.0, high=1.0)
+    found = store.read(_NEIGHBOURHOOD, {"id": instruction_id, "graph": graph, "n": n})
     if not found:
         raise errors.NotFound(f"no instruction {instruction_id!r}")
-    nodes = [{"id": n["id"], "label": preview(n["text"], 48)} for n in found[0]["nodes"]]
-    return {"center": instruction_id, "graph": graph, "nodes": nodes, "edges": found[0]["edges"]}
+    row = found[0]
+    near = [{"id": x["id"], "w": x["w"], **node_text(x["text"])} for x in row["near"]]
+    pairs = _pairs(row["edges"], {x["id"] for x in near})
+    strongest = sorted(pairs.values(), reverse=True)
+    if floor is None:
+        weakest_kept = strongest[min(len(strongest), LINES_PER_NEIGHBOUR * n) - 1] if strongest else -1.0
+        floor = math.floor(weakest_kept * 1000) / 1000  # a step of the page's slider
+    return {"center": instruction_id, "graph": graph, "n": n, "floor": floor,
+            "nodes": [{"id": instruction_id, "w": None, **node_text(row["text"])}, *near],
+            "edges": [{"source": a, "target": b, "w": w} for (a, b), w in sorted(pairs.items()) if w >= floor],
+            "ring": _ring([x["id"] for x in near], pairs), "pairs": len(pairs),
+            "range": [strongest[-1], strongest[0]] if strongest else None}
 
 
 def search_version(store: GraphStore, dataset: str, version: int, text: str, offset: int,
@@ -154,11 +207,12 @@ def search_version(store: GraphStore, dataset: str, version: int, text: str, off
 
 def walk(store: GraphStore, dataset: str, version: int, component: int, graph: str | None,
          limit: int = 200) -> dict[str, Any]:
-    """One component's walk in step order, with the graph's edges among its rows."""
+    """One component's walk in step order, with the graph's edges among its rows (one per pair)."""
     steps = store.read(_WALK, {"dataset": dataset, "version": version, "component": component, "limit": limit})
     ids = [s["id"] for s in steps]
-    edges = store.read(_WALK_EDGES, {"graph": graph, "ids": ids}) if graph and ids else []
-    return {"steps": [{**s, "label": preview(s.pop("messages"), 48)} for s in steps], "edges": edges}
+    edges = _pairs(store.read(_WALK_EDGES, {"graph": graph, "ids": ids}), set(ids)) if graph and ids else {}
+    return {"steps": [{**s, **node_text(s.pop("messages"))} for s in steps],
+            "edges": [{"source": a, "target": b, "w": w} for (a, b), w in sorted(edges.items())]}
 
 
 # A published version never changes its rows, and a pool's rows change only with an import, so
