@@ -10,11 +10,14 @@ import re
 import httpx
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from gradwalk.graph.selection.registry import METHODS
+from gradwalk.platform.interfaces.ui import queries
 from gradwalk.platform.versions import datasets
 
 pytestmark = pytest.mark.services
@@ -42,6 +45,51 @@ def drawn(driver, element_id: str) -> dict:
         f"const cy = document.getElementById('{element_id}').cy;"
         "return {nodes: cy.nodes().length, edges: cy.edges().length, steps: cy.edges('.step').length,"
         " anchors: cy.nodes('.anchor').length};")
+
+
+def neighbourhood(driver) -> dict:
+    """What the neighbourhood box draws: the row, its neighbours in order, each node's rendered
+    label, the row's own lines (spokes) and the lines among the neighbours with the floor they clear."""
+    wait(driver).until(lambda d: d.execute_script("return document.getElementById('neighbourhood').dataset.ready"))
+    found = driver.execute_script(
+        "const box = document.getElementById('neighbourhood'), cy = box.cy;"
+        "return {center: cy.nodes('.center')[0].id(), near: cy.nodes().not('.center').map((n) => n.id()),"
+        " labels: cy.nodes().map((n) => n.style('label')), spokes: cy.edges('.spoke').length,"
+        " edges: cy.edges().not('.spoke').map((e) => [e.data('source'), e.data('target')]),"
+        " floor: Number(box.dataset.floor)};")
+    return {**found, "edges": sorted(sorted(pair) for pair in found["edges"])}
+
+
+def redrawn(driver, move) -> dict:
+    """The neighbourhood after ``move`` (a change of its controls) has been drawn again."""
+    driver.execute_script("document.getElementById('neighbourhood').dataset.ready = ''")
+    move()
+    return neighbourhood(driver)
+
+
+def pairs_at_or_above(store, graph: str, ids: list[str], floor: float) -> list[list[str]]:
+    """The pairs of ``ids`` joined by an edge of ``graph`` (either way) whose cosine is at least ``floor``."""
+    rows = store.read("MATCH (a:Instruction)-[r:SIMILAR {graph: $g}]->(b:Instruction) "
+                      "WHERE a.id IN $ids AND b.id IN $ids AND r.w >= $floor RETURN a.id AS a, b.id AS b",
+                      {"g": graph, "ids": ids, "floor": floor})
+    return sorted([list(pair) for pair in {tuple(sorted((r["a"], r["b"]))) for r in rows}])
+
+
+def assert_hover_shows_more(driver, store, box: str, node: str, heading: str) -> None:
+    """The mouse on ``node`` shows a tip with ``heading`` and the row's whole first turn, which its
+    label only starts."""
+    x, y, label = driver.execute_script(
+        "const b = document.getElementById(arguments[0]), n = b.cy.getElementById(arguments[1]), p = n.renderedPosition();"
+        " b.scrollIntoView({block: 'center'}); const r = b.getBoundingClientRect();"
+        " return [r.left + b.clientLeft + p.x, r.top + b.clientTop + p.y, n.style('label')];", box, node)
+    moving = ActionBuilder(driver)  # to the node's point in the window: the box may be cut off by its edge
+    moving.pointer_action.move_to_location(int(x), int(y))
+    moving.perform()
+    tip = driver.find_element(By.ID, f"{box}-tip")
+    wait(driver, 10).until(lambda d: tip.is_displayed() and d.execute_script(  # not a node crossed on the way
+        f"return document.getElementById('{box}').cy.nodes('.hover').map((n) => n.id()).join()") == node)
+    text = queries.preview(store.read("MATCH (i:Instruction {id: $id}) RETURN i.messages AS m", {"id": node})[0]["m"])
+    assert heading in tip.text and text in tip.text and len(label) < len(text)
 
 
 def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, world, tokens, store, screenshot):
@@ -105,27 +153,44 @@ def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, worl
     assert world.pool in browser.find_element(By.CSS_SELECTOR, "#diff td.added").text
     screenshot(browser, "diff")
 
-    # An instruction's neighbourhood: the row and its k = 8 neighbours, with the edges among them.
+    # An instruction's neighbourhood: the row and its strongest neighbours (all 8 of a k = 8 graph).
     browser.get(f"{api_url}/ui/datasets/{world.dataset}/2")
     first = browser.find_element(By.CSS_SELECTOR, "#rows a.row-link")
     instruction = first.get_attribute("href").split("/ui/instructions/")[1].split("?")[0]
     first.click()
-    graph = drawn(browser, "neighbourhood")
-    expected = store.read("MATCH (i:Instruction {id: $id})-[r:SIMILAR {graph: $g}]->(n) RETURN count(n) AS n",
-                          {"id": instruction, "g": world.graph})[0]["n"]
-    assert graph["nodes"] == 1 + expected == 9
-    assert graph["edges"] >= 8  # at least the row's own out-edges
+    graph = neighbourhood(browser)
+    assert graph["center"] == instruction and len(graph["near"]) == 8 and graph["spokes"] == 8
+    assert graph["edges"] == pairs_at_or_above(store, world.graph, graph["near"], graph["floor"])
+    assert all(label.startswith(world.pool) for label in graph["labels"])  # each node shows its text
     assert "v2" in browser.find_element(By.ID, "in-versions").text
+    assert_hover_shows_more(browser, store, "neighbourhood", graph["near"][0], "cosine")
     browser.execute_script("document.getElementById('in-versions').scrollIntoView()")
     screenshot(browser, "instruction")
 
-    # Why these rows: the walk of component 0 drawn as a path from its anchor.
+    # The floor and the count redraw it in place: fewer pairs at the highest floor, every one at the lowest.
+    floor = browser.find_element(By.ID, "floor")
+    highest = redrawn(browser, lambda: floor.send_keys(Keys.END))
+    lowest = redrawn(browser, lambda: floor.send_keys(Keys.HOME))
+    for drawn_now in (lowest, highest):
+        assert drawn_now["edges"] == pairs_at_or_above(store, world.graph, drawn_now["near"], drawn_now["floor"])
+    assert len(lowest["edges"]) > len(highest["edges"]) and lowest["floor"] < highest["floor"]
+    count = browser.find_element(By.ID, "neighbours")
+    fewer = redrawn(browser, lambda: (count.send_keys(Keys.CONTROL, "a"), count.send_keys("3", Keys.ENTER)))
+    assert fewer["near"] == graph["near"][:3] and fewer["spokes"] == 3 and len(fewer["labels"]) == 4
+    assert browser.find_element(By.ID, "neighbours").get_attribute("value") == "3"  # no reload
+
+    # Why these rows: the walk of component 0 drawn as a path from its anchor, each node labelled.
     browser.get(f"{api_url}/ui/datasets/{world.dataset}/2/why")
     walk = drawn(browser, "walk-graph")
     walked = store.read(
         "MATCH (:Dataset {name: $d})-[:HAS_VERSION]->(v {version: 2})-[c:CONTAINS]->() WHERE c.component = 0 "
         "RETURN count(*) AS n", {"d": world.dataset})[0]["n"]
     assert walk["nodes"] == walked and walk["anchors"] == 1 and walk["steps"] == walked - 1
+    labels = browser.execute_script("return document.getElementById('walk-graph').cy.nodes()"
+                                    ".map((n) => [n.data('step'), n.style('label')]);")
+    assert all(label.startswith(f"{step}. {world.pool}") for step, label in labels)
+    anchor = browser.execute_script("return document.getElementById('walk-graph').cy.nodes('.anchor')[0].id();")
+    assert_hover_shows_more(browser, store, "walk-graph", anchor, "step 0, reached by anchor")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#walk-steps li")) == walked
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")  # mix and budget charts
     screenshot(browser, "why")
