@@ -51,8 +51,9 @@ def hover(driver: webdriver.Chrome, box: str, pick: str) -> None:
     moving = ActionBuilder(driver)
     moving.pointer_action.move_to_location(int(x), int(y))
     moving.perform()
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(  # not a node the pointer crossed on its way
-        f"return document.getElementById('{box}').cy.nodes('.hover').map((n) => n.id()).join() === arguments[0]", node))
+    text = driver.execute_script(f"return document.getElementById('{box}').cy.getElementById(arguments[0]).data('text')", node)
+    tip = driver.find_element(By.ID, f"{box}-tip")  # its own text, not a node's the pointer crossed on its way
+    WebDriverWait(driver, 10).until(lambda d: tip.is_displayed() and text in tip.text)
 
 
 def shoot(url: str, dataset: str, version: int, folder: Path) -> list[Path]:
