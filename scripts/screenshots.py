@@ -44,16 +44,22 @@ def drawn(driver: webdriver.Chrome, box: str) -> None:
 
 
 def hover(driver: webdriver.Chrome, box: str, pick: str) -> None:
-    """Moves the mouse onto the node that the JavaScript expression ``pick`` finds in ``cy``, so its tip shows."""
+    """Moves the mouse onto the node that the JavaScript expression ``pick`` finds in ``cy`` until its
+    tip shows its text (again, a pixel aside: cytoscape may still hold the box's place from before a
+    scroll, and the pointer crosses other nodes on its way)."""
     node, x, y = driver.execute_script(
         f"const b = document.getElementById('{box}'), cy = b.cy, n = ({pick}), p = n.renderedPosition(),"
         " r = b.getBoundingClientRect(); return [n.id(), r.left + b.clientLeft + p.x, r.top + b.clientTop + p.y];")
-    moving = ActionBuilder(driver)
-    moving.pointer_action.move_to_location(int(x), int(y))
-    moving.perform()
     text = driver.execute_script(f"return document.getElementById('{box}').cy.getElementById(arguments[0]).data('text')", node)
-    tip = driver.find_element(By.ID, f"{box}-tip")  # its own text, not a node's the pointer crossed on its way
-    WebDriverWait(driver, 10).until(lambda d: tip.is_displayed() and text in tip.text)
+    tip, tries = driver.find_element(By.ID, f"{box}-tip"), iter(range(100))
+
+    def shown(d: webdriver.Chrome) -> bool:
+        moving = ActionBuilder(d)
+        moving.pointer_action.move_to_location(int(x) + next(tries) % 2, int(y))
+        moving.perform()
+        return tip.is_displayed() and text in tip.text
+
+    WebDriverWait(driver, 20).until(shown)
 
 
 def shoot(url: str, dataset: str, version: int, folder: Path) -> list[Path]:
