@@ -4,7 +4,7 @@ artifact keys of its per-example scores and of the cached random baselines.
 An ``(:Evaluation {id})`` is ``-[:OF]->`` a ``(:DatasetVersion)`` and ``-[:ON]->`` a ``(:Target)``,
 made by a token (``created_by``). It is queued, then run on the gpu queue
 (workers/tasks/evaluate.py); status moves as a selection job's does, and a cancel is seen at the
-next progress report. Its figures (``summary``) and the key of its scores file are written in one
+next progress report (when a unit of work begins, and every second inside a fine-tune or a scoring). Its figures (``summary``) and the key of its scores file are written in one
 transaction, after the scores file is whole, so a failed or cancelled evaluation holds no figures
 and an evaluation never names a file that is not there. A succeeded evaluation never changes.
 

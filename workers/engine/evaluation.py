@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from gradwalk.workers.engine.finetune import FinetuneConfig, finetune
 # Scores where a lower value is better; the others (accuracies) are better higher.
 LOWER_IS_BETTER = {"loss": True, "option_accuracy": False, "exact_match": False}
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+# ``(what, done, total)`` after each fine-tune step (what: "step") and each scoring batch or greedy
+# answer ("loss batch", "option batch", "answer"). It may raise to stop the unit there: that is how
+# a cancel reaches the middle of a fine-tune or a scoring.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -64,21 +70,29 @@ class EvaluationConfig:
 CPU_DEFAULTS = {"epochs": 2, "greedy": False, "max_new_tokens": 128}
 
 
-def score(model, tokenizer, test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig) -> dict[str, list]:
+def _part(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:
+    return partial(progress, what) if progress else None
+
+
+def score(model, tokenizer, test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig,
+          progress: Progress | None = None) -> dict[str, list]:
     """Per test example: ``loss`` (mean answer-token loss), and where examples carry ``gold``,
     ``option_accuracy`` (those with ``options``) or ``exact_match`` of the last number of a greedy
     answer (the others, when ``ev.greedy``); NaN where a figure does not apply."""
     from gradwalk.workers.engine import evaluate
 
-    out = {"loss": evaluate.response_losses(model, tokenizer, test, config.max_length, config.batch_size)}
+    out = {"loss": evaluate.response_losses(model, tokenizer, test, config.max_length, config.batch_size,
+                                            _part(progress, "loss batch"))}
     choice = [i for i, r in enumerate(test) if r.get("options") and r.get("gold") is not None]
     if choice:
         out["option_accuracy"] = np.full(len(test), np.nan)
         out["option_accuracy"][choice] = evaluate.option_correct(
-            model, tokenizer, [test[i] for i in choice], config.max_length, config.batch_size)
+            model, tokenizer, [test[i] for i in choice], config.max_length, config.batch_size,
+            _part(progress, "option batch"))
     numbers = [i for i, r in enumerate(test) if not r.get("options") and r.get("gold") is not None]
     if numbers and ev.greedy:
-        answers = evaluate.greedy_answers(model, tokenizer, [test[i] for i in numbers], ev.max_new_tokens)
+        answers = evaluate.greedy_answers(model, tokenizer, [test[i] for i in numbers], ev.max_new_tokens,
+                                          _part(progress, "answer"))
         out["exact_match"] = np.full(len(test), np.nan)
         out["exact_match"][numbers] = [float(_last_number(a) == _last_number(str(test[i]["gold"])))
                                        for a, i in zip(answers, numbers, strict=True)]
@@ -90,7 +104,8 @@ def _last_number(text: str) -> str | None:
     return found[-1].replace(",", "").rstrip(".") if found else None
 
 
-def score_base(test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig) -> dict[str, list]:
+def score_base(test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig,
+               progress: Progress | None = None) -> dict[str, list]:
     """The base model's scores, the floor every fine-tune is read against."""
     import torch
 
@@ -99,14 +114,14 @@ def score_base(test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig)
 
     model, tokenizer = load_model(resolve_model(config.model, config.cache_dir),
                                   torch.device(resolve_device(config.device)))
-    return score(model.eval(), tokenizer, test, config, ev)
+    return score(model.eval(), tokenizer, test, config, ev, progress)
 
 
 def train_and_score(rows: Sequence[dict], test: Sequence[dict], config: EngineConfig, ev: EvaluationConfig,
-                    seed: int) -> dict[str, list]:
+                    seed: int, progress: Progress | None = None) -> dict[str, list]:
     """Fine-tune a fresh adapter (seeded by ``seed``) on ``rows`` and score it on ``test``."""
-    tuned = finetune(rows, config, ev.finetune_config(len(rows), seed))
-    return score(tuned.model, tuned.tokenizer, test, config, ev)
+    tuned = finetune(rows, config, ev.finetune_config(len(rows), seed), _part(progress, "step"))
+    return score(tuned.model, tuned.tokenizer, test, config, ev, progress)
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -10,7 +10,7 @@ the warm-up's (:func:`.warmup.lr_factor`), and so is the start (:func:`.warmup.s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,9 +49,11 @@ class Finetuned:
     losses: list[float]
 
 
-def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig | None = None) -> Finetuned:
+def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Finetuned:
     """Fine-tune a fresh LoRA adapter (``config``'s model, rank, targets and ``max_length``; no
-    dropout) on ``examples`` for exactly ``ft.steps`` steps."""
+    dropout) on ``examples`` for exactly ``ft.steps`` steps. ``progress(done, steps)`` is called
+    after each step; it may raise to stop the fine-tune there (a cancelled evaluation)."""
     ft = ft or FinetuneConfig()
     training = start_training(examples, config, seed=ft.seed, dropout=0.0, lr=ft.lr, what="fine-tune")
     model, tokenizer, encoded, optimizer, device = (
@@ -60,7 +62,7 @@ def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig 
     generator = torch.Generator().manual_seed(ft.seed)
     queue: list[int] = []
     losses = []
-    for _ in range(ft.steps):
+    for step in range(ft.steps):
         chunk: list[int] = []
         while len(chunk) < ft.batch_size:
             if not queue:
@@ -73,4 +75,6 @@ def finetune(examples: Sequence[dict], config: EngineConfig, ft: FinetuneConfig 
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if progress:
+            progress(step + 1, ft.steps)
     return Finetuned(model.eval(), tokenizer, len(encoded), losses)

@@ -5,7 +5,8 @@ Thin on purpose: the record is :mod:`gradwalk.platform.versions.evaluations`, th
 :mod:`gradwalk.workers.engine.evaluation`. The base model's and each random subset's scores are
 cached in the artifact store (created once, first writer wins), so a rerun after a killed worker,
 or a second version of the same size, trains only what is missing. The evaluation's figures are
-written only after its scores file is whole.
+written only after its scores file is whole. Inside a fine-tune or a scoring, the engine calls back
+after every step or batch; every CHECK_S seconds that reports the step and sees a cancel.
 """
 
 from __future__ import annotations
@@ -30,14 +31,21 @@ from gradwalk.workers.recovery import NEO4J_RETRIES, retry_when_neo4j_is_back
 log = logging.getLogger(__name__)
 
 
+# How often, inside a fine-tune or a scoring, the evaluation reports its step and asks whether it
+# was cancelled: one small Neo4j write a second costs nothing beside a training step, and a cancel
+# stops the unit within about a second.
+CHECK_S = 1.0
+
+
 @app.task(name=EVALUATE_RUN.name, bind=True, max_retries=NEO4J_RETRIES)
 def run_evaluation(self, evaluation_id: str) -> dict[str, Any]:
     store = graph_store()
+    progress = _Progress(store, evaluation_id)
     try:
-        return _run(store, evaluation_id)
+        return _run(store, evaluation_id, progress)
     except evaluations.Cancelled:
-        log.info("evaluation %s cancelled", evaluation_id)
-        return {"evaluation": evaluation_id, "status": EvaluationStatus.CANCELLED}
+        log.info("evaluation %s cancelled at %s", evaluation_id, progress.position)
+        return {"evaluation": evaluation_id, "status": EvaluationStatus.CANCELLED, "stopped": progress.position}
     except errors.ServiceUnavailable as e:
         retry_when_neo4j_is_back(self, e, store)  # a rerun reuses the cached scores
         _fail(store, evaluation_id, str(e))
@@ -58,21 +66,40 @@ def _fail(store, evaluation_id: str, error: str) -> None:
 
 
 class _Progress:
-    """Stage, share done and ETA of the evaluation's units of work (each fine-tune counts 1,
-    scoring the base model 1/2); raises Cancelled once a cancel was asked."""
+    """Stage, share done and ETA of the evaluation's units of work (each fine-tune with its
+    scoring counts 1, scoring the base model 1/2), reported when a unit begins and, inside one,
+    every CHECK_S seconds (:meth:`tick`, the engine's callback); raises Cancelled once a cancel was
+    asked. ``position`` is the last step or batch reached, for the log and the task's result."""
 
-    def __init__(self, store, evaluation_id: str, units: float) -> None:
-        self.store, self.id, self.units, self.done = store, evaluation_id, units, 0.0
-        self.started = time.monotonic()
+    def __init__(self, store, evaluation_id: str) -> None:
+        self.store, self.id = store, evaluation_id
+        self.units, self.done, self.weight, self.within = 1.0, 0.0, 0.0, 0.0
+        self.started = self.reported = time.monotonic()
+        self.stage = "starting"
+        self.position: dict[str, Any] = {"stage": self.stage}
 
-    def __call__(self, stage: str, finished: float = 0.0) -> None:
-        self.done += finished
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.units - self.done) if self.done else None
-        evaluations.report(self.store, self.id, stage, 0.02 + 0.96 * self.done / self.units, eta)
+    def begin(self, stage: str, weight: float) -> None:
+        """The unit before is done; one of ``weight`` units begins."""
+        self.done += self.weight
+        self.stage, self.weight, self.within = stage, weight, 0.0
+        self.position = {"stage": stage}
+        self._report(stage)
+
+    def tick(self, what: str, done: int, total: int) -> None:
+        self.position = {"stage": self.stage, "what": what, "done": done, "total": total}
+        if what == "step":
+            self.within = done / total
+        if time.monotonic() - self.reported >= CHECK_S:
+            self._report(f"{self.stage}: {what} {done} of {total}")
+
+    def _report(self, stage: str) -> None:
+        self.reported = now = time.monotonic()
+        finished = self.done + self.weight * self.within
+        eta = (now - self.started) / finished * (self.units - finished) if finished else None
+        evaluations.report(self.store, self.id, stage, 0.02 + 0.96 * finished / self.units, eta)
 
 
-def _run(store, evaluation_id: str) -> dict[str, Any]:
+def _run(store, evaluation_id: str, progress: _Progress) -> dict[str, Any]:
     from gradwalk.workers.engine.evaluation import EvaluationConfig, score_base, summarize, train_and_score
 
     features = feature_store()
@@ -94,7 +121,7 @@ def _run(store, evaluation_id: str) -> dict[str, Any]:
                **{k: v for k, v in ev.to_dict().items() if k in ("greedy", "max_new_tokens")}}
     training = {**scoring, "evaluation": {k: v for k, v in ev.to_dict().items() if k not in ("random_seeds", "seed")},
                 "train_seed": ev.seed}
-    progress = _Progress(store, evaluation_id, 1.5 + ev.random_seeds)
+    progress.units = 1.5 + ev.random_seeds
     cached: list[str] = []
 
     def baseline(name: str, depends_on: dict[str, Any], make) -> dict[str, list]:
@@ -107,23 +134,26 @@ def _run(store, evaluation_id: str) -> dict[str, Any]:
         features.files.create(key, json.dumps({"depends_on": depends_on, "scores": made}).encode())
         return made
 
-    progress("scoring the base model")
-    base = baseline("base", {"what": "base", **scoring}, lambda: score_base(test, config, ev))
-    progress(f"fine-tuning on the version's {len(rows)} rows", 0.5)
-    mine = train_and_score(rows, test, config, ev, ev.seed)
+    progress.begin("scoring the base model", 0.5)
+    base = baseline("base", {"what": "base", **scoring}, lambda: score_base(test, config, ev, progress.tick))
+    progress.begin(f"fine-tuning on the version's {len(rows)} rows", 1.0)
+    mine = train_and_score(rows, test, config, ev, ev.seed, progress.tick)
     randoms = []
     pool_digest = evaluations.digest(pool)
     for seed in range(ev.random_seeds):
-        progress(f"fine-tuning on random rows, seed {seed}", 1.0)
+        progress.begin(f"fine-tuning on random rows, seed {seed}", 1.0)
         depends_on = {"what": "random", "pool": version.pool, "candidates": pool_digest, "size": len(rows),
                       "seed": seed, **training}
         randoms.append(baseline(f"random-{seed}", depends_on, lambda seed=seed: train_and_score(
-            feature_runs.examples(store, random.Random(seed).sample(pool, len(rows))), test, config, ev, ev.seed)))
-    progress("keeping the scores", 1.0)
+            feature_runs.examples(store, random.Random(seed).sample(pool, len(rows))), test, config, ev, ev.seed,
+            progress.tick)))
+    progress.begin("keeping the scores", 0.0)
     scores = {"evaluation": evaluation_id, "test_ids": [t["id"] for t in test], "base": base, "version": mine,
               "random": randoms, "random_seeds": list(range(ev.random_seeds))}
     key = evaluations.scores_key(evaluation_id)
-    features.files.put(key, json.dumps(scores).encode())
-    summary = {"figures": summarize(scores), "cached": cached}
+    # First writer wins and the figures come from the file as kept, so a twin run of the same task
+    # (a redelivery while the first still ran) can never leave figures that its file does not give.
+    features.files.create(key, json.dumps(scores).encode())
+    summary = {"figures": summarize(evaluations.read_json(features, key)), "cached": cached}
     evaluations.succeed(store, evaluation_id, settings=settings, summary=summary, scores=key)
     return {"evaluation": evaluation_id, "status": EvaluationStatus.SUCCEEDED}

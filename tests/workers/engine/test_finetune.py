@@ -56,6 +56,24 @@ def test_a_seed_fixes_the_weights(config, examples, tuned):
     assert not all(torch.equal(a, b) for a, b in zip(weights(tuned.model), weights(other.model), strict=True))
 
 
+class Stop(Exception):
+    pass
+
+
+def test_progress_follows_each_step_and_may_stop_the_fine_tune(config, examples):
+    """How a cancelled evaluation stops inside its fine-tune: the callback raises."""
+    seen = []
+
+    def stop_at_second(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(examples[:3], config, FT, progress=stop_at_second)
+    assert seen == [(1, FT.steps), (2, FT.steps)]
+
+
 def test_examples_without_a_response_token_cannot_train(config):
     long_prompt = chat("Tell me a story. " * 40, "Once upon a time.")
     with pytest.raises(InvalidInput, match="no fine-tune example"):
