@@ -415,6 +415,7 @@ class VersionPublic(BaseModel):
     feature_run: str | None = None
     graph: str | None = None
     params: dict[str, Any] = {}
+    # as recorded at publish, and ``evaluations``: [{id, target, status}] of the version since, oldest first
     lineage: dict[str, Any] = {}
     source_mix: list[SourceCount] = []  # rows per record source, most first
     gradwalk_version: str | None = None

@@ -140,7 +140,9 @@ RETURN v.staging_id AS staging_id
 _VERSION_FIELDS = """
 v {.dataset, .version, .status, .size, .content_hash, .job_id, .created_by, .method, .pool, .targets,
    .feature_run, .graph, .params, .lineage, .source_mix, .gradwalk_version, .retired_reason,
-   created_at: toString(v.created_at), retired_at: toString(v.retired_at)} AS version
+   created_at: toString(v.created_at), retired_at: toString(v.retired_at),
+   evaluations: [(e:Evaluation)-[:OF]->(v) | e {.id, .target, .status, created_at: toString(e.created_at)}]}
+  AS version
 """
 
 _DESCRIBE = f"""
@@ -330,6 +332,9 @@ def _public(store: GraphStore, version: dict[str, Any]) -> VersionPublic:
     out = dict(version)
     for key in ("params", "lineage"):
         out[key] = json.loads(out[key]) if out.get(key) else {}
+    # What was made of the version since joins where it came from: its evaluations, oldest first.
+    made = sorted(out.pop("evaluations", None) or [], key=lambda e: e.pop("created_at") or "")
+    out["lineage"]["evaluations"] = made
     out["targets"] = list(out.get("targets") or [])
     mix = out.pop("source_mix", None)
     out["source_mix"] = json.loads(mix) if mix else source_mix(store, out["dataset"], out["version"])

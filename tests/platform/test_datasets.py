@@ -49,7 +49,7 @@ def test_publish_numbers_versions_and_records_lineage(store, collections, new_jo
     assert (v1.status, v1.size, v1.job_id) == ("complete", 5, first_job)
     assert v1.content_hash == datasets.content_hash(collections.ids[:5])
     assert (v1.method, v1.pool, v1.targets) == ("random", collections.pool, [collections.target])
-    assert v1.params == {"ratio": 0.5, "seed": 0} and v1.lineage == {"shortfall": 0}
+    assert v1.params == {"ratio": 0.5, "seed": 0} and v1.lineage == {"shortfall": 0, "evaluations": []}
     assert v1.gradwalk_version == __version__ and v1.created_at
     assert datasets.describe(store, name, 2).params == {"ratio": 0.5, "seed": 1}  # the job's own
     assert store.read("MATCH (:Dataset {name: $d})-[:HAS_VERSION]->(v)-[:PRODUCED_BY]->(j:SelectionJob) "

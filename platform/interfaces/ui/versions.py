@@ -67,7 +67,8 @@ def diff_page(request: Request, me: Caller, name: str, a: int, b: int) -> HTMLRe
 
 
 def _lineage(version: dict[str, Any]) -> list[dict[str, str | None]]:
-    """version → job → feature run → graph → targets → pool, each with its page where there is one."""
+    """version → job → feature run → graph → targets → pool, each with its page where there is
+    one, then the evaluations made of the version (this page's section)."""
     steps = [
         ("version", f"{version['dataset']} v{version['version']}", None),
         ("job", version.get("job_id"), f"/ui/jobs/{version.get('job_id')}"),
@@ -75,6 +76,7 @@ def _lineage(version: dict[str, Any]) -> list[dict[str, str | None]]:
         ("graph", version.get("graph"), f"/ui/catalog/graphs/{version.get('graph')}"),
         ("targets", ", ".join(version.get("targets") or []) or None, None),
         ("pool", version.get("pool"), f"/ui/catalog/pools/{version.get('pool')}"),
+        ("evaluations", ", ".join(e["id"] for e in version["lineage"].get("evaluations", [])) or None, "#evaluations"),
     ]
     return [{"kind": kind, "name": value, "url": url if value else None} for kind, value, url in steps]
 
