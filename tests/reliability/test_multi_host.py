@@ -1,7 +1,7 @@
 """Hosts that share nothing local: two gpu workers and a cpu worker, each with a state folder of
 its own, sharing only Neo4j, Redis and an S3 bucket (a real s3proxy), together run a feature run,
 a graph build and a G2IS job; one gpu worker is SIGKILLed mid-run and nothing is lost or doubled.
-Then the pool grows on them: issue 27's whole loop, driven through the client (and the CLI) against
+The version is evaluated there (its per-example scores in the bucket). Then the pool grows on them: issue 27's whole loop, driven through the client (and the CLI) against
 an API on the same bucket, as a team with only the API would drive it.
 
 The stack's own workers (local artifact folder) stand aside for the test, so only the three
@@ -26,9 +26,11 @@ from gradwalk.platform.artifacts.feature_store import FeatureStore
 from gradwalk.platform.demo.sources import write_jsonl
 from gradwalk.platform.interfaces.cli import app as cli
 from gradwalk.platform.local.stack import ApiService
+from gradwalk.platform.versions.evaluations import scores_key
 from gradwalk.platform.work import feature_runs
 from gradwalk.platform.work.task_names import FEATURES_SHARD
 from gradwalk.ports import free_port
+from gradwalk.workers.engine.evaluation import summarize
 
 from .conftest import TINY_ENGINE, TINY_WARMUP, _named_worker, chat, wait_for
 from .conftest import TINY_POOL_ROWS as POOL_ROWS
@@ -38,6 +40,9 @@ pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(900)]
 
 K = 4  # neighbours per row in the graph
 ADDED = 4  # rows the pool gains
+# An evaluation as small as one gets: the tiny engine, one epoch, one random subset, 2 test examples.
+EVALUATION = {"epochs": 1, "random_seeds": 1, "greedy": False,
+              "engine": {k: TINY_ENGINE[k] for k in ("lora_r", "lora_alpha", "lora_targets", "max_length", "batch_size")}}
 
 
 @pytest.fixture
@@ -110,11 +115,12 @@ def test_hosts_that_share_only_the_services_survive_a_kill_and_grow_a_pool(heale
     write_jsonl([chat(pool, i) for i in range(POOL_ROWS)], tmp_path / "pool.jsonl")
     write_jsonl([chat(pool, i) for i in range(POOL_ROWS, POOL_ROWS + ADDED)], tmp_path / "more.jsonl")
     write_jsonl([chat(target, i) for i in range(TARGET_ROWS)], tmp_path / "val.jsonl")
+    write_jsonl([chat(f"{target}-test", i) for i in range(2)], tmp_path / "test.jsonl")
     token = auth.create(store, f"{name}-curator", "curator")
     victim = hosts["host-gpu-2"]
     with Client(api.address, token) as client:
         client.import_pool(pool, tmp_path / "pool.jsonl")
-        client.import_target(target, tmp_path / "val.jsonl")
+        client.import_target(target, tmp_path / "val.jsonl", test=tmp_path / "test.jsonl")
         run = client.start_feature_run(pool, [target], engine=TINY_ENGINE, warmup=TINY_WARMUP)
 
         # A gpu host dies whole in the middle of a shard; the other hosts finish the run.
@@ -158,6 +164,14 @@ def test_hosts_that_share_only_the_services_survive_a_kill_and_grow_a_pool(heale
         v1 = first.dataset_version()
         assert v1.info.status == "complete" and 0 < v1.info.size <= POOL_ROWS // 4
         assert (hosts["host-cpu"].settings.state_dir / "artifact-cache").is_dir()  # read from the bucket
+
+        # A gpu host evaluates it; the per-example scores go to the bucket, the figures are theirs.
+        evaluation_started = time.monotonic()
+        evaluated = v1.evaluate(target, **EVALUATION).wait(timeout=300, poll_s=0.5)
+        key = f"{urlsplit(api.settings.artifact_url).path.strip('/')}/{scores_key(evaluated.id)}"
+        assert key in _bucket(api.settings)
+        assert evaluated.summary["figures"] == summarize(client.evaluation(evaluated.id).scores())
+        evaluation_s = time.monotonic() - evaluation_started
         grow_started = time.monotonic()
 
         # The pool grows; the run, then the graph, take the new rows; `--like` selects again.
@@ -176,6 +190,7 @@ def test_hosts_that_share_only_the_services_survive_a_kill_and_grow_a_pool(heale
         v2 = second.dataset_version()
         diff = v2.diff(v1)
         rows1, rows2 = ({row["instruction_id"] for row in v.iter_rows()} for v in (v1, v2))
+        assert [e["id"] for e in client.dataset(dataset).version(1).info.lineage["evaluations"]] == [evaluated.id]
         v2.export("jsonl", tmp_path / "v2.jsonl")
         ranked = [row.instruction_id for row in v2.rows(limit=POOL_ROWS + ADDED)]
     after = _bucket(api.settings)
@@ -205,5 +220,6 @@ def test_hosts_that_share_only_the_services_survive_a_kill_and_grow_a_pool(heale
     stack.record(fault="SIGKILL of a whole gpu host mid-shard; hosts share only Neo4j, Redis and S3", runs=1,
                  outcome="run, graph and g2is job complete on the other hosts; the pool then grows on them "
                          "(features extend, graph extend, job submit --like)", lost="nothing",
-                 features_s=round(features_s, 1), grow_s=round(time.monotonic() - grow_started, 1),
+                 features_s=round(features_s, 1), evaluation_s=round(evaluation_s, 1),
+                 grow_s=round(time.monotonic() - grow_started, 1),
                  total_s=round(time.monotonic() - started, 1))
