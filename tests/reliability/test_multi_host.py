@@ -1,8 +1,9 @@
 """Hosts that share nothing local: two gpu workers and a cpu worker, each with a state folder of
 its own, sharing only Neo4j, Redis and an S3 bucket (a real s3proxy), together run a feature run,
 a graph build and a G2IS job; one gpu worker is SIGKILLed mid-run and nothing is lost or doubled.
-The version is evaluated there (its per-example scores in the bucket). Then the pool grows on them: issue 27's whole loop, driven through the client (and the CLI) against
-an API on the same bucket, as a team with only the API would drive it.
+The version is evaluated there (its per-example scores in the bucket). Then the pool grows on
+them: issue 27's whole loop, driven through the client (and the CLI) against an API on the same
+bucket, as a team with only the API would drive it.
 
 The stack's own workers (local artifact folder) stand aside for the test, so only the three
 "hosts" consume the queues. What the hosts still share is the model cache (read-only here; each
