@@ -75,7 +75,7 @@ def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
     ids, weights = knn_block(run.x, 0, 50, 10)
     edge_writer.write_edges(store, first.lease, run.ids, 0, ids, weights)  # then the attempt dies halfway
     time.sleep(1.0)  # its lease runs out
-    second = build.claim_block(store, info, 0)
+    second = build.claim_block(store, info, 0, lease_s=0.5)  # short, or the resume below waits out 120 s
     assert second.outcome == "owned" and not second.lease.fresh  # started before: it may have some
     build.fail_build(store, info, "worker lost")
 
