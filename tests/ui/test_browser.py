@@ -137,7 +137,7 @@ def test_a_curator_runs_a_walk_and_follows_it_to_the_rows(browser, api_url, worl
     assert len(rows) == size and 0 < size <= 48  # at most floor(240 × 0.2), all on the first page of 50
     assert world.pool in rows[0].text  # each row shows its text
     assert [li.text.split("\n")[0] for li in browser.find_elements(By.CSS_SELECTOR, "#lineage li span")] == [
-        "version", "job", "feature run", "graph", "targets", "pool"]
+        "version", "job", "feature run", "graph", "targets", "pool", "evaluations"]
     screenshot(browser, "version")
 
     # Search the rows by text: one topic of six.
