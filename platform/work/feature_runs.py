@@ -24,7 +24,7 @@ from gradwalk.graph.store.adapter import GraphStore
 from gradwalk.platform.shared.schemas import FeatureRunPublic
 from gradwalk.platform.shared.waiting import wait_until
 from gradwalk.platform.work.task_names import FEATURES_RUN
-from gradwalk.statuses import FeatureRunStatus
+from gradwalk.statuses import FEATURE_RUN_BUSY, FeatureRunStatus
 
 KINDS = tuple(FEATURE_INPUTS)
 EMBEDDING_ENGINE_KEYS = ("model", "batch_size")  # what an embedding run's engine settings may hold
@@ -140,7 +140,7 @@ def mark(store: GraphStore, run_id: str, status: FeatureRunStatus, **extra: Any)
 _CANCEL = """
 MATCH (fr:FeatureRun {id: $id})
 SET fr._lock = true REMOVE fr._lock
-WITH fr WHERE fr.status IN ['queued', 'warming up', 'featurizing']
+WITH fr WHERE fr.status IN $busy
 SET fr.status = 'cancelled', fr.error = $reason, fr.finished_at = datetime(), fr.stage_at = datetime()
 WITH fr
 OPTIONAL MATCH (fr)-[:SHARD_IN_FLIGHT]->(s:ShardProgress)
@@ -151,7 +151,8 @@ RETURN DISTINCT fr.id AS id"""
 def cancel(store: GraphStore, run_id: str, by: str) -> FeatureRunPublic:
     """Cancel a queued, warming-up or featurizing run for token ``by``: its workers stop at their
     next step (:func:`mark` refuses it, a shard not yet begun is skipped) and it stays cancelled."""
-    if not store.write(_CANCEL, {"id": run_id, "reason": f"cancelled by token {by!r}"}):
+    if not store.write(_CANCEL, {"id": run_id, "reason": f"cancelled by token {by!r}",
+                                 "busy": [str(status) for status in FEATURE_RUN_BUSY]}):
         run = get(store, run_id)
         raise errors.Conflict(f"feature run {run_id} is {run.status}; only a queued, warming-up or featurizing "
                               "run can be cancelled")
