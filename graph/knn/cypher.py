@@ -35,10 +35,15 @@ SET g.feature_run = $run, g.k = $k, g.tau = $tau, g.method = 'exact', g.nodes = 
     g.built_at = null, g.build_s = null, g.created_at = coalesce(g.created_at, datetime()),
     g.started_at = datetime(), g.heartbeat_at = datetime(), g.updated_at = datetime()"""
 
+# A new build id refuses every write of the one before, so the block leases its writers held
+# are released: the resumed build need not wait them out (a failed block's lease ran 120 s).
 RESUME_GRAPH = """
 MATCH (g:InstructionGraph {id: $graph})
 SET g.status = 'building', g.build_id = $build, g.error = null, g.started_at = datetime(),
-    g.heartbeat_at = datetime(), g.updated_at = datetime()"""
+    g.heartbeat_at = datetime(), g.updated_at = datetime()
+WITH g
+MATCH (b:GraphBlock {graph: $graph}) WHERE b.index >= 0 AND b.owner IS NOT NULL
+SET b.owner = null, b.lease_until = null"""
 
 # The build (or extension, extend.py) that may write.
 CURRENT = "g.status IN ['building', 'extending'] AND g.build_id = $build"

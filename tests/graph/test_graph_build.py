@@ -4,7 +4,6 @@ worker and by the CLI."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -69,15 +68,23 @@ def test_rerun_block_resume_and_rebuild_leave_no_duplicates(store, run):
 
 def test_only_a_blocks_first_attempt_skips_the_delete(store, run):
     info, _ = build.start_build(store, run.features, run.id, 10, 0.0, block_rows=100)
-    first = build.claim_block(store, info, 0, lease_s=0.5)
+    first = build.claim_block(store, info, 0)
     assert first.outcome == "owned" and first.lease.fresh  # never started: its sources have no edges
     assert build.claim_block(store, info, 0).outcome == "held"  # another copy waits while the lease runs
     ids, weights = knn_block(run.x, 0, 50, 10)
     edge_writer.write_edges(store, first.lease, run.ids, 0, ids, weights)  # then the attempt dies halfway
-    time.sleep(1.0)  # its lease runs out
-    second = build.claim_block(store, info, 0, lease_s=0.5)  # short, or the resume below waits out 120 s
+    store.write("MATCH (b:GraphBlock {graph: $graph, index: 0}) SET b.lease_until = datetime() - duration('PT1S')",
+                {"graph": info.id})  # its lease runs out
+    second = build.claim_block(store, info, 0)  # the default lease: 120 s
     assert second.outcome == "owned" and not second.lease.fresh  # started before: it may have some
     build.fail_build(store, info, "worker lost")
+
+    again, todo = build.start_build(store, run.features, run.id, 10, 0.0)  # resuming releases the dead lease
+    assert todo == [0, 1, 2] and again.build_id != info.build_id
+    assert build.claim_block(store, again, 0).outcome == "owned"
+    with pytest.raises(errors.Conflict, match="no longer being built"):  # the failed build's writer is refused
+        edge_writer.write_edges(store, second.lease, run.ids, 0, ids, weights)
+    build.fail_build(store, again, "worker lost again")
 
     resumed = build.build_graph(store, run.features, run.id, 10, 0.0, device="cpu")
     assert (resumed.status, resumed.edges) == ("ready", 3000)
