@@ -54,6 +54,19 @@ class ServiceUnavailable(GradwalkError):
     exit_code = 6
 
 
+class WorkFailed(GradwalkError):
+    """Long work that was followed (a selection job, a feature run, a graph build, an evaluation)
+    ended failed or cancelled; the message is the error it recorded."""
+
+    exit_code = 8
+
+
+class WaitTimedOut(GradwalkError, TimeoutError):
+    """Following long work gave up after its timeout; the work itself goes on."""
+
+    exit_code = 9
+
+
 class LimitExceeded(InvalidInput):
     """The request or its answer is bigger than a configured limit; the message names the limit
     and the setting that raises it."""

@@ -64,16 +64,13 @@ _FAMILIES: dict[int, type[errors.GradwalkError]] = {
 }
 
 
-class JobFailed(errors.GradwalkError):
-    """A selection job ended failed or cancelled; the message is the server's."""
+class JobFailed(errors.WorkFailed):
+    """A selection job ended failed or cancelled; the message is the server's. (A feature run's,
+    a graph's or an evaluation's ``wait()`` raises :class:`errors.WorkFailed`, its base.)"""
 
-    exit_code = 8
 
-
-class JobTimeout(errors.GradwalkError, TimeoutError):
+class JobTimeout(errors.WaitTimedOut):
     """:meth:`Job.wait` gave up waiting; the job itself goes on."""
-
-    exit_code = 9
 
 
 def _default_url() -> str:

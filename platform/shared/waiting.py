@@ -30,7 +30,8 @@ R = TypeVar("R", bound=Tracked)
 def wait_until(read: Callable[[], R], *, done: Collection[str], failed: Collection[str], what: str,
                progress: Callable[[R], None] | None = None, timeout_s: float = 24 * 3600,
                poll_s: float = 1.0) -> R:
-    """Poll ``read()`` until its ``status`` is in ``done`` (returned) or ``failed`` (raised)."""
+    """Poll ``read()`` until its ``status`` is in ``done`` (returned) or ``failed`` (raised as
+    :class:`errors.WorkFailed`); :class:`errors.WaitTimedOut` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         record = read()
@@ -39,9 +40,9 @@ def wait_until(read: Callable[[], R], *, done: Collection[str], failed: Collecti
         if record.status in done:
             return record
         if record.status in failed:
-            raise errors.GradwalkError(f"{what} {record.status}: {record.error or 'no error recorded'}")
+            raise errors.WorkFailed(f"{what} {record.status}: {record.error or 'no error recorded'}")
         if time.monotonic() > deadline:
-            raise errors.ServiceUnavailable(f"{what} still {record.status} after {timeout_s:.0f}s")
+            raise errors.WaitTimedOut(f"{what} is still {record.status} after {timeout_s:.0f}s; it goes on")
         time.sleep(poll_s)
 
 

@@ -89,7 +89,7 @@ def test_only_its_maker_cancels_a_run_from_the_client_or_the_cli(api_url, store,
         assert run.show().status == "queued"  # the refusals changed nothing
         cancelled = run.cancel()
         assert (cancelled.status, cancelled.error) == ("cancelled", f"cancelled by token '{prefix}maker'")
-        with pytest.raises(errors.GradwalkError, match=f"cancelled: cancelled by token '{prefix}maker'"):
+        with pytest.raises(errors.WorkFailed, match=f"cancelled: cancelled by token '{prefix}maker'"):
             run.wait(timeout=5)  # a follower learns why it ended
         with pytest.raises(errors.Conflict, match="is cancelled; only a queued"):
             run.cancel()

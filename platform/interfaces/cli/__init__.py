@@ -4,7 +4,8 @@ they share.
 
 Each command is a thin wrapper over a library function; gradwalk's error families become one
 line on stderr and an exit code (InvalidInput 2, NotFound 3, Conflict 4, NotAllowed 5,
-ServiceUnavailable 6) instead of a traceback. The Neo4j driver, torch, celery and uvicorn are
+ServiceUnavailable 6, Unauthenticated 7; with ``--wait``, WorkFailed 8 when the work failed or was
+cancelled, WaitTimedOut 9) instead of a traceback. The Neo4j driver, torch, celery and uvicorn are
 imported inside the commands, so ``gradwalk --help`` starts in about 0.3 s.
 """
 

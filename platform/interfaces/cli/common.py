@@ -57,7 +57,7 @@ def params(pairs: list[str] | None) -> dict[str, Any]:
 
 def run(app: typer.Typer) -> None:
     """Run the CLI: gradwalk's error families become one line on stderr and an exit code
-    (InvalidInput 2, NotFound 3, Conflict 4, NotAllowed 5, ServiceUnavailable 6), not a traceback."""
+    (InvalidInput 2, ..., WorkFailed 8, WaitTimedOut 9: gradwalk/errors.py), not a traceback."""
     try:
         app()
     except errors.GradwalkError as e:
