@@ -1,9 +1,11 @@
 // gradwalk pages: a feature run's or graph build's live block (templates/_live.html). It polls the
 // record's progress answer, shows done / total, the status and an ETA, and reloads the page once
-// when the work ends, as the job page does. No inline script: the page loads this file.
+// when the work ends, as the job page does. No inline script: the page loads this file, after ui.js
+// (whose gradwalk.get fetches the answer and sends a signed-out reader to the sign-in page).
 "use strict";
 (() => {
   const POLL_MS = 1000;
+  const { get } = window.gradwalk;
 
   function eta(seconds) {
     if (seconds === null || seconds === undefined) { return ""; }
@@ -14,11 +16,7 @@
   function follow(box) {
     if (!box || !box.dataset.active) { return; }
     const bar = document.getElementById("work-bar");
-    const tick = () => fetch(box.dataset.progressUrl, { credentials: "same-origin" }).then((r) => {
-      if (r.redirected && r.url.includes("/ui/signin")) { location.href = "/ui/signin"; }
-      if (!r.ok) { throw new Error(`${box.dataset.progressUrl}: HTTP ${r.status}`); }
-      return r.json();
-    }).then((work) => {
+    const tick = () => get(box.dataset.progressUrl).then((work) => {
       bar.style.width = (work.total ? 100 * work.done / work.total : 0) + "%";  // a CSSOM write, which the policy allows
       const status = document.getElementById("work-status");
       status.textContent = work.status; status.className = "status-" + work.status;
