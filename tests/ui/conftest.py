@@ -4,6 +4,7 @@ Chromium driven by selenium through Debian's chromedriver (no browser download).
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,27 @@ def browser() -> Iterator:
         driver.quit()
 
 
+@pytest.fixture(scope="session")
+def screenshots_dir(tmp_path_factory) -> Path:
+    """Where the page tests' screenshots go: GRADWALK_SCREENSHOTS_DIR when set (``docs/screenshots``
+    remakes the README's), else a temporary folder, so a test run leaves the checkout as it was."""
+    chosen = os.environ.get("GRADWALK_SCREENSHOTS_DIR")
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
-def screenshot() -> Callable[[object, str], None]:
+def screenshot(screenshots_dir) -> Callable[[object, str], None]:
+    """Save the page as NAME.png and open it again: the whole viewport, and not one flat colour."""
+    from PIL import Image
+
     def save(driver, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+        screenshots_dir.mkdir(parents=True, exist_ok=True)
+        path = screenshots_dir / f"{name}.png"
+        assert driver.save_screenshot(str(path)), path
+        viewport = tuple(driver.execute_script("return [window.innerWidth, window.innerHeight]"))
+        with Image.open(path) as image:
+            assert image.size == viewport, (path, image.size, viewport)
+            low, high = image.convert("L").getextrema()
+            assert high - low > 64, f"{path} is nearly one colour ({low}..{high})"
 
     return save
