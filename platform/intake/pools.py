@@ -37,7 +37,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import IO, Any, TypedDict, Unpack
 
 import neo4j
 
@@ -230,14 +230,24 @@ class ImportReport:
         return ImportReportPublic.model_validate(self.to_dict()).summary()
 
 
-def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "auto",
-                split: str | None = None, skip_invalid: bool = False,
-                source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
-                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
-                stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                progress: Callable[[int, int], None] | None = None,
-                created_by: str | None = None, sent_as: str | None = None) -> ImportReport:
+class ImportOptions(TypedDict, total=False):
+    """How an import reads and writes, shared by :func:`import_pool` and :func:`import_target`
+    (each defaults as :func:`_import` says)."""
+
+    fmt: Format
+    split: str | None
+    skip_invalid: bool
+    source_label: str | None
+    batch_size: int
+    max_record_bytes: int
+    max_metadata_bytes: int
+    stale_after_s: float
+    progress: Callable[[int, int], None] | None
+    created_by: str | None
+    sent_as: str | None
+
+
+def import_pool(store: GraphStore, name: str, source: Any, **options: Unpack[ImportOptions]) -> ImportReport:
     """Add every record of ``source`` to pool ``name`` (created if new) as ``:Instruction`` nodes.
 
     ``source`` is anything :class:`RecordReader` reads (a file named ``sent_as`` when given: an
@@ -248,33 +258,18 @@ def import_pool(store: GraphStore, name: str, source: Any, *, fmt: Format = "aut
     in the pool's history (:mod:`import_history`); ``created_by`` (a token's name) owns the pool
     if this import creates it.
     """
-    return _import("pool", POOL_QUERIES, store, name, source, fmt=fmt, split=split,
-                   skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
-                   max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
-                   stale_after_s=stale_after_s,
-                   progress=progress, created_by=created_by, sent_as=sent_as)
+    return _import("pool", POOL_QUERIES, store, name, source, **options)
 
 
-def import_target(store: GraphStore, name: str, source: Any, *, fmt: Format = "auto",
-                  split: str | None = None, skip_invalid: bool = False,
-                  source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
-                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                  max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
-                  stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                  progress: Callable[[int, int], None] | None = None,
-                  created_by: str | None = None, sent_as: str | None = None, part: str = "validation",
-                  keep: Callable[[str], bool] | None = None) -> ImportReport:
+def import_target(store: GraphStore, name: str, source: Any, *, part: str = "validation",
+                  keep: Callable[[str], bool] | None = None, **options: Unpack[ImportOptions]) -> ImportReport:
     """Add every record of ``source`` to target ``name``'s ``part``: ``:ValExample`` nodes for
     "validation", ``:TestExample`` for the held-out "test" part. A row whose messages the other
     part holds is refused, naming it. ``keep(id)`` picks the records of a split; as
     :func:`import_pool` otherwise."""
     if part not in PARTS:
         raise errors.InvalidInput(f"part must be one of {', '.join(PARTS)}, not {part!r}")
-    return _import("target", PARTS[part], store, name, source, fmt=fmt, split=split,
-                   skip_invalid=skip_invalid, source_label=source_label, batch_size=batch_size,
-                   max_record_bytes=max_record_bytes, max_metadata_bytes=max_metadata_bytes,
-                   stale_after_s=stale_after_s, progress=progress, created_by=created_by, sent_as=sent_as,
-                   part=part, keep=keep)
+    return _import("target", PARTS[part], store, name, source, part=part, keep=keep, **options)
 
 
 def held_out_ids(source: Any, *, fraction: float, seed: int, fmt: Format = "auto", split: str | None = None,
@@ -294,10 +289,12 @@ def held_out_ids(source: Any, *, fraction: float, seed: int, fmt: Format = "auto
 
 
 def _import(kind: str, queries: Queries, store: GraphStore, name: str, source: Any, *,
-            fmt: Format, split: str | None, skip_invalid: bool, source_label: str | None,
-            batch_size: int, max_record_bytes: int, max_metadata_bytes: int, stale_after_s: float,
-            progress: Callable[[int, int], None] | None, created_by: str | None,
-            sent_as: str | None, part: str | None = None, keep: Callable[[str], bool] | None = None) -> ImportReport:
+            fmt: Format = "auto", split: str | None = None, skip_invalid: bool = False,
+            source_label: str | None = None, batch_size: int = DEFAULT_BATCH_ROWS,
+            max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+            stale_after_s: float = DEFAULT_STALE_AFTER_S, progress: Callable[[int, int], None] | None = None,
+            created_by: str | None = None, sent_as: str | None = None, part: str | None = None,
+            keep: Callable[[str], bool] | None = None) -> ImportReport:
     if not isinstance(name, str) or not _NAME.match(name):
         raise errors.InvalidInput(f"{kind} name {name!r}: use 1-200 letters, digits, '.', '_' "
                                   "or '-', starting with a letter or digit")
