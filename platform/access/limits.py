@@ -11,6 +11,7 @@ killed from here, which is why the API's Neo4j transactions carry server-side ti
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 from typing import Any
 
@@ -21,10 +22,18 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _answer(send: Send, status: int, kind: str, message: str) -> None:
-    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+async def _answer(send: Send, scope: Scope, status: int, kind: str, message: str) -> None:
+    """The refusal as the caller reads it: a page for the web pages' addresses (a browser shows
+    it after a form's upload), the API's JSON error everywhere else."""
+    if scope.get("path", "").startswith("/ui"):
+        body = (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{status} · gradwalk</title>"
+                f"<h1>{status}: {html.escape(kind)}</h1><p>{html.escape(message)}</p>"
+                "<p><a href=\"/ui/curate\">Back to the curation page</a></p></html>").encode()
+        media = b"text/html; charset=utf-8"
+    else:
+        body, media = json.dumps({"error": {"type": kind, "message": message}}).encode(), b"application/json"
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                "headers": [(b"content-type", media), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
@@ -47,7 +56,7 @@ class RequestLimits:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _answer(send, 413, "LimitExceeded", self._too_large())
+            await _answer(send, scope, 413, "LimitExceeded", self._too_large())
             return
 
         state: dict[str, Any] = {"received": 0, "started": False, "answered": False}
@@ -60,7 +69,7 @@ class RequestLimits:
                 if state["received"] > self.max_body_bytes:
                     if not state["started"]:
                         state["answered"] = True
-                        await _answer(send, 413, "LimitExceeded", self._too_large())
+                        await _answer(send, scope, 413, "LimitExceeded", self._too_large())
                     raise _BodyTooLarge
             return message
 
@@ -82,7 +91,7 @@ class RequestLimits:
         if not task.done() and not state["started"]:
             task.cancel()
             state["answered"] = True
-            await _answer(send, 408, "TimeLimitExceeded",
+            await _answer(send, scope, 408, "TimeLimitExceeded",
                           f"the request ran past the API's limit of {self.timeout_s:g}s "
                           "(GRADWALK_API_REQUEST_TIMEOUT_S): narrow it (a smaller query, file or page)")
             return

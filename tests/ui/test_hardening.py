@@ -185,6 +185,19 @@ def test_signing_out_deletes_the_session_on_the_server(api_url, store):
         assert copied.get("/ui/", follow_redirects=False).status_code == 303
 
 
+def test_an_upload_past_the_body_limit_is_refused_as_a_page_on_the_pages_and_as_json_on_the_api(services, settings):
+    small = settings.model_copy(update={"api_max_body_bytes": 1024})
+    too_big = {"file": ("pool.jsonl", b"{}" * 1024)}
+    with TestClient(create_app(small)) as web:
+        page = web.post("/ui/curate/import", data={"kind": "pool", "name": "p"}, files=too_big)
+        api = web.post("/pools/p/upload", files=too_big)
+    assert page.status_code == api.status_code == 413
+    assert page.headers["content-type"].startswith("text/html") and "<h1>413: LimitExceeded</h1>" in page.text
+    assert "GRADWALK_API_MAX_BODY_BYTES" in page.text and "GRADWALK_API_MAX_BODY_BYTES" in api.json()["error"]["message"]
+    assert_headers(page)
+    assert_headers(api)
+
+
 def test_the_cookie_is_secure_over_https(settings, store):
     token = auth.create(store, f"ui-https-{uuid.uuid4().hex[:6]}", "reader")
     with TestClient(create_app(settings), base_url="https://testserver") as web:
