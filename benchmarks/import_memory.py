@@ -14,7 +14,8 @@ whole holds the file). Three fresh interpreters measure their own peak RSS (``Vm
 
 The figures that carry to other machines are the import's growth over the baseline at the large
 size against the small (about 1 when memory is bounded; the sizes' ratio when it grows with the
-pool) and, at each size, the whole-table read's growth over the import's. The Neo4j is this run's own; the configured services are never touched.
+pool) and, at each size, the whole-table read's growth over the import's. The Neo4j is this
+run's own; the configured services are never touched.
 
     .venv/bin/python benchmarks/import_memory.py --n 10000 100000
 """
