@@ -141,7 +141,7 @@ _VERSION_FIELDS = """
 v {.dataset, .version, .status, .size, .content_hash, .job_id, .created_by, .method, .pool, .targets,
    .feature_run, .graph, .params, .lineage, .source_mix, .gradwalk_version, .retired_reason,
    created_at: toString(v.created_at), retired_at: toString(v.retired_at),
-   evaluations: [(e:Evaluation)-[:OF]->(v) | e {.id, .target, .status, created_at: toString(e.created_at)}]}
+   evaluations: [(e:Evaluation)-[:OF]->(v) | e {.id, .target, .status, created_ms: e.created_at.epochMillis}]}
   AS version
 """
 
@@ -332,8 +332,9 @@ def _public(store: GraphStore, version: dict[str, Any]) -> VersionPublic:
     out = dict(version)
     for key in ("params", "lineage"):
         out[key] = json.loads(out[key]) if out.get(key) else {}
-    # What was made of the version since joins where it came from: its evaluations, oldest first.
-    made = sorted(out.pop("evaluations", None) or [], key=lambda e: e.pop("created_at") or "")
+    # What was made of the version since joins where it came from: its evaluations, oldest first
+    # (by epoch milliseconds: Neo4j's time strings vary in length, so they do not sort as text).
+    made = sorted(out.pop("evaluations", None) or [], key=lambda e: e.pop("created_ms") or 0)
     out["lineage"]["evaluations"] = made
     out["targets"] = list(out.get("targets") or [])
     mix = out.pop("source_mix", None)
